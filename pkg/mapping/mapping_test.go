@@ -1,0 +1,233 @@
+package mapping
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/flusso/flusso/pkg/schema"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// everyType is a schema using every field type, with options, transforms and
+// defaults where they shape the mapping.
+func everyType() *schema.Index {
+	return &schema.Index{
+		Version:    1,
+		Table:      "products",
+		Schema:     "public",
+		PrimaryKey: "id",
+		Fields: []schema.Field{
+			{Name: "id", Kind: schema.Long, Required: true},
+			{Name: "name", Kind: schema.Text},
+			{Name: "bio", Kind: schema.Text, Options: map[string]any{"analyzer": "english"}},
+			{Name: "sku", Kind: schema.Identifier},
+			{Name: "code", Kind: schema.Identifier, Options: map[string]any{"analyzer": "standard"}},
+			{Name: "email", Kind: schema.Keyword, Transforms: []schema.Transform{schema.Lowercase}},
+			{Name: "tag", Kind: schema.Keyword, Options: map[string]any{
+				"fields": map[string]any{"raw": map[string]any{"type": "keyword"}},
+			}},
+			{Name: "kind", Kind: schema.Enum},
+			{Name: "priority", Kind: schema.Enum, Variants: []string{"low", "medium", "high"}},
+			{Name: "ref", Kind: schema.UUID},
+			{Name: "active", Kind: schema.Boolean, Default: false},
+			{Name: "rank", Kind: schema.Short},
+			{Name: "stock", Kind: schema.Integer},
+			{Name: "views", Kind: schema.Long},
+			{Name: "ratio", Kind: schema.Float},
+			{Name: "score", Kind: schema.Double},
+			{Name: "price", Kind: schema.Decimal},
+			{Name: "released", Kind: schema.Date},
+			{Name: "updated_at", Kind: schema.Timestamp},
+			{Name: "thumbnail", Kind: schema.Binary},
+			{Name: "attrs", Kind: schema.JSON},
+			{Name: "exact_price", Kind: schema.Custom, PostgresTypes: []string{"numeric"},
+				OpenSearchType: "scaled_float", Options: map[string]any{"scaling_factor": 100}},
+			{Name: "slug", Kind: schema.Custom, PostgresTypes: []string{"text"}, OpenSearchType: "keyword"},
+			{Name: "location", Kind: schema.Geo, Lat: "lat", Lon: "lon"},
+			{Name: "shipping", Kind: schema.Object, Fields: []schema.Field{
+				{Name: "weight", Kind: schema.Double},
+				{Name: "carrier", Kind: schema.Keyword},
+			}},
+			{Name: "title", Kind: schema.Map, Values: schema.Text},
+			{Name: "labels", Kind: schema.Map, Values: schema.Keyword, Options: map[string]any{"dynamic": false}},
+			{Name: "brand", Kind: schema.BelongsTo, Table: "brands", PrimaryKey: "id", Column: "brand_id",
+				Fields: []schema.Field{
+					{Name: "id", Kind: schema.Long},
+					{Name: "name", Kind: schema.Text},
+				}},
+			{Name: "manual", Kind: schema.HasOne, Table: "manuals", PrimaryKey: "id", ForeignKey: "product_id",
+				Fields: []schema.Field{{Name: "url", Kind: schema.Keyword}}},
+			{Name: "variants", Kind: schema.HasMany, Table: "variants", PrimaryKey: "id", ForeignKey: "product_id",
+				Options: map[string]any{"include_in_parent": true},
+				Fields: []schema.Field{
+					{Name: "id", Kind: schema.Long},
+					{Name: "state", Kind: schema.Enum, Variants: []string{"draft", "live"}},
+					{Name: "reviews", Kind: schema.HasMany, Table: "reviews", PrimaryKey: "id", ForeignKey: "variant_id",
+						Fields: []schema.Field{{Name: "stars", Kind: schema.Short}}},
+				}},
+			{Name: "categories", Kind: schema.ManyToMany, Table: "categories", PrimaryKey: "id",
+				Through: &schema.Through{Table: "product_categories", LeftKey: "product_id", RightKey: "category_id"},
+				Fields:  []schema.Field{{Name: "name", Kind: schema.Keyword}}},
+			{Name: "variant_count", Kind: schema.Count, Table: "variants", ForeignKey: "product_id"},
+			{Name: "total_stock", Kind: schema.Sum, Table: "variants", ForeignKey: "product_id", Column: "stock", ValueType: schema.Long},
+			{Name: "avg_price", Kind: schema.Avg, Table: "variants", ForeignKey: "product_id", Column: "price"},
+			{Name: "min_price", Kind: schema.Min, Table: "variants", ForeignKey: "product_id", Column: "price", ValueType: schema.Decimal},
+			{Name: "last_sold", Kind: schema.Max, Table: "sales", ForeignKey: "product_id", Column: "at", ValueType: schema.Timestamp},
+			{Name: "variant_ids", Kind: schema.IDs, Table: "variants", ForeignKey: "product_id", ElementType: schema.Long},
+			{Name: "variant_skus", Kind: schema.IDs, Table: "variants", ForeignKey: "product_id", ElementType: schema.Keyword},
+			{Name: "source", Kind: schema.Constant, Value: "catalog"},
+			{Name: "schema_rev", Kind: schema.Constant, Value: 3},
+			{Name: "weight_factor", Kind: schema.Constant, Value: 1.5},
+			{Name: "featured", Kind: schema.Constant, Value: true},
+			{Name: "nothing", Kind: schema.Constant},
+		},
+	}
+}
+
+func TestGolden(t *testing.T) {
+	tests := []struct {
+		golden string
+		opts   Options
+	}{
+		{"builtin_auto.json", Options{TextAnalysis: Builtin, AutoSubfields: true}},
+		{"builtin_bare.json", Options{TextAnalysis: Builtin, AutoSubfields: false}},
+		{"icu_auto.json", Options{TextAnalysis: ICU, AutoSubfields: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.golden, func(t *testing.T) {
+			ix := everyType()
+			var buf bytes.Buffer
+			enc := json.NewEncoder(&buf)
+			enc.SetEscapeHTML(false)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(map[string]any{
+				"settings": Settings(ix, tt.opts, 1, 1),
+				"mappings": For(ix, tt.opts),
+			}); err != nil {
+				t.Fatal(err)
+			}
+			got := buf.Bytes()
+			path := filepath.Join("testdata", tt.golden)
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("body differs from %s (run with -update after checking the change):\n%s", path, got)
+			}
+		})
+	}
+}
+
+func TestProperty(t *testing.T) {
+	auto := Options{AutoSubfields: true}
+	bare := Options{}
+	tests := []struct {
+		name  string
+		field schema.Field
+		opts  Options
+		want  string
+	}{
+		{"text auto", schema.Field{Kind: schema.Text}, auto,
+			`{"analyzer":"flusso_text","fields":{"keyword":{"ignore_above":256,"type":"keyword"},"keyword_lowercase":{"ignore_above":256,"normalizer":"flusso_lowercase","type":"keyword"}},"type":"text"}`},
+		{"text bare", schema.Field{Kind: schema.Text}, bare, `{"type":"text"}`},
+		{"identifier bare keeps its analyzer", schema.Field{Kind: schema.Identifier}, bare,
+			`{"analyzer":"flusso_code","type":"text"}`},
+		{"keyword auto", schema.Field{Kind: schema.Keyword}, auto,
+			`{"fields":{"keyword_lowercase":{"ignore_above":256,"normalizer":"flusso_lowercase","type":"keyword"},"text":{"analyzer":"flusso_code","type":"text"}},"type":"keyword"}`},
+		{"uuid gets keyword subfields", schema.Field{Kind: schema.UUID}, auto,
+			`{"fields":{"keyword_lowercase":{"ignore_above":256,"normalizer":"flusso_lowercase","type":"keyword"},"text":{"analyzer":"flusso_code","type":"text"}},"type":"keyword"}`},
+		{"options fields replace auto subfields", schema.Field{Kind: schema.Keyword,
+			Options: map[string]any{"fields": map[string]any{}}}, auto, `{"fields":{},"type":"keyword"}`},
+		{"options analyzer keeps auto subfields", schema.Field{Kind: schema.Text,
+			Options: map[string]any{"analyzer": "english"}}, auto,
+			`{"analyzer":"english","fields":{"keyword":{"ignore_above":256,"type":"keyword"},"keyword_lowercase":{"ignore_above":256,"normalizer":"flusso_lowercase","type":"keyword"}},"type":"text"}`},
+		{"enum variants bare", schema.Field{Name: "p", Kind: schema.Enum, Variants: []string{"a", "b"}}, bare,
+			`{"fields":{"sort":{"ignore_above":256,"normalizer":"flusso_enumsort__p","type":"keyword"}},"type":"keyword"}`},
+		{"map", schema.Field{Kind: schema.Map, Values: schema.Long}, auto, `{"dynamic":true,"type":"object"}`},
+		{"map explicit dynamic wins", schema.Field{Kind: schema.Map, Values: schema.Long,
+			Options: map[string]any{"dynamic": "false"}}, auto, `{"dynamic":"false","type":"object"}`},
+		{"json", schema.Field{Kind: schema.JSON}, auto, `{"type":"object"}`},
+		{"geo", schema.Field{Kind: schema.Geo, Column: "pos"}, auto, `{"type":"geo_point"}`},
+		{"custom text gets text subfields", schema.Field{Kind: schema.Custom, OpenSearchType: "text"}, auto,
+			`{"analyzer":"flusso_text","fields":{"keyword":{"ignore_above":256,"type":"keyword"},"keyword_lowercase":{"ignore_above":256,"normalizer":"flusso_lowercase","type":"keyword"}},"type":"text"}`},
+		{"count", schema.Field{Kind: schema.Count}, auto, `{"type":"long"}`},
+		{"avg", schema.Field{Kind: schema.Avg}, auto, `{"type":"double"}`},
+		{"max of date", schema.Field{Kind: schema.Max, ValueType: schema.Date}, auto, `{"type":"date"}`},
+		{"ids of long", schema.Field{Kind: schema.IDs, ElementType: schema.Long}, auto, `{"type":"long"}`},
+		{"empty object", schema.Field{Kind: schema.Object}, auto, `{"type":"object"}`},
+		{"has_many", schema.Field{Kind: schema.HasMany, Fields: []schema.Field{{Name: "n", Kind: schema.Integer}}}, auto,
+			`{"properties":{"n":{"type":"integer"}},"type":"nested"}`},
+		{"belongs_to", schema.Field{Kind: schema.BelongsTo, Fields: []schema.Field{{Name: "n", Kind: schema.Integer}}}, auto,
+			`{"properties":{"n":{"type":"integer"}},"type":"object"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := json.Marshal(property(&tt.field, tt.opts, tt.field.Name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConstantType(t *testing.T) {
+	tests := []struct {
+		value any
+		want  string
+	}{
+		{nil, "keyword"},
+		{"x", "keyword"},
+		{true, "boolean"},
+		{3, "long"},
+		{int64(3), "long"},
+		{uint8(3), "long"},
+		{uint64(1 << 63), "double"},
+		{1.5, "double"},
+		{float32(1), "double"},
+		{json.Number("4"), "long"},
+		{json.Number("4.5"), "double"},
+		{[]any{}, "keyword"},
+		{[]any{1, 2}, "long"},
+		{map[string]any{"a": 1}, "object"},
+	}
+	for _, tt := range tests {
+		if got := constantType(tt.value); got != tt.want {
+			t.Errorf("constantType(%#v) = %s, want %s", tt.value, got, tt.want)
+		}
+	}
+}
+
+func TestRankRules(t *testing.T) {
+	var twelve []string
+	for _, v := range "abcdefghijkl" {
+		twelve = append(twelve, string(v))
+	}
+	got := rankRules(twelve)
+	if got[0] != "a => 00" || got[11] != "l => 11" {
+		t.Errorf("rankRules = %v", got)
+	}
+	if got := rankRules([]string{"only"}); !reflect.DeepEqual(got, []any{"only => 0"}) {
+		t.Errorf("rankRules(one) = %v", got)
+	}
+}
+
+func TestEnumSortNormalizer(t *testing.T) {
+	if got := EnumSortNormalizer("variants.state"); got != "flusso_enumsort__variants_state" {
+		t.Errorf("got %s", got)
+	}
+}
