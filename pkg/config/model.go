@@ -29,21 +29,24 @@ type Config struct {
 	// Path is the file the config was loaded from, for messages only.
 	Path string `json:"-" msgpack:"path"`
 
-	Source  Source   `json:"source" msgpack:"source"`
-	Sinks   []Sink   `json:"sinks" msgpack:"sinks"` // in file order; never empty after load (stdout fallback)
-	Indexes []Index  `json:"indexes" msgpack:"indexes"`
-	OnError OnError  `json:"on_error" msgpack:"on_error"`
-	Prefix  string   `json:"prefix,omitempty" msgpack:"prefix"`
-	Server  Server   `json:"server" msgpack:"server"`
+	Source  Source  `json:"source" msgpack:"source"`
+	Sinks   []Sink  `json:"sinks" msgpack:"sinks"` // in file order; never empty after load (stdout fallback)
+	Indexes []Index `json:"indexes" msgpack:"indexes"`
+	OnError OnError `json:"on_error" msgpack:"on_error"`
+	Prefix  string  `json:"prefix,omitempty" msgpack:"prefix"`
+	Server  Server  `json:"server" msgpack:"server"`
 }
+
+// Postgres is the only source type.
+const Postgres = "postgres"
 
 // Source is the Postgres database documents are read from.
 type Source struct {
 	Type string `json:"type" msgpack:"type"` // "postgres"
 	// URL is the full-URL form; when unset, Parts is.
-	URL               Value     `json:"connection_url,omitempty" msgpack:"url"`
+	URL               Value      `json:"connection_url,omitempty" msgpack:"url"`
 	Parts             *ConnParts `json:"connection_parts,omitempty" msgpack:"parts"`
-	ManagePublication bool      `json:"manage_publication" msgpack:"manage_publication"`
+	ManagePublication bool       `json:"manage_publication" msgpack:"manage_publication"`
 }
 
 // ConnParts is the individual-parts form of connection_url.
