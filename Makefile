@@ -14,3 +14,22 @@ build: ## build bin/flusso and bin/nats-server
 proto: ## regenerate proto/flussopb from proto/flusso.proto
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 	cd proto && PATH="$(GOBIN):$$PATH" protoc --go_out=flussopb --go_opt=paths=source_relative flusso.proto
+
+# --- dev services and tests (deploy/dev/services.sh, internal/testenv) ---
+.PHONY: test-short
+
+# Two packages at a time: each may drive Postgres, OpenSearch and NATS at once, and the
+# machines have 2 cores.
+TEST_FLAGS ?= -count=1 -timeout 25m -p 2
+
+services: ## start dev PostgreSQL 15, OpenSearch 2.19 and NATS (idempotent; state in .dev/)
+	@deploy/dev/services.sh up
+
+services-down: ## stop the dev services
+	@deploy/dev/services.sh down
+
+test: services ## run every test against the real services (started if needed)
+	@source .dev/env && set -x && $(GO) test $(TEST_FLAGS) ./...
+
+test-short: ## run the tests that need no services (go test -short)
+	$(GO) test -short -count=1 ./...
