@@ -572,7 +572,7 @@ func validateSchemaPath(p string) error {
 func validateHTTPURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an http:// or https:// URL", redactURL(s))
+		return fmt.Errorf("%q is not an http:// or https:// URL", RedactURL(s))
 	}
 	return nil
 }

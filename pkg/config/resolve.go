@@ -135,7 +135,7 @@ type Connection struct {
 
 // String hides the password and any credentials in the URL.
 func (c Connection) String() string {
-	s := redactURL(c.URL)
+	s := RedactURL(c.URL)
 	if c.Username != "" {
 		s += " as " + c.Username
 	}
@@ -201,7 +201,7 @@ func (s Sink) Connection(env func(string) (string, bool)) (Connection, []Overrid
 
 // redactURL hides the password of a URL; a string that does not parse is
 // hidden whole, since it may be anything.
-func redactURL(s string) string {
+func RedactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "<invalid URL>"

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/flusso/flusso/internal/run"
+	"github.com/flusso/flusso/pkg/config"
+)
+
+// Defaults of the control surface credentials.
+const (
+	defaultAdminUser     = "admin"
+	defaultAdminPassword = "flusso"
+)
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "run the pipeline: capture, assemblers and writers",
+		Description: "With a config (--config, or flusso.toml in the working directory) run builds it and\n" +
+			"refreshes the lock, like flusso build; without one it runs the lock. --locked runs the\n" +
+			"lock and refuses to start when it is missing or stale: when a config is present and\n" +
+			"building it would not write the same lock byte for byte.\n\n" +
+			"With no --nats-url an embedded NATS server keeps its data in --data-dir and every role\n" +
+			"runs in this process; with one, --role picks the stages this process runs.",
+		OnUsageError: usageError,
+		Flags: []cli.Flag{
+			configFlag(),
+			&cli.StringFlag{Name: "lock", Usage: "the lock `FILE` to run, refreshed when a config is built", EnvVars: []string{"FLUSSO_LOCK"}, Value: defaultLock},
+			&cli.BoolFlag{Name: "locked", Usage: "run the lock as is; fail if it is missing or stale", EnvVars: []string{"FLUSSO_LOCKED"}},
+			&cli.StringFlag{Name: "slot", Usage: "logical replication slot `NAME`", EnvVars: []string{"FLUSSO_SLOT"}, Value: "flusso"},
+			publicationFlag(),
+			managePublicationFlag(),
+			&cli.BoolFlag{Name: "skip-backfill", Usage: "follow live changes only, without seeding indexes", EnvVars: []string{"FLUSSO_SKIP_BACKFILL"}},
+			&cli.BoolFlag{Name: "pretty", Usage: "stdout sinks print indented JSON", EnvVars: []string{"FLUSSO_PRETTY"}},
+			&cli.IntFlag{Name: "queue-capacity", Usage: "documents in flight per writer", EnvVars: []string{"FLUSSO_QUEUE_CAPACITY"}, Value: 1024},
+			&cli.StringFlag{Name: "public-address", Usage: "`HOST:PORT` of the read-only HTTP surface (default: [server].public_address, then " + config.DefaultPublicAddress + ")", EnvVars: []string{"FLUSSO_PUBLIC_ADDRESS"}},
+			&cli.StringFlag{Name: "private-address", Usage: "`HOST:PORT` of the control HTTP surface (default: [server].private_address, then " + config.DefaultPrivateAddress + ")", EnvVars: []string{"FLUSSO_PRIVATE_ADDRESS"}},
+			adminUserFlag(),
+			adminPasswordFlag(),
+			&cli.IntFlag{Name: "lag-poll-secs", Usage: "seconds between replication lag samples", EnvVars: []string{"FLUSSO_LAG_POLL_SECS"}, Value: 15},
+			&cli.StringFlag{Name: "index-prefix", Usage: "`PREFIX` of every index name flusso owns (default: the config's prefix)", EnvVars: []string{"FLUSSO_INDEX_PREFIX"}},
+			&cli.StringFlag{Name: "nats-url", Usage: "external NATS `URL`; empty runs an embedded server", EnvVars: []string{"FLUSSO_NATS_URL"}},
+			&cli.StringFlag{Name: "data-dir", Usage: "`DIR` of the embedded NATS server's data", EnvVars: []string{"FLUSSO_DATA_DIR"}, Value: ".flusso"},
+			&cli.StringSliceFlag{Name: "role", Usage: "`ROLE` to run: capture, assembler or writer; repeatable (default: all)", EnvVars: []string{"FLUSSO_ROLE"}},
+			&cli.StringSliceFlag{Name: "sink", Usage: "`NAME` of a sink this process writes; repeatable (default: all)", EnvVars: []string{"FLUSSO_SINK"}},
+		},
+		Action: func(c *cli.Context) error {
+			cfg, err := runConfig(c)
+			if err != nil {
+				return err
+			}
+			opts, err := runOptions(c, cfg)
+			if err != nil {
+				return err
+			}
+			return fail(run.Run(c.Context, opts))
+		},
+	}
+}
+
+func adminUserFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "admin-user", Usage: "Basic auth `USER` of the control surface", EnvVars: []string{"FLUSSO_ADMIN_USER"}, Value: defaultAdminUser}
+}
+
+func adminPasswordFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "admin-password", Usage: "Basic auth `PASSWORD` of the control surface; change it before exposing the surface", EnvVars: []string{"FLUSSO_ADMIN_PASSWORD"}, Value: defaultAdminPassword}
+}
+
+// runConfig decides what run runs. An explicit --config must exist;
+// otherwise flusso.toml is used when present. Without --locked a config is
+// built and the lock refreshed (a lock that cannot be written is reported,
+// not fatal: the run does not need it); without a config the lock is run.
+// With --locked the lock must exist and, when a config is present, be
+// exactly what building it would write.
+func runConfig(c *cli.Context) (*config.Config, error) {
+	path := c.String("config")
+	if !c.IsSet("config") {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			path = ""
+		}
+	}
+	lock := c.String("lock")
+
+	var fresh *config.Config
+	if path != "" {
+		var err error
+		if fresh, err = config.Load(path); err != nil {
+			return nil, err
+		}
+	}
+
+	switch {
+	case c.Bool("locked"):
+		locked, err := config.ReadLock(lock)
+		if err != nil {
+			return nil, fmt.Errorf("--locked: %w", err)
+		}
+		if fresh != nil {
+			if err := config.CheckLock(lock, fresh); err != nil {
+				return nil, fmt.Errorf("--locked: %w; rebuild it with flusso build -c %s -o %s", err, path, lock)
+			}
+		}
+		return locked, nil
+	case fresh != nil:
+		if config.CheckLock(lock, fresh) != nil {
+			if err := config.WriteLock(lock, fresh); err != nil {
+				fmt.Fprintf(c.App.ErrWriter, "flusso: warning: %v; running from %s without refreshing the lock\n", err, path)
+			}
+		}
+		return fresh, nil
+	}
+	cfg, err := config.ReadLock(lock)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no %s here and no lock at %s: pass --config or build a lock with flusso build", defaultConfig, lock)
+	}
+	return cfg, err
+}
+
+// runOptions fills the run options from the flags (a flag wins over its
+// FLUSSO_* variable, which urfave/cli applies), then the config, then the
+// defaults.
+func runOptions(c *cli.Context, cfg *config.Config) (run.Options, error) {
+	opts := run.Options{
+		Config:            cfg,
+		Slot:              c.String("slot"),
+		Publication:       c.String("publication"),
+		ManagePublication: cfg.Source.ManagePublication,
+		SkipBackfill:      c.Bool("skip-backfill"),
+		Pretty:            c.Bool("pretty"),
+		QueueCapacity:     c.Int("queue-capacity"),
+		PublicAddress:     cfg.Server.PublicAddress,
+		PrivateAddress:    cfg.Server.PrivateAddress,
+		AdminUser:         c.String("admin-user"),
+		AdminPassword:     c.String("admin-password"),
+		LagPoll:           time.Duration(c.Int("lag-poll-secs")) * time.Second,
+		IndexPrefix:       cfg.Prefix,
+		NATSURL:           c.String("nats-url"),
+		DataDir:           c.String("data-dir"),
+		Sinks:             c.StringSlice("sink"),
+	}
+	if c.IsSet("manage-publication") {
+		opts.ManagePublication = c.Generic("manage-publication").(*boolValue).v
+	}
+	if c.IsSet("public-address") {
+		opts.PublicAddress = c.String("public-address")
+	}
+	if c.IsSet("private-address") {
+		opts.PrivateAddress = c.String("private-address")
+	}
+	if c.IsSet("index-prefix") {
+		opts.IndexPrefix = c.String("index-prefix")
+	}
+
+	for _, a := range []struct{ flag, addr string }{{"public-address", opts.PublicAddress}, {"private-address", opts.PrivateAddress}} {
+		if err := config.ValidateAddress(a.addr); err != nil {
+			return opts, fmt.Errorf("--%s: %w", a.flag, err)
+		}
+	}
+	if err := config.ValidatePrefix(opts.IndexPrefix); err != nil {
+		return opts, fmt.Errorf("--index-prefix: %w", err)
+	}
+	switch {
+	case opts.Slot == "":
+		return opts, errors.New("--slot must not be empty")
+	case opts.Publication == "":
+		return opts, errors.New("--publication must not be empty")
+	case opts.QueueCapacity < 1:
+		return opts, fmt.Errorf("--queue-capacity must be at least 1, not %d", opts.QueueCapacity)
+	case opts.LagPoll < time.Second:
+		return opts, fmt.Errorf("--lag-poll-secs must be at least 1, not %d", c.Int("lag-poll-secs"))
+	}
+	for _, r := range c.StringSlice("role") {
+		role := run.Role(r)
+		if role != run.Capture && role != run.Assembler && role != run.Writer {
+			return opts, fmt.Errorf("--role %q: must be capture, assembler or writer", r)
+		}
+		if !slices.Contains(opts.Roles, role) {
+			opts.Roles = append(opts.Roles, role)
+		}
+	}
+	for _, s := range opts.Sinks {
+		if !slices.ContainsFunc(cfg.Sinks, func(k config.Sink) bool { return k.Name == s }) {
+			return opts, fmt.Errorf("--sink %q: no such sink in %s", s, cfg.Path)
+		}
+	}
+	return opts, nil
+}
