@@ -206,22 +206,7 @@ log_min_messages = warning
 EOF
 }
 
-pg_roles() {
-	pg_psql <<'EOF'
-ALTER ROLE flusso WITH LOGIN REPLICATION SUPERUSER PASSWORD 'flusso';
-DO $$
-BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'flusso_unpriv') THEN
-    CREATE ROLE flusso_unpriv;
-  END IF;
-END $$;
--- Proves the "not privileged" path: may replicate, may not create databases, roles or
--- publications, owns nothing; table access is granted per test.
-ALTER ROLE flusso_unpriv WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD 'flusso';
-REVOKE CREATE ON DATABASE postgres FROM PUBLIC;
-REVOKE CREATE ON SCHEMA public FROM PUBLIC;
-EOF
-}
+pg_roles() { pg_psql -f "$ROOT/deploy/dev/postgres/roles.sql" >/dev/null; }
 
 pg_up() {
 	local t0 bin
@@ -295,7 +280,8 @@ os_build() {
 			die "mvn package failed in $OS_SRC (log: $DEV/opensearch-build.log)"
 		}
 	echo "$stamp" >"$OS_SRC/target/.flusso-stamp"
-	log "OpenSearch launcher built in $(since "$t0")"
+	OS_BUILD="built in $(since "$t0")"
+	log "OpenSearch launcher $OS_BUILD"
 }
 
 os_healthy() {
@@ -439,7 +425,7 @@ cmd_up() {
 	t0="$(now)"
 	ensure_tools
 	mkdir -p "$DEV"
-	PG_STATUS="" OS_STATUS="" NATS_STATUS="" NATS_BUILD=""
+	PG_STATUS="" OS_STATUS="" NATS_STATUS="" NATS_BUILD="" OS_BUILD="up to date"
 	pg_up
 	nats_up
 	os_up
@@ -447,7 +433,7 @@ cmd_up() {
 	cat <<EOF
 [services] up in $(since "$t0")
   postgres    postgres://flusso:flusso@127.0.0.1:$PG_PORT/postgres  ($PG_STATUS)
-  opensearch  http://127.0.0.1:$OS_PORT  ($OS_STATUS)
+  opensearch  http://127.0.0.1:$OS_PORT  ($OS_STATUS; launcher $OS_BUILD)
   nats        nats://127.0.0.1:$NATS_PORT  ($NATS_STATUS; binary $NATS_BIN built in $NATS_BUILD)
   env         source $DEV/env
 EOF
