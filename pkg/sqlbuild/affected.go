@@ -1,0 +1,290 @@
+package sqlbuild
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/flusso/flusso/pkg/schema"
+)
+
+// ChangeOp is what a change did to a row.
+type ChangeOp int
+
+// Change operations.
+const (
+	Insert ChangeOp = iota + 1
+	Update
+	Delete
+	Truncate
+)
+
+// Change is one row change from the replication stream.
+type Change struct {
+	Schema, Table string
+	Op            ChangeOp
+	// New and Old map a column to its value in text form; a nil value is
+	// SQL NULL and a missing column was not sent (an unchanged TOASTed value,
+	// or a column outside the old row image). New is set for inserts and
+	// updates, Old for deletes and for updates under REPLICA IDENTITY FULL or
+	// changing the replica identity.
+	New, Old map[string]*string
+}
+
+// hopStatement selects, from keys of lvl's rows ($1), the keys of the
+// parent rows that read them, from current data.
+func (x *Index) hopStatement(lvl *level) (*statement, error) {
+	f := &lvl.field.def
+	g := newGen(x, 1)
+	var sql string
+	switch {
+	case f.Kind == schema.BelongsTo:
+		p := lvl.parent
+		c := g.column(p.table, f.Column)
+		g.column(p.table, p.key)
+		sql = fmt.Sprintf("SELECT DISTINCT %s::text FROM %s AS p WHERE %s = ANY($1::text[]::%s[])",
+			col("p", p.key), x.table(p.table), col("p", f.Column), c.name)
+	case f.Through != nil:
+		t := f.Through
+		r := g.column(t.Table, t.RightKey)
+		g.column(t.Table, t.LeftKey)
+		sql = fmt.Sprintf("SELECT DISTINCT %s::text FROM %s AS j WHERE %s = ANY($1::text[]::%s[]) AND %[1]s IS NOT NULL",
+			col("j", t.LeftKey), x.table(t.Table), col("j", t.RightKey), r.name)
+	default: // has_one, has_many, aggregate by foreign key
+		if lvl.key == "" {
+			// Rows without identity: a change lacking its foreign key
+			// cannot be traced and rebuilds everything.
+			return nil, nil
+		}
+		k := g.column(lvl.table, lvl.key)
+		g.column(lvl.table, f.ForeignKey)
+		sql = fmt.Sprintf("SELECT DISTINCT %s::text FROM %s AS c WHERE %s = ANY($1::text[]::%s[]) AND %[1]s IS NOT NULL",
+			col("c", f.ForeignKey), x.table(lvl.table), col("c", lvl.key), k.name)
+	}
+	if g.err != nil {
+		return nil, g.err
+	}
+	return &statement{sql: sql, args: g.args}, nil
+}
+
+// hopType is the type of the keys a hop from lvl yields.
+func (x *Index) hopType(lvl *level) pgType {
+	f := &lvl.field.def
+	switch {
+	case f.Kind == schema.BelongsTo:
+		t, _ := x.cat.column(lvl.parent.table, lvl.parent.key)
+		return t
+	case f.Through != nil:
+		t, _ := x.cat.column(f.Through.Table, f.Through.LeftKey)
+		return t
+	}
+	t, _ := x.cat.column(lvl.table, f.ForeignKey)
+	return t
+}
+
+// Affected returns the root keys (text form, distinct, sorted) of the
+// documents changes touch, at any depth. all is set instead when every
+// document must be rebuilt: a table read by the index other than the root
+// was truncated, or a change lacks what is needed to trace it (a delete
+// without its old row image). A truncated root is reported by RootTruncated.
+//
+// Values in the changes lead directly to the parents they name; further up,
+// one query per relation level runs on current data.
+func (x *Index) Affected(ctx context.Context, q Querier, changes []Change) (keys []string, all bool, err error) {
+	if err := x.prepared(); err != nil {
+		return nil, false, err
+	}
+	r := &resolver{x: x, pending: map[*level]map[string]bool{}}
+	for _, c := range changes {
+		if c.Schema != x.schema {
+			continue
+		}
+		if c.Op == Truncate {
+			if len(x.occurs[c.Table]) > 0 {
+				return nil, true, nil
+			}
+			continue
+		}
+		if c.Table == x.root.table && !r.row(c, x.root) {
+			return nil, true, nil
+		}
+		for _, o := range x.occurs[c.Table] {
+			if !r.occurrence(c, o) {
+				return nil, true, nil
+			}
+		}
+	}
+	// Children come after their parents in x.levels: walking it backwards
+	// hops every level once, after all its keys are known.
+	for i := len(x.levels) - 1; i >= 0; i-- {
+		lvl := x.levels[i]
+		set := r.pending[lvl]
+		if len(set) == 0 {
+			continue
+		}
+		if lvl.hop == nil {
+			return nil, true, nil
+		}
+		parents, err := queryText(ctx, q, lvl.hop.sql, lvl.hop.with(setKeys(set)))
+		if err != nil {
+			return nil, false, fmt.Errorf("index %q: resolving %s: %w", x.name, lvl.field.path, err)
+		}
+		r.add(lvl.parent, parents, x.hopType(lvl))
+	}
+	keys = setKeys(r.pending[x.root])
+	if r.recast && len(keys) > 0 {
+		// Keys read from columns of another type than the primary key are
+		// brought to the primary key's text form.
+		sql := fmt.Sprintf("SELECT DISTINCT k::%s::text FROM unnest($1::text[]) AS k", x.keyType.name)
+		if keys, err = queryText(ctx, q, sql, []any{keys}); err != nil {
+			return nil, false, fmt.Errorf("index %q: normalizing keys: %w", x.name, err)
+		}
+		slices.Sort(keys)
+	}
+	return keys, false, nil
+}
+
+// resolver collects, per level, keys of rows whose documents changed.
+type resolver struct {
+	x       *Index
+	pending map[*level]map[string]bool
+	recast  bool // a root key came from a column of another type
+}
+
+func (r *resolver) add(lvl *level, vals []string, t pgType) {
+	if len(vals) == 0 {
+		return
+	}
+	if lvl == r.x.root && t.name != r.x.keyType.name {
+		r.recast = true
+	}
+	set := r.pending[lvl]
+	if set == nil {
+		set = map[string]bool{}
+		r.pending[lvl] = set
+	}
+	for _, v := range vals {
+		set[v] = true
+	}
+}
+
+// row records the changed row itself as a row of lvl, by its key.
+func (r *resolver) row(c Change, lvl *level) bool {
+	if lvl.key == "" {
+		return false
+	}
+	vals, ok := values(c, lvl.key, true)
+	if !ok {
+		return false
+	}
+	t, _ := r.x.cat.column(lvl.table, lvl.key)
+	r.add(lvl, vals, t)
+	return true
+}
+
+// occurrence records what a change of a table read at o affects. It reports
+// false when the change cannot be traced.
+func (r *resolver) occurrence(c Change, o occurrence) bool {
+	lvl := o.lvl
+	f := &lvl.field.def
+	if o.junction {
+		vals, ok := values(c, f.Through.LeftKey, false)
+		if !ok {
+			return false
+		}
+		t, _ := r.x.cat.column(f.Through.Table, f.Through.LeftKey)
+		r.add(lvl.parent, vals, t)
+		return true
+	}
+	if f.Kind == schema.BelongsTo || f.Through != nil {
+		// Rows pointing at this one are found by a hop.
+		return r.row(c, lvl)
+	}
+	// The row names its parent.
+	if vals, ok := values(c, f.ForeignKey, false); ok {
+		t, _ := r.x.cat.column(lvl.table, f.ForeignKey)
+		r.add(lvl.parent, vals, t)
+		return true
+	}
+	if c.Op == Delete {
+		return false
+	}
+	// The foreign key was not sent: look the row's parent up by its key.
+	return r.row(c, lvl)
+}
+
+// values returns the non-NULL values a change holds for column, before and
+// after. ok is false when a needed value was not sent. A key column missing
+// from an update's old image is unchanged: Postgres sends the old key when
+// it changes.
+func values(c Change, column string, key bool) (vals []string, ok bool) {
+	add := func(v *string) {
+		if v != nil {
+			vals = append(vals, *v)
+		}
+	}
+	newV, inNew := c.New[column]
+	oldV, inOld := c.Old[column]
+	switch c.Op {
+	case Insert:
+		if !inNew {
+			return nil, false
+		}
+		add(newV)
+	case Update:
+		switch {
+		case inNew:
+			add(newV)
+		case inOld:
+			add(oldV) // unchanged TOAST: the new value is the old one
+		default:
+			return nil, false
+		}
+		switch {
+		case inOld:
+			add(oldV)
+		case !key:
+			return nil, false
+		}
+	case Delete:
+		if !inOld {
+			return nil, false
+		}
+		add(oldV)
+	}
+	return vals, true
+}
+
+func setKeys(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func queryText(ctx context.Context, q Querier, sql string, args []any) ([]string, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collectText(rows)
+}
+
+func collectText(rows pgx.Rows) ([]string, error) {
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+func queryRow(ctx context.Context, q Querier, sql string, args []any, dst ...any) error {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	_, err = pgx.CollectExactlyOneRow(rows, func(row pgx.CollectableRow) (struct{}, error) {
+		return struct{}{}, row.Scan(dst...)
+	})
+	return err
+}

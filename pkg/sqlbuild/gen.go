@@ -1,0 +1,378 @@
+package sqlbuild
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/flusso/flusso/pkg/schema"
+)
+
+// gen writes the SQL of one statement, collecting its arguments after the
+// ones reserved for each call ($1 for the keys of a build).
+type gen struct {
+	x       *Index
+	args    []any
+	aliases int
+	err     error
+}
+
+func newGen(x *Index, reserved int) *gen { return &gen{x: x, args: make([]any, reserved)} }
+
+// fail records the first error; the SQL written after it is thrown away.
+func (g *gen) fail(err error) string {
+	if g.err == nil {
+		g.err = err
+	}
+	return "NULL"
+}
+
+func (g *gen) param(v any) string {
+	g.args = append(g.args, v)
+	return "$" + strconv.Itoa(len(g.args))
+}
+
+func (g *gen) alias(prefix string) string {
+	g.aliases++
+	return prefix + strconv.Itoa(g.aliases)
+}
+
+func (g *gen) column(table, column string) pgType {
+	t, err := g.x.cat.column(table, column)
+	if err != nil {
+		g.fail(err)
+	}
+	return t
+}
+
+func col(alias, column string) string { return alias + "." + schema.QuoteIdent(column) }
+
+// documentStatement selects the key and the document of every root row with
+// a key in $1 that is a document: matching the root filters and not soft
+// deleted. Keys without a row are tombstones.
+func (x *Index) documentStatement(fields []*fnode) (*statement, error) {
+	g := newGen(x, 1)
+	const r = "r"
+	pk := col(r, x.root.key)
+	var b strings.Builder
+	fmt.Fprintf(&b, "SELECT %s::text, %s FROM %s AS %s WHERE %s = ANY($1::text[]::%s[])",
+		pk, g.object(fields, r, x.root), x.table(x.root.table), r, pk, x.keyType.name)
+	b.WriteString(g.rootConditions(r))
+	if g.err != nil {
+		return nil, g.err
+	}
+	return &statement{sql: b.String(), args: g.args}, nil
+}
+
+// rootConditions narrows the root rows to documents.
+func (g *gen) rootConditions(alias string) string {
+	x := g.x
+	var b strings.Builder
+	if c := x.softDeleteColumn(); c != "" {
+		marker := col(alias, c)
+		// A boolean marker deletes when true, any other when set.
+		cond := marker + " IS NOT NULL"
+		if g.column(x.root.table, c).fam == famBool {
+			cond = marker + " IS TRUE"
+		}
+		// IS NOT TRUE: a when filter that is NULL does not delete.
+		fmt.Fprintf(&b, " AND (%s%s) IS NOT TRUE", cond, g.filters(x.def.SoftDelete.When, alias, x.root.table))
+	}
+	b.WriteString(g.filters(x.def.Filters, alias, x.root.table))
+	return b.String()
+}
+
+// maxPairs is how many key/value pairs one json_build_object takes:
+// Postgres functions take at most 100 arguments.
+const maxPairs = 50
+
+// object renders fields of the row alias (a row of lvl) as a JSON object.
+func (g *gen) object(fields []*fnode, alias string, lvl *level) string {
+	pairs := make([]string, len(fields))
+	for i, n := range fields {
+		pairs[i] = quoteLiteral(n.def.Name) + ", " + g.value(n, alias, lvl)
+	}
+	if len(pairs) <= maxPairs {
+		return "json_build_object(" + strings.Join(pairs, ", ") + ")"
+	}
+	// Wider objects are merged as jsonb; key order is then jsonb's.
+	var chunks []string
+	for len(pairs) > 0 {
+		n := min(maxPairs, len(pairs))
+		chunks = append(chunks, "jsonb_build_object("+strings.Join(pairs[:n], ", ")+")")
+		pairs = pairs[n:]
+	}
+	return "(" + strings.Join(chunks, " || ") + ")::json"
+}
+
+func (g *gen) value(n *fnode, alias string, lvl *level) string {
+	f := &n.def
+	switch k := f.Kind; {
+	case k.IsScalar():
+		return g.scalar(f, alias, lvl)
+	case k == schema.Object:
+		return g.object(n.children, alias, lvl)
+	case k == schema.Geo:
+		return g.geo(f, alias, lvl)
+	case k == schema.Map:
+		e := expr{sql: col(alias, f.Column), t: g.column(lvl.table, f.Column)}
+		if e.t.fam == famString {
+			e = cast(e, tJSON)
+		}
+		return e.sql
+	case k == schema.Constant:
+		v, err := json.Marshal(f.Value)
+		if err != nil {
+			return g.fail(fmt.Errorf("field %s: constant: %w", n.path, err))
+		}
+		return g.param(string(v)) + "::text::json"
+	case k.IsJoin():
+		return g.join(n, alias, lvl)
+	case k.IsAggregate():
+		return g.aggregate(n, alias, lvl)
+	}
+	return g.fail(fmt.Errorf("field %s: unknown type %q", n.path, f.Kind))
+}
+
+// scalar renders a column: transforms, then the declared type, then the
+// default, then the form OpenSearch accepts.
+func (g *gen) scalar(f *schema.Field, alias string, lvl *level) string {
+	e := expr{sql: col(alias, f.Column), t: g.column(lvl.table, f.Column)}
+	e = transformed(e, f.Transforms)
+	e = declared(f.Kind, e)
+	if f.Default != nil {
+		if isStringKind(f.Kind) && e.t.fam != famString {
+			e = cast(e, tText)
+		}
+		s, err := scalarText(f.Default)
+		if err != nil {
+			return g.fail(fmt.Errorf("field %s: default: %w", f.Name, err))
+		}
+		e.sql = fmt.Sprintf("COALESCE(%s, %s::text::%s)", e.sql, g.param(s), e.t.name)
+	}
+	return natural(e)
+}
+
+func (g *gen) geo(f *schema.Field, alias string, lvl *level) string {
+	if f.Lat == "" {
+		// One column already holding a point OpenSearch reads: json
+		// {"lat","lon"} or [lon, lat], or text "lat,lon".
+		e := expr{sql: col(alias, f.Column), t: g.column(lvl.table, f.Column)}
+		if e.t.fam != famJSON && e.t.fam != famString {
+			e = cast(e, tText)
+		}
+		return e.sql
+	}
+	coord := func(c string) string {
+		return natural(number(expr{sql: col(alias, c), t: g.column(lvl.table, c)}, tFloat8))
+	}
+	lat, lon := col(alias, f.Lat), col(alias, f.Lon)
+	// A missing coordinate makes the point null, never {lat: null, ...}.
+	return fmt.Sprintf("CASE WHEN %s IS NULL OR %s IS NULL THEN NULL ELSE json_build_object('lat', %s, 'lon', %s) END",
+		lat, lon, coord(f.Lat), coord(f.Lon))
+}
+
+// join renders related rows as an object (to-one) or an array (to-many).
+func (g *gen) join(n *fnode, alias string, lvl *level) string {
+	f := &n.def
+	rel := n.rel
+	a := g.alias("a")
+	obj := g.object(n.children, a, rel)
+	filters := g.filters(f.Filters, a, rel.table)
+	from := g.x.table(rel.table) + " AS " + a
+	switch f.Kind {
+	case schema.BelongsTo:
+		return fmt.Sprintf("(SELECT %s FROM %s WHERE %s = %s%s LIMIT 1)",
+			obj, from, col(a, rel.key), col(alias, f.Column), filters)
+	case schema.HasOne:
+		return fmt.Sprintf("(SELECT %s FROM %s WHERE %s = %s%s ORDER BY %s LIMIT 1)",
+			obj, from, col(a, f.ForeignKey), col(alias, lvl.key), filters, g.order(f, a, rel.key))
+	}
+	var where string
+	if f.Kind == schema.HasMany {
+		where = fmt.Sprintf("%s WHERE %s = %s%s", from, col(a, f.ForeignKey), col(alias, lvl.key), filters)
+	} else {
+		j := g.alias("j")
+		where = fmt.Sprintf("%s JOIN %s AS %s ON %s = %s WHERE %s = %s%s",
+			from, g.x.table(f.Through.Table), j, col(j, f.Through.RightKey), col(a, rel.key),
+			col(j, f.Through.LeftKey), col(alias, lvl.key), filters)
+	}
+	order := g.order(f, a, rel.key)
+	if f.Limit > 0 {
+		// Limit the rows first, then aggregate them in the same order.
+		where = fmt.Sprintf("(SELECT %s.* FROM %s ORDER BY %s LIMIT %d) AS %s", a, where, order, f.Limit, a)
+	}
+	return fmt.Sprintf("(SELECT coalesce(json_agg(%s ORDER BY %s), '[]'::json) FROM %s)", obj, order, where)
+}
+
+// order is a join's order_by, ended by the related key so that the order,
+// and therefore the document, is the same at every build.
+func (g *gen) order(f *schema.Field, alias, key string) string {
+	terms := make([]string, 0, len(f.OrderBy)+1)
+	for _, o := range f.OrderBy {
+		dir := "ASC"
+		if o.Direction == schema.Desc {
+			dir = "DESC"
+		}
+		terms = append(terms, col(alias, o.Column)+" "+dir)
+	}
+	return strings.Join(append(terms, col(alias, key)), ", ")
+}
+
+// aggregate renders one value computed over related rows.
+func (g *gen) aggregate(n *fnode, alias string, lvl *level) string {
+	f := &n.def
+	rel := n.rel
+	a := g.alias("a")
+	filters := g.filters(f.Filters, a, rel.table)
+	from := g.x.table(rel.table) + " AS " + a
+	if f.Through != nil {
+		j := g.alias("j")
+		if f.Kind == schema.IDs && len(f.Filters) == 0 {
+			// The junction already holds the related keys.
+			right := expr{sql: col(j, f.Through.RightKey), t: g.column(f.Through.Table, f.Through.RightKey)}
+			return fmt.Sprintf("(SELECT coalesce(json_agg(%s ORDER BY %s), '[]'::json) FROM %s AS %s WHERE %s = %s)",
+				idElement(f.ElementType, right), right.sql, g.x.table(f.Through.Table), j,
+				col(j, f.Through.LeftKey), col(alias, lvl.key))
+		}
+		if rel.key == "" {
+			return g.fail(fmt.Errorf("field %s: %w", n.path, g.pkError(rel.table)))
+		}
+		from = fmt.Sprintf("%s JOIN %s AS %s ON %s = %s WHERE %s = %s",
+			from, g.x.table(f.Through.Table), j, col(j, f.Through.RightKey), col(a, rel.key),
+			col(j, f.Through.LeftKey), col(alias, lvl.key))
+	} else {
+		from = fmt.Sprintf("%s WHERE %s = %s", from, col(a, f.ForeignKey), col(alias, lvl.key))
+	}
+	var fn string
+	switch f.Kind {
+	case schema.Count:
+		fn = "count(*)"
+	case schema.Sum, schema.Min, schema.Max:
+		t := g.column(rel.table, f.Column)
+		if f.Kind == schema.Sum {
+			t = sumType(t)
+		}
+		fn = natural(declared(f.ValueType, expr{sql: string(f.Kind) + "(" + col(a, f.Column) + ")", t: t}))
+	case schema.Avg:
+		fn = natural(expr{sql: "avg(" + col(a, f.Column) + ")::float8", t: tFloat8})
+	case schema.IDs:
+		if rel.key == "" {
+			return g.fail(fmt.Errorf("field %s: %w", n.path, g.pkError(rel.table)))
+		}
+		key := expr{sql: col(a, rel.key), t: g.column(rel.table, rel.key)}
+		fn = fmt.Sprintf("coalesce(json_agg(%s ORDER BY %s), '[]'::json)", idElement(f.ElementType, key), key.sql)
+	default:
+		return g.fail(fmt.Errorf("field %s: unknown aggregate %q", n.path, f.Kind))
+	}
+	return fmt.Sprintf("(SELECT %s FROM %s%s)", fn, from, filters)
+}
+
+func (g *gen) pkError(table string) error {
+	_, err := g.x.cat.primaryKey(table)
+	return err
+}
+
+// idElement renders a related key as an ids element.
+func idElement(k schema.Kind, e expr) string {
+	if k == schema.Long {
+		return narrowInt(e, tInt8).sql
+	}
+	return declared(schema.Keyword, e).sql
+}
+
+// sumType is the type of sum() over t.
+func sumType(t pgType) pgType {
+	switch t.base {
+	case "int2", "int4":
+		return tInt8
+	case "int8", "numeric":
+		return tNumeric
+	case "float4":
+		return tFloat4
+	case "float8":
+		return tFloat8
+	case "interval":
+		return tInterval
+	}
+	return t
+}
+
+var comparisons = map[schema.Op]string{
+	schema.OpEq: " = ", schema.OpNeq: " <> ", schema.OpLt: " < ",
+	schema.OpLte: " <= ", schema.OpGt: " > ", schema.OpGte: " >= ",
+}
+
+// filters renders " AND (condition)" for each filter on rows alias of table.
+// Operands are bound parameters cast to the column's type.
+func (g *gen) filters(fs []schema.Filter, alias, table string) string {
+	var b strings.Builder
+	for _, f := range fs {
+		b.WriteString(" AND (")
+		b.WriteString(g.filter(f, alias, table))
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+func (g *gen) filter(f schema.Filter, alias, table string) string {
+	if f.Raw != "" {
+		return f.Raw
+	}
+	c := col(alias, f.Column)
+	t := g.column(table, f.Column)
+	texts := make([]string, len(f.Values))
+	for i, v := range f.Values {
+		s, err := scalarText(v)
+		if err != nil {
+			return g.fail(fmt.Errorf("filter on %s.%s: %w", table, f.Column, err))
+		}
+		texts[i] = s
+	}
+	arity := func(n int) bool {
+		if len(texts) != n {
+			g.fail(fmt.Errorf("filter on %s.%s: %s takes %d values, not %d", table, f.Column, f.Op, n, len(texts)))
+			return false
+		}
+		return true
+	}
+	operand := func(i int) string { return g.param(texts[i]) + "::text::" + t.name }
+	switch f.Op {
+	case schema.OpIsNull:
+		return c + " IS NULL"
+	case schema.OpIsNotNull:
+		return c + " IS NOT NULL"
+	case schema.OpIn, schema.OpNotIn:
+		list := g.param(texts) + "::text[]::" + t.name + "[]"
+		if f.Op == schema.OpIn {
+			return c + " = ANY(" + list + ")"
+		}
+		return c + " <> ALL(" + list + ")"
+	case schema.OpBetween:
+		if !arity(2) {
+			return "false"
+		}
+		return c + " BETWEEN " + operand(0) + " AND " + operand(1)
+	case schema.OpLike, schema.OpIlike:
+		if !arity(1) {
+			return "false"
+		}
+		if t.fam != famString {
+			c += "::text"
+		}
+		op := " LIKE "
+		if f.Op == schema.OpIlike {
+			op = " ILIKE "
+		}
+		return c + op + g.param(texts[0]) + "::text"
+	}
+	op, ok := comparisons[f.Op]
+	if !ok {
+		return g.fail(fmt.Errorf("filter on %s.%s: unknown operator %q", table, f.Column, f.Op))
+	}
+	if !arity(1) {
+		return "false"
+	}
+	return c + op + operand(0)
+}
