@@ -34,7 +34,9 @@ type pgType struct {
 	fam  family
 }
 
-func builtin(name, base string) pgType { return pgType{name: name, base: base, fam: classify(base, "b")} }
+func builtin(name, base string) pgType {
+	return pgType{name: name, base: base, fam: classify(base, "b")}
+}
 
 // Cast targets.
 var (

@@ -23,7 +23,7 @@ type Index struct {
 	def    *schema.Index
 	root   *level
 	fields []*fnode
-	levels []*level                 // every non-root level, parents before children
+	levels []*level                // every non-root level, parents before children
 	occurs map[string][]occurrence // non-root table → where it is read
 
 	// Set by Prepare.
