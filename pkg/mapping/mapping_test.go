@@ -14,80 +14,15 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-// everyType is a schema using every field type, with options, transforms and
-// defaults where they shape the mapping.
-func everyType() *schema.Index {
-	return &schema.Index{
-		Version:    1,
-		Table:      "products",
-		Schema:     "public",
-		PrimaryKey: "id",
-		Fields: []schema.Field{
-			{Name: "id", Kind: schema.Long, Required: true},
-			{Name: "name", Kind: schema.Text},
-			{Name: "bio", Kind: schema.Text, Options: map[string]any{"analyzer": "english"}},
-			{Name: "sku", Kind: schema.Identifier},
-			{Name: "code", Kind: schema.Identifier, Options: map[string]any{"analyzer": "standard"}},
-			{Name: "email", Kind: schema.Keyword, Transforms: []schema.Transform{schema.Lowercase}},
-			{Name: "tag", Kind: schema.Keyword, Options: map[string]any{
-				"fields": map[string]any{"raw": map[string]any{"type": "keyword"}},
-			}},
-			{Name: "kind", Kind: schema.Enum},
-			{Name: "priority", Kind: schema.Enum, Variants: []string{"low", "medium", "high"}},
-			{Name: "ref", Kind: schema.UUID},
-			{Name: "active", Kind: schema.Boolean, Default: false},
-			{Name: "rank", Kind: schema.Short},
-			{Name: "stock", Kind: schema.Integer},
-			{Name: "views", Kind: schema.Long},
-			{Name: "ratio", Kind: schema.Float},
-			{Name: "score", Kind: schema.Double},
-			{Name: "price", Kind: schema.Decimal},
-			{Name: "released", Kind: schema.Date},
-			{Name: "updated_at", Kind: schema.Timestamp},
-			{Name: "thumbnail", Kind: schema.Binary},
-			{Name: "attrs", Kind: schema.JSON},
-			{Name: "exact_price", Kind: schema.Custom, PostgresTypes: []string{"numeric"},
-				OpenSearchType: "scaled_float", Options: map[string]any{"scaling_factor": 100}},
-			{Name: "slug", Kind: schema.Custom, PostgresTypes: []string{"text"}, OpenSearchType: "keyword"},
-			{Name: "location", Kind: schema.Geo, Lat: "lat", Lon: "lon"},
-			{Name: "shipping", Kind: schema.Object, Fields: []schema.Field{
-				{Name: "weight", Kind: schema.Double},
-				{Name: "carrier", Kind: schema.Keyword},
-			}},
-			{Name: "title", Kind: schema.Map, Values: schema.Text},
-			{Name: "labels", Kind: schema.Map, Values: schema.Keyword, Options: map[string]any{"dynamic": false}},
-			{Name: "brand", Kind: schema.BelongsTo, Table: "brands", PrimaryKey: "id", Column: "brand_id",
-				Fields: []schema.Field{
-					{Name: "id", Kind: schema.Long},
-					{Name: "name", Kind: schema.Text},
-				}},
-			{Name: "manual", Kind: schema.HasOne, Table: "manuals", PrimaryKey: "id", ForeignKey: "product_id",
-				Fields: []schema.Field{{Name: "url", Kind: schema.Keyword}}},
-			{Name: "variants", Kind: schema.HasMany, Table: "variants", PrimaryKey: "id", ForeignKey: "product_id",
-				Options: map[string]any{"include_in_parent": true},
-				Fields: []schema.Field{
-					{Name: "id", Kind: schema.Long},
-					{Name: "state", Kind: schema.Enum, Variants: []string{"draft", "live"}},
-					{Name: "reviews", Kind: schema.HasMany, Table: "reviews", PrimaryKey: "id", ForeignKey: "variant_id",
-						Fields: []schema.Field{{Name: "stars", Kind: schema.Short}}},
-				}},
-			{Name: "categories", Kind: schema.ManyToMany, Table: "categories", PrimaryKey: "id",
-				Through: &schema.Through{Table: "product_categories", LeftKey: "product_id", RightKey: "category_id"},
-				Fields:  []schema.Field{{Name: "name", Kind: schema.Keyword}}},
-			{Name: "variant_count", Kind: schema.Count, Table: "variants", ForeignKey: "product_id"},
-			{Name: "total_stock", Kind: schema.Sum, Table: "variants", ForeignKey: "product_id", Column: "stock", ValueType: schema.Long},
-			{Name: "avg_price", Kind: schema.Avg, Table: "variants", ForeignKey: "product_id", Column: "price"},
-			{Name: "min_price", Kind: schema.Min, Table: "variants", ForeignKey: "product_id", Column: "price", ValueType: schema.Decimal},
-			{Name: "last_sold", Kind: schema.Max, Table: "sales", ForeignKey: "product_id", Column: "at", ValueType: schema.Timestamp},
-			{Name: "variant_ids", Kind: schema.IDs, Table: "variants", ForeignKey: "product_id", ElementType: schema.Long},
-			{Name: "variant_skus", Kind: schema.IDs, Table: "variants", ForeignKey: "product_id", ElementType: schema.Keyword},
-			{Name: "source", Kind: schema.Constant, Value: "catalog"},
-			{Name: "schema_rev", Kind: schema.Constant, Value: 3},
-			{Name: "weight_factor", Kind: schema.Constant, Value: 1.5},
-			{Name: "featured", Kind: schema.Constant, Value: true},
-			{Name: "nothing", Kind: schema.Constant},
-		},
+// everyType loads a schema using every field type, with the siblings that
+// shape the mapping.
+func everyType(t *testing.T) *schema.Index {
+	t.Helper()
+	ix, err := schema.Load(filepath.Join("testdata", "every_type.schema.yml"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	return ix
 }
 
 func TestGolden(t *testing.T) {
@@ -101,7 +36,7 @@ func TestGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.golden, func(t *testing.T) {
-			ix := everyType()
+			ix := everyType(t)
 			var buf bytes.Buffer
 			enc := json.NewEncoder(&buf)
 			enc.SetEscapeHTML(false)
