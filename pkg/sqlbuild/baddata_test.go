@@ -1,0 +1,156 @@
+package sqlbuild_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/flusso/flusso/pkg/sqlbuild"
+)
+
+const badDDL = `
+CREATE TABLE people (id int PRIMARY KEY, age text, score numeric, seen timestamp, code text);
+CREATE TABLE visits (id int PRIMARY KEY, person_id int, weight numeric, born date);
+INSERT INTO people VALUES
+	(1, '30', 1.5, '2024-01-01', 'a'),
+	(2, 'thirty', 1.5, '2024-01-01', 'b'),
+	(3, '40', 'NaN', '2024-01-01', 'c'),
+	(4, '50', 2, 'infinity', 'd'),
+	(5, '60', 3, '2024-01-01', 'e'),
+	(6, '99999', 3, '2024-01-01', 'f');
+INSERT INTO visits VALUES (10, 1, 1, '2020-01-01'), (11, 5, 2, 'infinity'), (12, 6, 'Infinity', '2020-01-01');
+`
+
+const badSchema = `version: 1
+table: people
+primary_key: id
+fields:
+	- integer: id
+	- object: stats
+		fields:
+			- integer: age
+			- double: score
+	- timestamp: seen
+	- has_many: visits
+		table: visits
+		foreign_key: person_id
+		primary_key: id
+		fields:
+			- date: born
+	- sum: weight
+		table: visits
+		column: weight
+		value_type: double
+		foreign_key: person_id
+`
+
+// TestBadData checks that a value that cannot be rendered as its declared
+// type fails only its own document, naming the field.
+func TestBadData(t *testing.T) {
+	pool := database(t, badDDL)
+	ix := index(t, pool, badSchema)
+	ctx := context.Background()
+
+	check := func(t *testing.T, q sqlbuild.Querier) {
+		docs, err := ix.Build(ctx, q, []string{"1", "2", "3", "4", "5", "6", "7"})
+		if err != nil {
+			t.Fatalf("Build: %v", err)
+		}
+		wantErr := map[string]string{
+			"2": "stats.age",   // 'thirty' is no integer
+			"3": "stats.score", // NaN
+			"4": "seen",        // infinity
+			"5": "visits.born", // infinity in a joined row
+			"6": "weight",      // sum is Infinity
+		}
+		for _, d := range docs {
+			field, bad := wantErr[d.ID]
+			var derr *sqlbuild.DocError
+			switch {
+			case !bad && d.Err != nil:
+				t.Errorf("document %s: unexpected error %v", d.ID, d.Err)
+			case bad && !errors.As(d.Err, &derr):
+				t.Errorf("document %s: error %v, want a *DocError", d.ID, d.Err)
+			case bad && (derr.Field != field || derr.Index != "test" || derr.ID != d.ID):
+				t.Errorf("document %s: %+v, want field %s", d.ID, derr, field)
+			case bad && !strings.Contains(d.Err.Error(), `document "`+d.ID+`": field `+field+":"):
+				t.Errorf("document %s: message %q does not name it", d.ID, d.Err)
+			case bad && d.Body != nil:
+				t.Errorf("document %s: body %s beside an error", d.ID, d.Body)
+			}
+		}
+		if docs[0].Body == nil || docs[6].Body != nil || docs[6].Err != nil {
+			t.Errorf("documents 1 and 7: %+v %+v, want a body and a tombstone", docs[0], docs[6])
+		}
+	}
+	t.Run("pool", func(t *testing.T) { check(t, pool) })
+	t.Run("transaction", func(t *testing.T) {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		check(t, tx)
+		// The transaction is still usable.
+		if _, err := ix.Build(ctx, tx, []string{"1"}); err != nil {
+			t.Fatalf("Build after failures: %v", err)
+		}
+	})
+	t.Run("bad key", func(t *testing.T) {
+		docs, err := ix.Build(ctx, pool, []string{"1", "x"})
+		if err != nil {
+			t.Fatalf("Build: %v", err)
+		}
+		var derr *sqlbuild.DocError
+		if docs[0].Err != nil || !errors.As(docs[1].Err, &derr) || derr.Field != "" {
+			t.Errorf("got %+v, %+v; want document x to fail on its key", docs[0], docs[1])
+		}
+	})
+}
+
+func TestKeysAndCount(t *testing.T) {
+	pool := database(t, `
+		CREATE SCHEMA shop;
+		CREATE TABLE shop.items (sku uuid PRIMARY KEY, hidden boolean NOT NULL DEFAULT false);
+		INSERT INTO shop.items (sku, hidden)
+			SELECT md5(i::text)::uuid, i % 10 = 0 FROM generate_series(1, 95) i;`)
+	ix := index(t, pool, `version: 1
+schema: shop
+table: items
+primary_key: sku
+soft_delete: {column: hidden}
+fields:
+	- uuid: sku
+`)
+	ctx := context.Background()
+	var all []string
+	after, first := "", true
+	for {
+		keys, err := ix.Keys(ctx, pool, after, first, 20)
+		if err != nil {
+			t.Fatalf("Keys: %v", err)
+		}
+		if len(keys) == 0 {
+			break
+		}
+		all = append(all, keys...)
+		after, first = keys[len(keys)-1], false
+	}
+	if len(all) != 86 {
+		t.Errorf("Keys listed %d keys, want the 86 documents", len(all))
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i-1] >= all[i] {
+			t.Fatalf("keys out of order: %s, %s", all[i-1], all[i])
+		}
+	}
+	n, err := ix.Count(ctx, pool)
+	if err != nil || n != 86 {
+		t.Errorf("Count = %d, %v; want 86", n, err)
+	}
+	docs, err := ix.Build(ctx, pool, all[:3])
+	if err != nil || len(docs) != 3 || docs[2].Body == nil {
+		t.Errorf("Build of listed keys: %+v, %v", docs, err)
+	}
+}
