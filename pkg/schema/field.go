@@ -171,6 +171,13 @@ func (p *parser) field(n *yaml.Node, path string, depth int) (Field, bool) {
 	if !ok {
 		return Field{}, false
 	}
+	// Everything inside the item is addressed under its name, like its
+	// nested fields: fields[3].orders.column, fields[3].orders.fields[0].
+	named := join(path, name)
+	for k, e := range o.entries {
+		e.path = join(named, k)
+		o.entries[k] = e
+	}
 	f := Field{Kind: kind, Name: name, Line: o.node.Line}
 	if p.related == nil && isJoinOrAggregate(kind) {
 		p.related = &place{line: f.Line, path: path, what: fmt.Sprintf("%s %s", kind, name)}
@@ -185,7 +192,7 @@ func (p *parser) field(n *yaml.Node, path string, depth int) (Field, bool) {
 			p.errorf(o.entries[k].key, path, "%s", misplaced(kind, k))
 		}
 	}
-	p.siblings(&f, o, join(path, name), depth)
+	p.siblings(&f, o, named, depth)
 	p.complete(&f, o, path)
 	return f, true
 }

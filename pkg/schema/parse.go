@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -78,6 +79,9 @@ func Parse(file string, data []byte) (*Index, error) {
 	if len(data) > MaxFileSize {
 		return nil, ErrorList{tooLarge(file, int64(len(data)))}
 	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, ErrorList{emptyFile(file)}
+	}
 	root, err := decodeYAML(file, data)
 	if err != nil {
 		return nil, ErrorList{err}
@@ -104,7 +108,7 @@ func decodeYAML(file string, data []byte) (root *yaml.Node, failure *Error) {
 	var doc yaml.Node
 	switch err := dec.Decode(&doc); {
 	case errors.Is(err, io.EOF):
-		return nil, &Error{File: file, Msg: "file is empty: expected a schema (version, table, fields)"}
+		return nil, emptyFile(file)
 	case err != nil:
 		return nil, syntaxError(file, err)
 	}
@@ -115,16 +119,24 @@ func decodeYAML(file string, data []byte) (root *yaml.Node, failure *Error) {
 		}
 		return nil, &Error{File: file, Line: extra.Line, Msg: "a schema file holds one YAML document; found a second one"}
 	}
-	if len(doc.Content) == 0 {
-		return nil, &Error{File: file, Msg: "file is empty: expected a schema (version, table, fields)"}
+	if len(doc.Content) == 0 || doc.Content[0].ShortTag() == "!!null" {
+		return nil, emptyFile(file)
 	}
 	return doc.Content[0], nil
 }
 
+func emptyFile(file string) *Error {
+	return &Error{File: file, Msg: "file is empty: expected a schema (version, table, fields)"}
+}
+
 func syntaxError(file string, err error) *Error {
 	if m := yamlErrorRE.FindStringSubmatch(err.Error()); m != nil {
-		var line int
-		fmt.Sscan(m[1], &line)
+		line, _ := strconv.Atoi(m[1])
+		// yaml.v3 numbers the lines of these parser errors from 0 (they
+		// point at the start of the unclosed construct); the others from 1.
+		if strings.HasPrefix(m[2], "did not find expected") {
+			line++
+		}
 		return &Error{File: file, Line: line, Msg: "invalid YAML: " + m[2], Err: err}
 	}
 	return &Error{File: file, Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: "), Err: err}
