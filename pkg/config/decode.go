@@ -365,12 +365,13 @@ func (l *loader) value(m map[string]any, base, name string) Value {
 	case string:
 		return Value{Literal: v}
 	case map[string]any:
+		if _, isRef := v["env"]; !isRef {
+			l.errorf(key, `must be a string or { env = "VAR" }, not a table without env`)
+			return Value{}
+		}
 		l.unknownKeys(v, key, envKeys)
 		env, ok := l.str(v, key, "env")
 		if !ok {
-			if _, present := v["env"]; !present {
-				l.errorf(key, `an env reference is written { env = "VAR" }`)
-			}
 			return Value{}
 		}
 		if env == "" || strings.ContainsAny(env, "=\x00") {

@@ -46,22 +46,29 @@ func MarshalLock(cfg *Config) ([]byte, error) {
 	var body bytes.Buffer
 	enc := msgpack.NewEncoder(&body)
 	enc.SetSortMapKeys(true)
+	// Integers in their smallest form whatever their Go type, so a decoded
+	// lock (where they come back as int64) encodes to the same bytes.
+	enc.UseCompactInts(true)
 	if err := enc.Encode(portable(cfg)); err != nil {
 		return nil, fmt.Errorf("encode lock: %w", err)
 	}
-	sum := sha256.Sum256(body.Bytes())
 	var out bytes.Buffer
 	enc = msgpack.NewEncoder(&out)
 	err := enc.Encode(lockFile{
 		Format:  lockFormat,
 		Version: LockVersion,
-		Digest:  hex.EncodeToString(sum[:]),
+		Digest:  digestOf(body.Bytes()),
 		Config:  body.Bytes(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode lock: %w", err)
 	}
 	return out.Bytes(), nil
+}
+
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // portable returns a copy of cfg whose file paths do not depend on where it
@@ -92,8 +99,7 @@ func UnmarshalLock(data []byte) (*Config, error) {
 	if lf.Version != LockVersion {
 		return nil, fmt.Errorf("lock format version %d is not supported by this flusso (it reads version %d); rebuild the lock with flusso build", lf.Version, LockVersion)
 	}
-	sum := sha256.Sum256(lf.Config)
-	if hex.EncodeToString(sum[:]) != lf.Digest {
+	if digestOf(lf.Config) != lf.Digest {
 		return nil, errors.New("lock is corrupt: its content does not match its digest; rebuild it with flusso build")
 	}
 	var cfg Config

@@ -36,17 +36,17 @@ func indexPositions(data []byte) *positions {
 		e := p.Expression()
 		switch e.Kind {
 		case unstable.Table:
-			parts, first := keyParts(e)
-			table = ix.resolve(parts)
-			ix.record(table, first)
+			parts, at := keyParts(e)
+			table = ix.resolve(parts, at)
 		case unstable.ArrayTable:
-			parts, first := keyParts(e)
-			base := child(ix.resolve(parts[:len(parts)-1]), parts[len(parts)-1])
+			parts, at := keyParts(e)
+			last := len(parts) - 1
+			base := child(ix.resolve(parts[:last], at), parts[last])
 			n := ix.arrays[base]
 			ix.arrays[base] = n + 1
 			table = fmt.Sprintf("%s[%d]", base, n)
-			ix.record(base, first)
-			ix.record(table, first)
+			ix.record(base, at[last])
+			ix.record(table, at[last])
 		case unstable.KeyValue:
 			ix.keyValue(table, e)
 		}
@@ -54,29 +54,31 @@ func indexPositions(data []byte) *positions {
 	return ix
 }
 
-// keyParts returns the parts of a node's (possibly dotted) key and the range
-// of its first part.
-func keyParts(n *unstable.Node) ([]string, unstable.Range) {
-	var parts []string
-	var first unstable.Range
+// keyParts returns the parts of a node's (possibly dotted) key and where
+// each is written.
+func keyParts(n *unstable.Node) ([]string, []unstable.Range) {
+	var (
+		parts []string
+		at    []unstable.Range
+	)
 	it := n.Key()
 	for it.Next() {
-		if parts == nil {
-			first = it.Node().Raw
-		}
 		parts = append(parts, string(it.Node().Data))
+		at = append(at, it.Node().Raw)
 	}
-	return parts, first
+	return parts, at
 }
 
+// keyValue records a key = value line: its key at the start of the line (a
+// message about it points there) and any table or array it holds.
 func (ix *positions) keyValue(table string, kv *unstable.Node) {
-	parts, first := keyParts(kv)
+	parts, at := keyParts(kv)
 	path := table
 	for _, part := range parts {
 		path = child(path, part)
-		ix.record(path, first)
+		ix.record(path, at[0])
 	}
-	ix.value(path, kv.Value(), first)
+	ix.value(path, kv.Value(), at[0])
 }
 
 func (ix *positions) value(path string, v *unstable.Node, at unstable.Range) {
@@ -108,12 +110,14 @@ func (ix *positions) value(path string, v *unstable.Node, at unstable.Range) {
 	}
 }
 
-// resolve turns the parts of a table header into a path, descending into the
-// last element of any array of tables on the way ([[index]] then [index.x]).
-func (ix *positions) resolve(parts []string) string {
+// resolve turns the parts of a table header into a path, recording each
+// part where it is written and descending into the last element of any
+// array of tables on the way ([[index]] then [index.x]).
+func (ix *positions) resolve(parts []string, at []unstable.Range) string {
 	path := ""
-	for _, part := range parts {
+	for i, part := range parts {
 		path = child(path, part)
+		ix.record(path, at[i])
 		if n, ok := ix.arrays[path]; ok {
 			path = fmt.Sprintf("%s[%d]", path, n-1)
 		}
