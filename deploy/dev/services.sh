@@ -130,8 +130,13 @@ pg_user() {
 
 pg_run() {
 	[[ -n "$PG_USER" ]] || pg_user
-	if as_root; then runuser -u "$PG_USER" -- "$@"; else "$@"; fi
+	# From /: PG_USER may not be allowed into the current directory.
+	if as_root; then (cd / && runuser -u "$PG_USER" -- "$@"); else "$@"; fi
 }
+
+# pg_home is the real cluster directory: the server's user reaches it without passing
+# through .dev/ (see pg_prepare_dir).
+pg_home() { readlink -f "$PG_DIR"; }
 
 # The data directory must be reachable by PG_USER; a checkout under a private directory
 # (e.g. /root) is not, so keep the cluster elsewhere and link it from .dev/.
@@ -158,8 +163,8 @@ pg_prepare_dir() {
 pg_running() {
 	local bin
 	bin="$(pg_bindir)" || return 1
-	[[ -f "$PG_DIR/data/PG_VERSION" ]] || return 1
-	pg_run "$bin/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1
+	[[ -f "$(pg_home)/data/PG_VERSION" ]] || return 1
+	pg_run "$bin/pg_ctl" -D "$(pg_home)/data" status >/dev/null 2>&1
 }
 
 pg_psql() {
@@ -169,25 +174,25 @@ pg_psql() {
 
 pg_init() {
 	local bin="$1"
-	if [[ -f "$PG_DIR/data/PG_VERSION" && "$(<"$PG_DIR/data/PG_VERSION")" != "$("$bin/pg_ctl" --version | awk '{ split($3, v, "."); print v[1] }')" ]]; then
+	if [[ -f "$(pg_home)/data/PG_VERSION" && "$(<"$(pg_home)/data/PG_VERSION")" != "$("$bin/pg_ctl" --version | awk '{ split($3, v, "."); print v[1] }')" ]]; then
 		log "dev cluster was made by another PostgreSQL major version: recreating it"
-		pg_run rm -rf "$PG_DIR/data"
+		pg_run rm -rf "$(pg_home)/data"
 	fi
-	[[ -f "$PG_DIR/data/PG_VERSION" ]] && return 0
+	[[ -f "$(pg_home)/data/PG_VERSION" ]] && return 0
 	log "initdb $PG_DIR/data"
 	local pw
 	pw="$(pg_run mktemp)"
 	pg_run sh -c "printf 'flusso\n' > '$pw'"
 	# The bootstrap superuser is 'flusso' itself, so the cluster is usable over TCP only.
-	pg_run "$bin/initdb" -D "$PG_DIR/data" -U flusso --pwfile="$pw" \
-		--auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$PG_DIR/initdb.log" 2>&1 ||
+	pg_run "$bin/initdb" -D "$(pg_home)/data" -U flusso --pwfile="$pw" \
+		--auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$(pg_home)/initdb.log" 2>&1 ||
 		{
 			pg_run rm -f "$pw"
-			cat "$PG_DIR/initdb.log" >&2
+			cat "$(pg_home)/initdb.log" >&2
 			die "initdb failed"
 		}
 	pg_run rm -f "$pw"
-	pg_run sh -c "cat >> '$PG_DIR/data/postgresql.conf'" <<EOF
+	pg_run sh -c "cat >> '$(pg_home)/data/postgresql.conf'" <<EOF
 
 # --- flusso dev (deploy/dev/services.sh) ---
 listen_addresses = '127.0.0.1'
@@ -222,9 +227,9 @@ pg_up() {
 	fi
 	pg_init "$bin"
 	port_busy "$PG_PORT" && die "port $PG_PORT is taken by another process (another checkout's services? stop them first)"
-	pg_run "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 start >/dev/null ||
+	pg_run "$bin/pg_ctl" -D "$(pg_home)/data" -l "$(pg_home)/postgres.log" -w -t 60 start >/dev/null ||
 		{
-			tail -20 "$PG_DIR/postgres.log" >&2
+			tail -20 "$(pg_home)/postgres.log" >&2
 			die "PostgreSQL did not start (log: $PG_DIR/postgres.log)"
 		}
 	pg_roles
@@ -236,7 +241,7 @@ pg_down() {
 	bin="$(pg_bindir)" || return 0
 	pg_user
 	pg_running || return 0
-	pg_run "$bin/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 60 stop >/dev/null
+	pg_run "$bin/pg_ctl" -D "$(pg_home)/data" -m fast -w -t 60 stop >/dev/null
 }
 
 pg_restart() {
@@ -247,11 +252,11 @@ pg_restart() {
 	pg_running || die "postgres is not running: run up first"
 	if [[ "$hard" == 1 ]]; then
 		# Immediate mode is PostgreSQL's crash: no shutdown checkpoint, WAL replay on start.
-		pg_run "$bin/pg_ctl" -D "$PG_DIR/data" -m immediate -w -t 60 stop >/dev/null
+		pg_run "$bin/pg_ctl" -D "$(pg_home)/data" -m immediate -w -t 60 stop >/dev/null
 	else
-		pg_run "$bin/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 60 stop >/dev/null
+		pg_run "$bin/pg_ctl" -D "$(pg_home)/data" -m fast -w -t 60 stop >/dev/null
 	fi
-	pg_run "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 start >/dev/null ||
+	pg_run "$bin/pg_ctl" -D "$(pg_home)/data" -l "$(pg_home)/postgres.log" -w -t 60 start >/dev/null ||
 		die "PostgreSQL did not restart (log: $PG_DIR/postgres.log)"
 	log "postgres restarted in $(since "$t0")"
 }

@@ -1,4 +1,0 @@
-package main
-
-// TODO(cli): schema.JSONSchema once pkg/schema provides it.
-var indexJSONSchema = []byte("{}\n")
