@@ -102,9 +102,15 @@ type report struct {
 	Server      config.Server   `json:"server"`
 	Publication publicationView `json:"publication"`
 	Indexes     []indexView     `json:"indexes"`
-	// Env lists the variables the run-time environment must or may set.
-	Env   []string `json:"env"`
-	Notes []string `json:"notes,omitempty"`
+	Env         envView         `json:"env"`
+	Notes       []string        `json:"notes,omitempty"`
+}
+
+// envView lists what the run-time environment is read for: variables the
+// run fails without, and reserved variables that override the file when set.
+type envView struct {
+	Required  []string `json:"required"`
+	Overrides []string `json:"overrides"`
 }
 
 type sourceView struct {
@@ -133,6 +139,7 @@ type indexView struct {
 	Schema   string         `json:"schema"`
 	Enabled  bool           `json:"enabled"`
 	OnError  config.OnError `json:"on_error"`
+	Hash     string         `json:"hash"`
 	Index    *schema.Index  `json:"definition"`
 	Mappings []mappingView  `json:"mappings"`
 }
@@ -152,14 +159,16 @@ func newReport(cfg *config.Config, publication string, manage bool) *report {
 		OnError:     cfg.OnError,
 		Server:      cfg.Server,
 		Publication: publicationView{Name: publication, Managed: manage, Tables: []string{}},
-		Env:         []string{},
+		Env:         envView{Required: []string{}, Overrides: []string{}},
 	}
-	env := func(name string, note string) {
-		if !slices.Contains(r.Env, name) {
-			r.Env = append(r.Env, name)
+	need := func(name string) {
+		if !slices.Contains(r.Env.Required, name) {
+			r.Env.Required = append(r.Env.Required, name)
 		}
-		if note != "" {
-			r.Notes = append(r.Notes, note)
+	}
+	override := func(name string) {
+		if !slices.Contains(r.Env.Overrides, name) {
+			r.Env.Overrides = append(r.Env.Overrides, name)
 		}
 	}
 
@@ -167,21 +176,21 @@ func newReport(cfg *config.Config, publication string, manage bool) *report {
 	switch {
 	case src.URL.Env != "":
 		r.Source.ConnectionURL = src.URL.String()
-		env(src.URL.Env, "")
+		need(src.URL.Env)
 	case src.URL.Literal != "":
 		r.Source.ConnectionURL = config.RedactURL(src.URL.Literal)
-		env(config.DatabaseURLVar, "")
+		override(config.DatabaseURLVar)
 	case src.Parts != nil:
 		p := src.Parts
 		r.Source.ConnectionURL = fmt.Sprintf("host %s port %d user %s database %s", p.Host, p.Port, p.User, p.Database)
 		if p.Password.Env != "" {
 			r.Source.ConnectionURL += " password " + p.Password.String()
-			env(p.Password.Env, "")
+			need(p.Password.Env)
 		}
-		env(config.DatabaseURLVar, "")
+		override(config.DatabaseURLVar)
 	default:
 		r.Source.ConnectionURL = "(from " + config.DatabaseURLVar + ")"
-		env(config.DatabaseURLVar, "[source].connection_url is not set: "+config.DatabaseURLVar+" must be set at run time")
+		need(config.DatabaseURLVar)
 	}
 	if src.Parts != nil && src.Parts.Password.Literal != "" {
 		r.Notes = append(r.Notes, `[source.connection_url].password is written in the file; prefer { env = "…" }`)
@@ -198,14 +207,14 @@ func newReport(cfg *config.Config, publication string, manage bool) *report {
 				key string
 				v   config.Value
 			}{{"URL", s.URL}, {"USERNAME", s.Username}, {"PASSWORD", s.Password}} {
-				if f.v.Env != "" {
-					env(f.v.Env, "")
-				} else {
-					env(prefix+f.key, "")
+				switch {
+				case f.v.Env != "":
+					need(f.v.Env)
+				case f.key == "URL" && !f.v.IsSet():
+					need(prefix + f.key)
+				default:
+					override(prefix + f.key)
 				}
-			}
-			if !s.URL.IsSet() {
-				r.Notes = append(r.Notes, fmt.Sprintf("[sinks.%s].url is not set: %sURL must be set at run time", s.Name, prefix))
 			}
 			if s.Password.Literal != "" {
 				r.Notes = append(r.Notes, fmt.Sprintf(`[sinks.%s].password is written in the file; prefer { env = "…" }`, s.Name))
@@ -215,7 +224,7 @@ func newReport(cfg *config.Config, publication string, manage bool) *report {
 	}
 
 	for _, ix := range cfg.Indexes {
-		if ix.Enabled && ix.Schema != nil {
+		if ix.Enabled {
 			for _, t := range ix.Schema.Tables() {
 				if name := t.Schema + "." + t.Name; !slices.Contains(r.Publication.Tables, name) {
 					r.Publication.Tables = append(r.Publication.Tables, name)
@@ -227,6 +236,7 @@ func newReport(cfg *config.Config, publication string, manage bool) *report {
 			Schema:   ix.SchemaPath,
 			Enabled:  ix.Enabled,
 			OnError:  ix.OnError,
+			Hash:     schema.Hash(ix.Schema),
 			Index:    ix.Schema,
 			Mappings: mappings(cfg.Sinks, ix.Schema),
 		})
@@ -237,9 +247,6 @@ func newReport(cfg *config.Config, publication string, manage bool) *report {
 // mappings derives the mapping of ix once per distinct set of OpenSearch
 // options; with no OpenSearch sink, once with the defaults.
 func mappings(sinks []config.Sink, ix *schema.Index) []mappingView {
-	if ix == nil {
-		return nil
-	}
 	var (
 		opts []mapping.Options
 		out  []mappingView
@@ -278,7 +285,7 @@ func shown(v config.Value, isURL bool) string {
 func (r *report) print(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "%s: valid\n\n", r.Config)
-	fmt.Fprintf(tw, "source\t%s\t%s\tmanage_publication=%t\n", r.Source.Type, r.Source.ConnectionURL, r.Source.ManagePublication)
+	fmt.Fprintf(tw, "source\t%s\t%s, manage_publication=%t\n", r.Source.Type, r.Source.ConnectionURL, r.Source.ManagePublication)
 	for _, s := range r.Sinks {
 		var details []string
 		switch s.Type {
@@ -291,19 +298,19 @@ func (r *report) print(w io.Writer) error {
 		case config.Stdout:
 			details = append(details, fmt.Sprintf("pretty=%t", s.Pretty))
 		}
-		fmt.Fprintf(tw, "sink %s\t%s\t%s\n", s.Name, s.Type, strings.Join(details, ", "))
+		fmt.Fprintf(tw, "sink %s\t%s\t%s\n", s.Name, s.Type, orNone(details))
 	}
 	if r.Prefix != "" {
 		fmt.Fprintf(tw, "prefix\t%s\n", r.Prefix)
 	}
 	fmt.Fprintf(tw, "on_error\t%s\n", r.OnError)
-	fmt.Fprintf(tw, "server\tpublic %s\tprivate %s\n", r.Server.PublicAddress, r.Server.PrivateAddress)
+	fmt.Fprintf(tw, "server\tpublic %s, private %s\n", r.Server.PublicAddress, r.Server.PrivateAddress)
 	who := "created or extended by flusso when the role may"
 	if !r.Publication.Managed {
 		who = "managed by you"
 	}
-	fmt.Fprintf(tw, "publication\t%s\t%s; must cover %s\n", r.Publication.Name, who, orNone(r.Publication.Tables))
-	fmt.Fprintf(tw, "environment\t%s\n", orNone(r.Env))
+	fmt.Fprintf(tw, "publication\t%s: %s; must cover %s\n", r.Publication.Name, who, orNone(r.Publication.Tables))
+	fmt.Fprintf(tw, "environment\tneeds %s; overrides read when set: %s\n", orNone(r.Env.Required), orNone(r.Env.Overrides))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -316,10 +323,7 @@ func (r *report) print(w io.Writer) error {
 		if !ix.Enabled {
 			state = "disabled"
 		}
-		fmt.Fprintf(w, "\nindex %s (%s, %s, on_error=%s)\n", ix.Name, ix.Schema, state, ix.OnError)
-		if ix.Index == nil {
-			continue
-		}
+		fmt.Fprintf(w, "\nindex %s (%s, %s, on_error=%s, hash %s)\n", ix.Name, ix.Schema, state, ix.OnError, ix.Hash)
 		root := ix.Index.Schema + "." + ix.Index.Table
 		if ix.Index.PrimaryKey != "" {
 			root += ", primary key " + ix.Index.PrimaryKey
@@ -350,7 +354,11 @@ func (r *report) print(w io.Writer) error {
 func printFields(w io.Writer, fields []schema.Field, indent string) {
 	for i := range fields {
 		f := &fields[i]
-		fmt.Fprintf(w, "%s%s\t%s\t%s\t%s\n", indent, f.Name, f.Kind, mapping.Type(f), strings.Join(fieldDetails(f), ", "))
+		line := fmt.Sprintf("%s%s\t%s\t%s", indent, f.Name, f.Kind, mapping.Type(f))
+		if d := fieldDetails(f); len(d) > 0 {
+			line += "\t" + strings.Join(d, ", ")
+		}
+		fmt.Fprintln(w, line)
 		printFields(w, f.Fields, indent+"  ")
 	}
 }

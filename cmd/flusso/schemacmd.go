@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/schema"
 )
 
 func schemaCommand() *cli.Command {
@@ -30,7 +31,7 @@ func schemaCommand() *cli.Command {
 			case "config":
 				doc = config.JSONSchema
 			case "index":
-				doc = indexJSONSchema
+				doc = schema.JSONSchema
 			case "":
 				return fmt.Errorf("schema needs an argument: config or index (or set FLUSSO_SCHEMA)")
 			default:

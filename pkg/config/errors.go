@@ -36,21 +36,19 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// joinErrors orders problems by position so a report reads top to bottom,
-// and joins them; nil when there are none.
-func joinErrors(errs []*Error) error {
-	if len(errs) == 0 {
-		return nil
-	}
+// joinErrors orders the config's problems by position so a report reads top
+// to bottom, appends those found in schema files (which name their own file
+// and line) and joins them; nil when there are none.
+func joinErrors(errs []*Error, more []error) error {
 	sort.SliceStable(errs, func(i, j int) bool {
 		if errs[i].Line != errs[j].Line {
 			return errs[i].Line < errs[j].Line
 		}
 		return errs[i].Column < errs[j].Column
 	})
-	out := make([]error, len(errs))
-	for i, e := range errs {
-		out[i] = e
+	out := make([]error, 0, len(errs)+len(more))
+	for _, e := range errs {
+		out = append(out, e)
 	}
-	return errors.Join(out...)
+	return errors.Join(append(out, more...)...)
 }

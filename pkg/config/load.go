@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/flusso/flusso/pkg/schema"
 )
 
 // maxFileSize bounds flusso.toml. A real deployment file is a few KiB; the
@@ -26,7 +28,7 @@ const maxFileSize = 1 << 20
 //
 // Every problem found is reported, each naming the file, the line where
 // possible, the key path and the cause; they are joined into one error whose
-// parts are *Error.
+// parts are *Error for the config and *schema.Error for schema files.
 func Load(path string) (*Config, error) {
 	data, err := readFile("config", path, maxFileSize)
 	if err != nil {
@@ -34,10 +36,11 @@ func Load(path string) (*Config, error) {
 	}
 	l := &loader{file: path}
 	cfg := l.parse(data)
+	var schemaErrs []error
 	if len(l.errs) == 0 {
-		l.loadSchemas(cfg, filepath.Dir(path))
+		schemaErrs = l.loadSchemas(cfg, filepath.Dir(path))
 	}
-	if err := joinErrors(l.errs); err != nil {
+	if err := joinErrors(l.errs, schemaErrs); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -116,8 +119,11 @@ func (l *loader) parse(data []byte) *Config {
 	return l.config(doc)
 }
 
-// loadSchemas reads the schema of every index.
-func (l *loader) loadSchemas(cfg *Config, dir string) {
+// loadSchemas reads the schema of every index. A missing file is a problem
+// of the config's schema key; problems inside a schema file are returned
+// as the schema loader reports them, one error each.
+func (l *loader) loadSchemas(cfg *Config, dir string) []error {
+	var errs []error
 	for i := range cfg.Indexes {
 		ix := &cfg.Indexes[i]
 		key := fmt.Sprintf("index[%d].schema", i)
@@ -134,11 +140,18 @@ func (l *loader) loadSchemas(cfg *Config, dir string) {
 			l.errorf(key, "schema file %s is a directory", file)
 			continue
 		}
-		s, err := loadSchema(file)
-		if err != nil {
-			l.errorf(key, "%w", err)
-			continue
+		s, err := schema.Load(file)
+		var list schema.ErrorList
+		switch {
+		case errors.As(err, &list):
+			for _, e := range list {
+				errs = append(errs, e)
+			}
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			ix.Schema = s
 		}
-		ix.Schema = s
 	}
+	return errs
 }
