@@ -45,4 +45,7 @@ type Options struct {
 	// sink names (empty: every sink).
 	Roles []Role
 	Sinks []string
+
+	// Version is the build's version, stamped on stdout envelopes.
+	Version string
 }

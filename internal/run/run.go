@@ -3,9 +3,236 @@ package run
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/flusso/flusso/pkg/broker"
+	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/schema"
+	"github.com/flusso/flusso/pkg/sink"
+	"github.com/flusso/flusso/pkg/sqlbuild"
+	"github.com/flusso/flusso/services/assembler"
+	"github.com/flusso/flusso/services/capture"
+	"github.com/flusso/flusso/services/writer"
 )
+
+// Pipeline is a running set of stages, for the HTTP surfaces to read.
+type Pipeline struct {
+	Capture   *capture.Capture
+	Assembler *assembler.Assembler
+	Writers   []*writer.Writer
+	Broker    *broker.Conn
+	Sinks     []sink.Sink
+	Indexes   []sink.Index
+	roles     []Role
+}
 
 // Run runs the pipeline until ctx is cancelled or a stage fails.
 func Run(ctx context.Context, opts Options) error {
-	return errors.New("run: the pipeline is being assembled; not available yet")
+	return Start(ctx, opts, nil)
+}
+
+// Start runs the pipeline like Run and hands the assembled stages to ready
+// before they start (nil: nobody asks).
+func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
+	log := slog.Default()
+	cfg := opts.Config
+	env := os.LookupEnv
+	roles := opts.Roles
+	if len(roles) == 0 {
+		roles = []Role{Capture, Assembler, Writer}
+	}
+
+	var indexes []sink.Index
+	onError := map[string]config.OnError{}
+	for _, ix := range cfg.Indexes {
+		if !ix.Enabled {
+			continue
+		}
+		indexes = append(indexes, sink.Index{Name: ix.Name, Schema: ix.Schema, Hash: schema.Hash(ix.Schema)})
+		onError[ix.Name] = ix.OnError
+	}
+	if len(indexes) == 0 {
+		return errors.New("no enabled [[index]] in the configuration: nothing to sync")
+	}
+
+	natsURL := opts.NATSURL
+	if natsURL == "" {
+		dir := filepath.Join(opts.DataDir, "nats")
+		emb, err := broker.StartEmbedded(dir, 0)
+		if err != nil {
+			return err
+		}
+		defer emb.Close()
+		natsURL = emb.URL()
+		log.Info("embedded NATS JetStream started", "data", dir)
+	}
+	bc, err := broker.Connect(ctx, natsURL, "flusso")
+	if err != nil {
+		return err
+	}
+	defer bc.Close()
+	sinkNames := make([]string, len(cfg.Sinks))
+	for i, s := range cfg.Sinks {
+		sinkNames[i] = s.Name
+	}
+	if err := bc.Setup(ctx, sinkNames); err != nil {
+		return err
+	}
+	kv, err := bc.State(ctx)
+	if err != nil {
+		return err
+	}
+
+	dsn, overrides, err := cfg.Source.ConnString(env)
+	if err != nil {
+		return fmt.Errorf("%s: %w", cfg.Path, err)
+	}
+	for _, o := range overrides {
+		log.Info("deployment override", "override", o.String())
+	}
+
+	// The capture asks every sink about seeding; writers need only theirs.
+	var sinks []sink.Sink
+	for _, sc := range cfg.Sinks {
+		need := slices.Contains(roles, Capture) ||
+			(slices.Contains(roles, Writer) && (len(opts.Sinks) == 0 || slices.Contains(opts.Sinks, sc.Name)))
+		if !need {
+			continue
+		}
+		s, err := openSink(sc, opts, env)
+		if err != nil {
+			return err
+		}
+		if sc.Type == config.Stdout {
+			s = sink.Remembered(s, kv)
+		}
+		defer s.Close()
+		sinks = append(sinks, s)
+	}
+
+	p := &Pipeline{Broker: bc, Sinks: sinks, Indexes: indexes, roles: roles}
+	// Each stage gets its own compiled indexes: preparing one reads the
+	// live catalog, and stages do that concurrently.
+	compile := func() ([]*sqlbuild.Index, error) {
+		var out []*sqlbuild.Index
+		for _, ix := range indexes {
+			c, err := sqlbuild.Compile(ix.Name, ix.Schema)
+			if err != nil {
+				return nil, fmt.Errorf("index %s: %w", ix.Name, err)
+			}
+			out = append(out, c)
+		}
+		return out, nil
+	}
+
+	var run []func(context.Context) error
+	if slices.Contains(roles, Capture) {
+		compiled, err := compile()
+		if err != nil {
+			return err
+		}
+		ci := make([]capture.Index, len(indexes))
+		for i, ix := range indexes {
+			ci[i] = capture.Index{Name: ix.Name, Hash: ix.Hash, Schema: ix.Schema, Keys: compiled[i]}
+		}
+		p.Capture, err = capture.New(capture.Config{
+			DatabaseURL:       dsn,
+			Slot:              opts.Slot,
+			Publication:       opts.Publication,
+			ManagePublication: opts.ManagePublication,
+			SkipBackfill:      opts.SkipBackfill,
+			LagPoll:           opts.LagPoll,
+			Indexes:           ci,
+			Broker:            bc,
+			Seeds:             seedPlanner(sinks),
+			Log:               log,
+		})
+		if err != nil {
+			return err
+		}
+		run = append(run, p.Capture.Run)
+	}
+	if slices.Contains(roles, Assembler) {
+		pool, err := pgxpool.New(ctx, dsn)
+		if err != nil {
+			return fmt.Errorf("opening postgres pool: %w", err)
+		}
+		defer pool.Close()
+		compiled, err := compile()
+		if err != nil {
+			return err
+		}
+		ai := make([]assembler.Index, len(indexes))
+		for i, ix := range indexes {
+			ai[i] = assembler.Index{Name: ix.Name, SQL: compiled[i], OnError: onError[ix.Name]}
+		}
+		p.Assembler = assembler.New(assembler.Config{Pool: pool, Broker: bc, Indexes: ai, Workers: 2, Log: log})
+		run = append(run, p.Assembler.Run)
+	}
+	if slices.Contains(roles, Writer) {
+		wi := make([]writer.Index, len(indexes))
+		for i, ix := range indexes {
+			wi[i] = writer.Index{Index: ix, OnError: onError[ix.Name]}
+		}
+		for _, s := range sinks {
+			if len(opts.Sinks) > 0 && !slices.Contains(opts.Sinks, s.Name()) {
+				continue
+			}
+			w := writer.New(writer.Config{Sink: s, Broker: bc, Indexes: wi, Batch: opts.QueueCapacity, Log: log})
+			p.Writers = append(p.Writers, w)
+			run = append(run, w.Run)
+		}
+	}
+	if ready != nil {
+		ready(p)
+	}
+	return all(ctx, run)
+}
+
+// all runs fns until ctx is done or the first fails, then stops the rest.
+func all(ctx context.Context, fns []func(context.Context) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for _, fn := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil {
+				cancel(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return nil
+}
+
+// seedPlanner asks each sink whether it holds a seeded index.
+func seedPlanner(sinks []sink.Sink) capture.SeedPlanner {
+	return func(ctx context.Context, ix capture.Index) (map[string]uint32, error) {
+		targets := map[string]uint32{}
+		for _, s := range sinks {
+			st, err := s.Ensure(ctx, sink.Index{Name: ix.Name, Schema: ix.Schema, Hash: ix.Hash})
+			if err != nil {
+				return nil, fmt.Errorf("sink %s: %w", s.Name(), err)
+			}
+			switch {
+			case !st.Seeded:
+				targets[s.Name()] = st.Generation
+			case st.Next != 0:
+				targets[s.Name()] = st.Next
+			}
+		}
+		return targets, nil
+	}
 }

@@ -22,7 +22,7 @@ const (
 // that can (OpenSearch, with external versions) never lets a lower version
 // replace a higher one, and treats an equal version as already applied.
 type Doc struct {
-	Index   string          // logical index name
+	Index   string // logical index name
 	ID      string
 	Op      Op
 	Body    json.RawMessage // the document, for Upsert

@@ -1,0 +1,227 @@
+// Package broker is the JetStream layout the stages share: the streams
+// between them, their consumers, the state bucket, and the embedded server
+// used when no external NATS is configured.
+//
+// Layout (what `nats stream info` / `nats consumer info` show):
+//
+//	stream FLUSSO_CHANGES    subject flusso.changes            work queue; consumer "assembler"
+//	stream FLUSSO_DOCS       subjects flusso.docs.<index>      interest;   consumer "writer_<sink>" per sink
+//	stream FLUSSO_QUARANTINE subjects flusso.quarantine.<sink>.<index>  limits (kept for inspection and replay)
+//	KV     flusso_state      backfill checkpoints, seeding state of stateless sinks, the capture lease
+//
+// Both pipeline streams drop a message only once every consumer has acked
+// it, so the first sequence still stored tells how far a stage has durably
+// got: the capture's end-to-end watermark is built on that.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Names of streams, subjects, consumers and buckets.
+const (
+	ChangesStream     = "FLUSSO_CHANGES"
+	ChangesSubject    = "flusso.changes"
+	DocsStream        = "FLUSSO_DOCS"
+	DocsSubjectPrefix = "flusso.docs."
+	QuarantineStream  = "FLUSSO_QUARANTINE"
+	QuarantinePrefix  = "flusso.quarantine."
+	AssemblerConsumer = "assembler"
+	StateBucket       = "flusso_state"
+)
+
+// MaxPayload bounds one message; a built document larger than this cannot
+// travel and is reported as a rejection.
+const MaxPayload = 8 << 20
+
+// DocsSubject is the subject of documents of one index.
+func DocsSubject(index string) string { return DocsSubjectPrefix + index }
+
+// QuarantineSubject is the subject of quarantined documents of one sink and index.
+func QuarantineSubject(sink, index string) string {
+	return QuarantinePrefix + sink + "." + index
+}
+
+// WriterConsumer is the durable consumer of one sink's writers.
+func WriterConsumer(sink string) string { return "writer_" + sink }
+
+// Conn is a connection to NATS with JetStream.
+type Conn struct {
+	NC *nats.Conn
+	JS jetstream.JetStream
+}
+
+// Connect dials url. Reconnects are unlimited: a broker restart is an
+// outage to wait out, not a reason to stop.
+func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*Conn, error) {
+	opts = append([]nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.Timeout(5 * time.Second),
+	}, opts...)
+	var nc *nats.Conn
+	var err error
+	for {
+		nc, err = nats.Connect(url, opts...)
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
+		case <-time.After(time.Second):
+		}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("opening JetStream on %s: %w", url, err)
+	}
+	return &Conn{NC: nc, JS: js}, nil
+}
+
+// Close drains the connection.
+func (c *Conn) Close() {
+	if c != nil && c.NC != nil {
+		_ = c.NC.Drain()
+	}
+}
+
+// Setup creates or updates the streams, consumers and the state bucket for
+// the given sinks, and removes writer consumers of sinks no longer
+// configured (an orphan would hold documents forever). Every role calls it;
+// it is idempotent.
+func (c *Conn) Setup(ctx context.Context, sinks []string) error {
+	streams := []jetstream.StreamConfig{{
+		Name:        ChangesStream,
+		Description: "captured row changes and backfill key batches, consumed by the assemblers",
+		Subjects:    []string{ChangesSubject},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Duplicates:  10 * time.Minute,
+		MaxMsgSize:  MaxPayload,
+	}, {
+		Name:        DocsStream,
+		Description: "built documents per index, consumed by one writer consumer per sink",
+		Subjects:    []string{DocsSubjectPrefix + ">"},
+		Retention:   jetstream.InterestPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxMsgSize:  MaxPayload,
+	}, {
+		Name:        QuarantineStream,
+		Description: "documents a sink rejected under on_error = skip, kept for inspection and replay",
+		Subjects:    []string{QuarantinePrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxMsgSize:  MaxPayload,
+	}}
+	for _, cfg := range streams {
+		if _, err := c.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("creating stream %s: %w", cfg.Name, err)
+		}
+	}
+	if _, err := c.JS.CreateOrUpdateConsumer(ctx, ChangesStream, jetstream.ConsumerConfig{
+		Durable:       AssemblerConsumer,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       2 * time.Minute,
+		MaxAckPending: 100_000,
+		MaxDeliver:    -1,
+	}); err != nil {
+		return fmt.Errorf("creating consumer %s: %w", AssemblerConsumer, err)
+	}
+	want := map[string]bool{}
+	for _, s := range sinks {
+		name := WriterConsumer(s)
+		want[name] = true
+		if _, err := c.JS.CreateOrUpdateConsumer(ctx, DocsStream, jetstream.ConsumerConfig{
+			Durable:       name,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       2 * time.Minute,
+			MaxAckPending: 100_000,
+			MaxDeliver:    -1,
+		}); err != nil {
+			return fmt.Errorf("creating consumer %s: %w", name, err)
+		}
+	}
+	docs, err := c.JS.Stream(ctx, DocsStream)
+	if err != nil {
+		return fmt.Errorf("opening stream %s: %w", DocsStream, err)
+	}
+	lister := docs.ConsumerNames(ctx)
+	var stale []string
+	for name := range lister.Name() {
+		if strings.HasPrefix(name, "writer_") && !want[name] {
+			stale = append(stale, name)
+		}
+	}
+	if err := lister.Err(); err != nil {
+		return fmt.Errorf("listing consumers of %s: %w", DocsStream, err)
+	}
+	for _, name := range stale {
+		if err := docs.DeleteConsumer(ctx, name); err != nil {
+			return fmt.Errorf("removing consumer %s of a sink no longer configured: %w", name, err)
+		}
+	}
+	if _, err := c.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      StateBucket,
+		Description: "flusso pipeline state: backfill checkpoints, seeding state, capture lease",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+	}); err != nil {
+		return fmt.Errorf("creating key-value bucket %s: %w", StateBucket, err)
+	}
+	return nil
+}
+
+// State opens the state bucket.
+func (c *Conn) State(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := c.JS.KeyValue(ctx, StateBucket)
+	if err != nil {
+		return nil, fmt.Errorf("opening key-value bucket %s: %w", StateBucket, err)
+	}
+	return kv, nil
+}
+
+// Progress is how far consumers have got through a stream.
+type Progress struct {
+	// Done is the highest sequence S such that every message up to S is
+	// acked by every consumer (and so removed).
+	Done uint64
+	// Last is the last sequence stored.
+	Last uint64
+	// Pending is the number of messages still stored.
+	Pending uint64
+}
+
+// Progress reads a pipeline stream's progress.
+func (c *Conn) Progress(ctx context.Context, stream string) (Progress, error) {
+	s, err := c.JS.Stream(ctx, stream)
+	if err != nil {
+		return Progress{}, fmt.Errorf("opening stream %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return Progress{}, fmt.Errorf("reading stream %s: %w", stream, err)
+	}
+	st := info.State
+	done := st.LastSeq
+	if st.Msgs > 0 && st.FirstSeq > 0 {
+		done = st.FirstSeq - 1
+	}
+	return Progress{Done: done, Last: st.LastSeq, Pending: st.Msgs}, nil
+}
+
+// IsNotFound reports whether err says a key, stream or consumer is missing.
+func IsNotFound(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyNotFound) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(err, jetstream.ErrConsumerNotFound)
+}

@@ -1,0 +1,294 @@
+// Package capture is the capture stage: it owns the deployment's logical
+// replication slot, publishes every committed change of the tables the
+// indexes read to the changes stream, drives backfills, and confirms the
+// slot only as far as the sinks have durably caught up.
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/flusso/flusso/pkg/backfill"
+	"github.com/flusso/flusso/pkg/broker"
+	"github.com/flusso/flusso/pkg/publication"
+	"github.com/flusso/flusso/pkg/schema"
+	"github.com/flusso/flusso/pkg/sqlbuild"
+)
+
+// Index is one enabled index as the capture sees it.
+type Index struct {
+	Name   string
+	Hash   string
+	Schema *schema.Index
+	Keys   KeySource
+}
+
+// KeySource pages through an index's root keys for a backfill.
+type KeySource interface {
+	Prepare(ctx context.Context, q sqlbuild.Querier) error
+	Keys(ctx context.Context, q sqlbuild.Querier, after string, first bool, limit int) ([]string, error)
+	Count(ctx context.Context, q sqlbuild.Querier) (int64, error)
+}
+
+// SeedPlanner tells which sinks lack an index, and the generation each
+// must seed; an empty map means every sink is seeded.
+type SeedPlanner func(ctx context.Context, index Index) (map[string]uint32, error)
+
+// Config configures a capture.
+type Config struct {
+	DatabaseURL       string
+	Slot              string
+	Publication       string
+	ManagePublication bool
+	SkipBackfill      bool
+	LagPoll           time.Duration
+	Indexes           []Index
+	Broker            *broker.Conn
+	Seeds             SeedPlanner
+	Log               *slog.Logger
+	// BatchKeys is how many root keys one backfill message carries.
+	BatchKeys int
+}
+
+// Capture is the capture stage.
+type Capture struct {
+	cfg    Config
+	log    *slog.Logger
+	jobs   *backfill.Store
+	tables map[schema.TableRef]bool
+
+	confirmed atomic.Uint64 // LSN confirmed to the slot
+	lagBytes  atomic.Int64
+	captured  atomic.Uint64 // row changes published
+	commits   atomic.Uint64 // transactions seen
+}
+
+// New prepares a capture.
+func New(cfg Config) (*Capture, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.BatchKeys <= 0 {
+		cfg.BatchKeys = 500
+	}
+	if cfg.LagPoll <= 0 {
+		cfg.LagPoll = 10 * time.Second
+	}
+	c := &Capture{cfg: cfg, log: cfg.Log.With("stage", "capture"), tables: map[schema.TableRef]bool{}}
+	for _, ix := range cfg.Indexes {
+		for _, t := range ix.Schema.Tables() {
+			c.tables[t] = true
+		}
+	}
+	return c, nil
+}
+
+// Stats is a snapshot of the capture's counters.
+type Stats struct {
+	ConfirmedLSN string
+	LagBytes     int64
+	Captured     uint64
+	Commits      uint64
+}
+
+// Stats reads the counters.
+func (c *Capture) Stats() Stats {
+	return Stats{
+		ConfirmedLSN: lsnString(c.confirmed.Load()),
+		LagBytes:     c.lagBytes.Load(),
+		Captured:     c.captured.Load(),
+		Commits:      c.commits.Load(),
+	}
+}
+
+// Run captures until ctx is done. Problems found before streaming starts
+// (bad credentials, wal_level, missing privileges) are returned at once;
+// a connection lost later is retried with backoff.
+func (c *Capture) Run(ctx context.Context) error {
+	jobs, err := backfill.Open(ctx, c.cfg.Broker)
+	if err != nil {
+		return err
+	}
+	c.jobs = jobs
+	if err := c.preflight(ctx); err != nil {
+		return err
+	}
+	if !c.cfg.SkipBackfill {
+		if err := c.planSeeds(ctx); err != nil {
+			return err
+		}
+	}
+	backoff := time.Second
+	for {
+		started := time.Now()
+		err := c.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var fatal *fatalError
+		if errors.As(err, &fatal) {
+			return fatal.err
+		}
+		if time.Since(started) > time.Minute {
+			backoff = time.Second
+		}
+		c.log.Warn("replication interrupted; reconnecting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// fatalError stops Run instead of reconnecting.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+
+// preflight checks the server and manages the publication.
+func (c *Capture) preflight(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, c.cfg.DatabaseURL)
+	if err != nil {
+		return explainConnect(c.cfg.DatabaseURL, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var level string
+	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
+		return fmt.Errorf("reading wal_level: %w", err)
+	}
+	if level != "logical" {
+		return fmt.Errorf("postgres has wal_level = %s; flusso needs logical replication: set wal_level = logical in postgresql.conf and restart Postgres", level)
+	}
+	var canReplicate bool
+	if err := conn.QueryRow(ctx, "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&canReplicate); err != nil {
+		return fmt.Errorf("reading the role's attributes: %w", err)
+	}
+	if !canReplicate {
+		var user string
+		_ = conn.QueryRow(ctx, "SELECT current_user").Scan(&user)
+		return fmt.Errorf("role %q lacks the REPLICATION attribute needed to follow a replication slot: run ALTER ROLE %s REPLICATION as a superuser", user, schema.QuoteIdent(user))
+	}
+	schemas := make([]*schema.Index, len(c.cfg.Indexes))
+	for i, ix := range c.cfg.Indexes {
+		schemas[i] = ix.Schema
+		if err := ix.Keys.Prepare(ctx, conn); err != nil {
+			return fmt.Errorf("index %s: %w", ix.Name, err)
+		}
+	}
+	plan, err := publication.Check(ctx, conn, c.cfg.Publication, publication.NeedOf(schemas))
+	if err != nil {
+		return err
+	}
+	if len(plan.MissingRows) > 0 {
+		names := make([]string, len(plan.MissingRows))
+		for i, t := range plan.MissingRows {
+			names[i] = t.String()
+		}
+		return fmt.Errorf("the schemas read tables that do not exist: %s", strings.Join(names, ", "))
+	}
+	if plan.Empty() {
+		return nil
+	}
+	if !c.cfg.ManagePublication {
+		c.log.Warn("publication does not cover what the indexes need and manage_publication is off; run this SQL",
+			"sql", strings.Join(plan.Statements(), "; "))
+		return nil
+	}
+	err = publication.Apply(ctx, conn, plan)
+	var denied *publication.DeniedError
+	switch {
+	case errors.As(err, &denied):
+		c.log.Warn("cannot manage the publication with this role; run this SQL as the table owner, capture goes on",
+			"sql", strings.Join(denied.Statements, "; "), "err", denied.Cause)
+	case err != nil:
+		return err
+	default:
+		c.log.Info("publication updated", "publication", c.cfg.Publication, "sql", strings.Join(plan.Statements(), "; "))
+	}
+	return nil
+}
+
+// planSeeds requests a backfill job for every index some sink lacks,
+// unless one for the same schema is already under way (it resumes).
+func (c *Capture) planSeeds(ctx context.Context) error {
+	for _, ix := range c.cfg.Indexes {
+		targets, err := c.cfg.Seeds(ctx, ix)
+		if err != nil {
+			return fmt.Errorf("reading seeding state of index %s: %w", ix.Name, err)
+		}
+		cur, err := c.jobs.Get(ctx, ix.Name)
+		if err != nil {
+			return err
+		}
+		if len(targets) == 0 {
+			continue
+		}
+		if cur != nil && cur.Phase != backfill.Done && cur.Hash == ix.Hash && sameTargets(cur.Targets, targets) {
+			c.log.Info("resuming backfill", "index", ix.Name, "rows_done", cur.Rows, "phase", cur.Phase)
+			continue
+		}
+		if cur != nil && cur.Phase != backfill.Done {
+			// A job for another schema or other sinks is stale: replace it.
+			cur.Phase = backfill.Done
+			if err := c.jobs.Save(ctx, cur); err != nil {
+				return err
+			}
+		}
+		j := &backfill.Job{Index: ix.Name, Hash: ix.Hash, Targets: targets, Reason: "unseeded"}
+		if err := c.jobs.Request(ctx, j); err != nil {
+			return fmt.Errorf("requesting backfill of %s: %w", ix.Name, err)
+		}
+		c.log.Info("backfill requested", "index", ix.Name, "sinks", j.Sinks())
+	}
+	return nil
+}
+
+func sameTargets(a, b map[string]uint32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// explainConnect turns a connection failure into one line with the fix.
+func explainConnect(dsn string, err error) error {
+	where := redact(dsn)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "28P01", "28000":
+			return fmt.Errorf("postgres at %s refused the credentials (%s): check the user and password in DATABASE_URL or [source].connection_url", where, pgErr.Message)
+		case "3D000":
+			return fmt.Errorf("postgres at %s: %s: create it or fix the database name", where, pgErr.Message)
+		}
+		return fmt.Errorf("connecting to postgres at %s: %w", where, err)
+	}
+	return fmt.Errorf("cannot reach postgres at %s (%v): check that it runs and the host and port", where, err)
+}
+
+// redact drops the password from a connection URL for messages.
+func redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparseable connection URL)"
+	}
+	u.User = url.User(u.User.Username())
+	u.RawQuery = ""
+	return u.String()
+}

@@ -1,0 +1,180 @@
+package capture
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/flusso/flusso/pkg/backfill"
+	"github.com/flusso/flusso/pkg/broker"
+	"github.com/flusso/flusso/proto/flussopb"
+)
+
+// runJobs publishes the keys of pending backfill jobs. With a snapshot
+// transaction (the slot was just created) it runs every pending job once in
+// it, versioning documents with the slot's consistent point. Without one it
+// keeps running: each job in a fresh repeatable-read snapshot, which is
+// gap-free because every later change is still ahead on the slot.
+func (c *Capture) runJobs(ctx context.Context, snapshot pgx.Tx, version uint64) error {
+	if snapshot != nil {
+		return c.runPending(ctx, func(ctx context.Context, j *backfill.Job) error {
+			return c.runJob(ctx, snapshot, j, version)
+		})
+	}
+	for {
+		err := c.runPending(ctx, func(ctx context.Context, j *backfill.Job) error {
+			conn, err := pgx.Connect(ctx, c.cfg.DatabaseURL)
+			if err != nil {
+				return explainConnect(c.cfg.DatabaseURL, err)
+			}
+			defer conn.Close(context.WithoutCancel(ctx))
+			tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+			if err != nil {
+				return fmt.Errorf("opening a backfill snapshot: %w", err)
+			}
+			defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+			var lsn string
+			if err := tx.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+				return fmt.Errorf("reading the backfill snapshot's position: %w", err)
+			}
+			pos, err := parseLSN(lsn)
+			if err != nil {
+				return err
+			}
+			return c.runJob(ctx, tx, j, pos)
+		})
+		if err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (c *Capture) runPending(ctx context.Context, run func(context.Context, *backfill.Job) error) error {
+	jobs, err := c.jobs.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		if j.Phase != backfill.Pending || c.index(j.Index) == nil {
+			continue
+		}
+		if err := run(ctx, j); err != nil {
+			return fmt.Errorf("backfill of %s: %w", j.Index, err)
+		}
+	}
+	return nil
+}
+
+func (c *Capture) index(name string) *Index {
+	for i := range c.cfg.Indexes {
+		if c.cfg.Indexes[i].Name == name {
+			return &c.cfg.Indexes[i]
+		}
+	}
+	return nil
+}
+
+// runJob pages through the index's root keys after the job's checkpoint and
+// publishes them as BACKFILL changes, saving the checkpoint per batch.
+func (c *Capture) runJob(ctx context.Context, tx pgx.Tx, j *backfill.Job, version uint64) error {
+	ix := c.index(j.Index)
+	if j.Version == 0 {
+		j.Version = version
+	}
+	if total, err := ix.Keys.Count(ctx, tx); err == nil {
+		j.Total = total
+	}
+	log := c.log.With("index", j.Index, "sinks", j.Sinks())
+	log.Info("backfill started", "rows_done", j.Rows, "rows_total", j.Total, "resumed", j.Started)
+	start, lastLog, startRows := time.Now(), time.Now(), j.Rows
+	for {
+		keys, err := ix.Keys.Keys(ctx, tx, j.After, !j.Started, c.cfg.BatchKeys)
+		if err != nil {
+			return fmt.Errorf("reading root keys: %w", err)
+		}
+		if len(keys) == 0 {
+			break
+		}
+		ch := &flussopb.Change{
+			CommitLsn: j.Version,
+			Op:        flussopb.ChangeOp_BACKFILL,
+			Index:     j.Index,
+			Keys:      keys,
+			Sinks:     j.Sinks(),
+		}
+		data, err := proto.Marshal(ch)
+		if err != nil {
+			return fmt.Errorf("encoding backfill batch: %w", err)
+		}
+		msg := &nats.Msg{Subject: broker.ChangesSubject, Data: data, Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("bf-%s-%s", j.ID(), keys[0]))
+		ack, err := c.cfg.Broker.JS.PublishMsg(ctx, msg)
+		if err != nil {
+			return fmt.Errorf("publishing backfill batch: %w", err)
+		}
+		j.After, j.Started, j.LastSeq = keys[len(keys)-1], true, ack.Sequence
+		j.Rows += int64(len(keys))
+		if err := c.jobs.Save(ctx, j); err != nil {
+			return err
+		}
+		if time.Since(lastLog) > 5*time.Second {
+			lastLog = time.Now()
+			rate := float64(j.Rows-startRows) / time.Since(start).Seconds()
+			eta := "unknown"
+			if rate > 0 && j.Total > j.Rows {
+				eta = (time.Duration(float64(j.Total-j.Rows)/rate) * time.Second).String()
+			}
+			log.Info("backfill progress", "rows_done", j.Rows, "rows_total", j.Total, "rows_per_sec", int(rate), "eta", eta)
+		}
+	}
+	j.Phase = backfill.Published
+	if err := c.jobs.Save(ctx, j); err != nil {
+		return err
+	}
+	log.Info("backfill keys published", "rows", j.Rows, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// finishJobs marks published jobs seeded once the assemblers got past their
+// last key batch: every document of the seed is then on the documents
+// stream ahead of the SEEDED marker, which each sink's writer applies after
+// acking everything before it.
+func (c *Capture) finishJobs(ctx context.Context, changesDone uint64) error {
+	jobs, err := c.jobs.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		if j.Phase != backfill.Published || j.LastSeq > changesDone {
+			continue
+		}
+		for sink, gen := range j.Targets {
+			doc := &flussopb.Document{Index: j.Index, Op: flussopb.DocOp_SEEDED, Sinks: []string{sink}, Generation: gen, Version: j.Version}
+			data, err := proto.Marshal(doc)
+			if err != nil {
+				return fmt.Errorf("encoding seeded marker: %w", err)
+			}
+			msg := &nats.Msg{Subject: broker.DocsSubject(j.Index), Data: data, Header: nats.Header{}}
+			msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("seeded-%s-%s", j.ID(), sink))
+			if _, err := c.cfg.Broker.JS.PublishMsg(ctx, msg); err != nil {
+				return fmt.Errorf("publishing seeded marker of %s for sink %s: %w", j.Index, sink, err)
+			}
+		}
+		j.Phase, j.Finished = backfill.Done, time.Now().UTC()
+		if err := c.jobs.Save(ctx, j); err != nil {
+			return err
+		}
+		c.log.Info("backfill complete", "index", j.Index, "rows", j.Rows, "took", j.Finished.Sub(j.Created).Round(time.Millisecond))
+	}
+	return nil
+}

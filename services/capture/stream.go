@@ -1,0 +1,372 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/flusso/flusso/pkg/broker"
+	"github.com/flusso/flusso/pkg/schema"
+	"github.com/flusso/flusso/proto/flussopb"
+)
+
+// statusEvery is how often the slot hears from us when nothing changes;
+// well under the server's wal_sender_timeout (60s by default).
+const statusEvery = 10 * time.Second
+
+// inlineAcks bounds the publish acks one open transaction may hold before
+// the stream waits for them, so a huge transaction streams in bounded memory.
+const inlineAcks = 512
+
+// session is one replication connection's life: create the slot when
+// missing (seeding inside its snapshot), then stream until an error.
+func (c *Capture) session(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	repl, err := pgconn.Connect(ctx, replicationDSN(c.cfg.DatabaseURL))
+	if err != nil {
+		return explainConnect(c.cfg.DatabaseURL, err)
+	}
+	defer repl.Close(context.WithoutCancel(ctx))
+	db, err := pgx.Connect(ctx, c.cfg.DatabaseURL)
+	if err != nil {
+		return explainConnect(c.cfg.DatabaseURL, err)
+	}
+	defer db.Close(context.WithoutCancel(ctx))
+
+	var plugin string
+	var confirmed pglogrepl.LSN
+	err = db.QueryRow(ctx, `SELECT plugin, coalesce(confirmed_flush_lsn, '0/0')::text FROM pg_replication_slots WHERE slot_name = $1`, c.cfg.Slot).Scan(&plugin, &confirmed)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if confirmed, err = c.createSlot(ctx, repl, db); err != nil {
+			return err
+		}
+	case err != nil:
+		return fmt.Errorf("reading replication slot %s: %w", c.cfg.Slot, err)
+	case plugin != "pgoutput":
+		return &fatalError{fmt.Errorf("replication slot %s uses plugin %s, not pgoutput: drop it or choose another --slot", c.cfg.Slot, plugin)}
+	}
+	c.confirmed.Store(uint64(confirmed))
+
+	err = pglogrepl.StartReplication(ctx, repl, c.cfg.Slot, 0, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", strings.ReplaceAll(c.cfg.Publication, "'", "''"))},
+	})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
+			return fmt.Errorf("replication slot %s is in use by another process (is another capture running?): %w", c.cfg.Slot, err)
+		}
+		return fmt.Errorf("starting replication from slot %s: %w", c.cfg.Slot, err)
+	}
+	c.log.Info("streaming", "slot", c.cfg.Slot, "publication", c.cfg.Publication, "from", confirmed)
+
+	t := newTracker(confirmed)
+	acks := make(chan *openTxn, 256)
+	go func() { cancel(c.resolve(ctx, acks, t)) }()
+	go func() { cancel(c.watermark(ctx, t)) }()
+	go func() {
+		if err := c.runJobs(ctx, nil, 0); err != nil && ctx.Err() == nil {
+			cancel(err)
+		}
+	}()
+	go c.pollLag(ctx, db)
+
+	err = c.stream(ctx, repl, t, acks)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+// createSlot creates the slot with an exported snapshot and, inside that
+// snapshot, publishes the keys of every pending backfill: changes after the
+// slot's consistent point stream afterwards, so nothing falls in between.
+func (c *Capture) createSlot(ctx context.Context, repl *pgconn.PgConn, db *pgx.Conn) (pglogrepl.LSN, error) {
+	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, c.cfg.Slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
+		SnapshotAction: "EXPORT_SNAPSHOT",
+		Mode:           pglogrepl.LogicalReplication,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("creating replication slot %s: %w", c.cfg.Slot, err)
+	}
+	point, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+	if err != nil {
+		return 0, fmt.Errorf("reading consistent point of slot %s: %w", c.cfg.Slot, err)
+	}
+	c.log.Info("replication slot created", "slot", c.cfg.Slot, "consistent_point", point)
+	if c.cfg.SkipBackfill {
+		return point, nil
+	}
+	tx, err := db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return 0, fmt.Errorf("opening the slot's snapshot: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+res.SnapshotName+"'"); err != nil {
+		return 0, fmt.Errorf("importing the slot's snapshot %s: %w", res.SnapshotName, err)
+	}
+	if err := c.runJobs(ctx, tx, uint64(point)); err != nil {
+		return 0, err
+	}
+	return point, nil
+}
+
+// openTxn is a transaction being published.
+type openTxn struct {
+	end     pglogrepl.LSN // end of the commit record; set at commit
+	futures []jetstream.PubAckFuture
+	lastSeq uint64
+}
+
+// stream reads the replication stream until an error or ctx is done.
+func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, acks chan<- *openTxn) error {
+	relations := map[uint32]*pglogrepl.RelationMessage{}
+	var cur *openTxn
+	var final pglogrepl.LSN
+	var seq uint32
+	var received pglogrepl.LSN
+	sent := pglogrepl.LSN(0)
+	nextStatus := time.Now()
+
+	for ctx.Err() == nil {
+		if conf := t.Confirmed(); conf != sent || time.Now().After(nextStatus) {
+			if err := c.sendStatus(ctx, repl, received, conf); err != nil {
+				return err
+			}
+			sent, nextStatus = conf, time.Now().Add(statusEvery)
+		}
+		rctx, rcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		raw, err := repl.ReceiveMessage(rctx)
+		rcancel()
+		if err != nil {
+			if pgconn.Timeout(err) && ctx.Err() == nil {
+				continue
+			}
+			return fmt.Errorf("receiving from replication slot %s: %w", c.cfg.Slot, err)
+		}
+		switch msg := raw.(type) {
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("replication stream: %s", pgconn.ErrorResponseToPgError(msg))
+		case *pgproto3.CopyData:
+			switch msg.Data[0] {
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("decoding keepalive: %w", err)
+				}
+				received = max(received, ka.ServerWALEnd)
+				if cur == nil {
+					t.Idle(ka.ServerWALEnd)
+				}
+				if ka.ReplyRequested {
+					nextStatus = time.Time{}
+				}
+			case pglogrepl.XLogDataByteID:
+				xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("decoding WAL data: %w", err)
+				}
+				m, err := pglogrepl.Parse(xld.WALData)
+				if err != nil {
+					return fmt.Errorf("decoding pgoutput message at %s: %w", xld.WALStart, err)
+				}
+				switch m := m.(type) {
+				case *pglogrepl.RelationMessage:
+					relations[m.RelationID] = m
+				case *pglogrepl.BeginMessage:
+					cur, final, seq = &openTxn{}, m.FinalLSN, 0
+					t.Open()
+				case *pglogrepl.CommitMessage:
+					if cur == nil {
+						return fmt.Errorf("commit at %s without a begin", m.CommitLSN)
+					}
+					cur.end = m.TransactionEndLSN
+					received = max(received, m.TransactionEndLSN)
+					select {
+					case acks <- cur:
+					case <-ctx.Done():
+						return nil
+					}
+					cur = nil
+					c.commits.Add(1)
+				case *pglogrepl.InsertMessage:
+					err = c.publishRow(ctx, cur, relations, m.RelationID, flussopb.ChangeOp_INSERT, nil, m.Tuple, final, &seq)
+				case *pglogrepl.UpdateMessage:
+					err = c.publishRow(ctx, cur, relations, m.RelationID, flussopb.ChangeOp_UPDATE, m.OldTuple, m.NewTuple, final, &seq)
+				case *pglogrepl.DeleteMessage:
+					err = c.publishRow(ctx, cur, relations, m.RelationID, flussopb.ChangeOp_DELETE, m.OldTuple, nil, final, &seq)
+				case *pglogrepl.TruncateMessage:
+					for _, id := range m.RelationIDs {
+						if err = c.publishRow(ctx, cur, relations, id, flussopb.ChangeOp_TRUNCATE, nil, nil, final, &seq); err != nil {
+							break
+						}
+					}
+				}
+				if err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// publishRow publishes one row change of an open transaction, if an index
+// reads its table.
+func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[uint32]*pglogrepl.RelationMessage,
+	relID uint32, op flussopb.ChangeOp, old, new *pglogrepl.TupleData, final pglogrepl.LSN, seq *uint32) error {
+	if cur == nil {
+		return fmt.Errorf("row change outside a transaction")
+	}
+	rel, ok := relations[relID]
+	if !ok {
+		return fmt.Errorf("row change for unknown relation %d", relID)
+	}
+	if !c.tables[schema.TableRef{Schema: rel.Namespace, Name: rel.RelationName}] {
+		return nil
+	}
+	ch := &flussopb.Change{
+		CommitLsn: uint64(final),
+		Seq:       *seq,
+		Schema:    rel.Namespace,
+		Table:     rel.RelationName,
+		Op:        op,
+		Old:       row(rel, old),
+		New:       row(rel, new),
+	}
+	data, err := proto.Marshal(ch)
+	if err != nil {
+		return fmt.Errorf("encoding change: %w", err)
+	}
+	msg := &nats.Msg{Subject: broker.ChangesSubject, Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%X-%d", uint64(final), *seq))
+	f, err := c.cfg.Broker.JS.PublishMsgAsync(msg)
+	if err != nil {
+		return fmt.Errorf("publishing change of %s.%s: %w", rel.Namespace, rel.RelationName, err)
+	}
+	*seq++
+	c.captured.Add(1)
+	cur.futures = append(cur.futures, f)
+	if len(cur.futures) >= inlineAcks {
+		return settle(ctx, cur)
+	}
+	return nil
+}
+
+// settle waits for a transaction's outstanding publish acks, keeping only
+// the highest sequence.
+func settle(ctx context.Context, txn *openTxn) error {
+	for _, f := range txn.futures {
+		select {
+		case ack := <-f.Ok():
+			txn.lastSeq = max(txn.lastSeq, ack.Sequence)
+		case err := <-f.Err():
+			return fmt.Errorf("publishing a change to %s: %w", broker.ChangesStream, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	txn.futures = txn.futures[:0]
+	return nil
+}
+
+// resolve settles committed transactions in commit order and hands them to
+// the tracker.
+func (c *Capture) resolve(ctx context.Context, acks <-chan *openTxn, t *tracker) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case txn := <-acks:
+			if err := settle(ctx, txn); err != nil {
+				return err
+			}
+			t.Commit(txn.end, txn.lastSeq)
+		}
+	}
+}
+
+func row(rel *pglogrepl.RelationMessage, tuple *pglogrepl.TupleData) *flussopb.Row {
+	if tuple == nil {
+		return nil
+	}
+	r := &flussopb.Row{Columns: make(map[string]*flussopb.Datum, len(tuple.Columns))}
+	for i, col := range tuple.Columns {
+		if i >= len(rel.Columns) {
+			break
+		}
+		d := &flussopb.Datum{}
+		switch col.DataType {
+		case 'n':
+			d.Null = true
+		case 'u':
+			d.Unchanged = true
+		default:
+			d.Text = string(col.Data)
+		}
+		r.Columns[rel.Columns[i].Name] = d
+	}
+	return r
+}
+
+func (c *Capture) sendStatus(ctx context.Context, repl *pgconn.PgConn, received, confirmed pglogrepl.LSN) error {
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, repl, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: max(received, confirmed),
+		WALFlushPosition: confirmed,
+		WALApplyPosition: confirmed,
+		ClientTime:       time.Now(),
+	})
+	if err != nil {
+		return fmt.Errorf("sending standby status to slot %s: %w", c.cfg.Slot, err)
+	}
+	return nil
+}
+
+// pollLag keeps the slot's lag (bytes of WAL the slot holds back) fresh.
+func (c *Capture) pollLag(ctx context.Context, db *pgx.Conn) {
+	tick := time.NewTicker(c.cfg.LagPoll)
+	defer tick.Stop()
+	for {
+		var lag int64
+		err := db.QueryRow(ctx, `SELECT coalesce(pg_current_wal_lsn() - confirmed_flush_lsn, 0)::bigint FROM pg_replication_slots WHERE slot_name = $1`, c.cfg.Slot).Scan(&lag)
+		if err == nil {
+			c.lagBytes.Store(lag)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// replicationDSN adds replication=database to a connection URL.
+func replicationDSN(dsn string) string {
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	return dsn + sep + "replication=database"
+}
+
+func lsnString(v uint64) string { return pglogrepl.LSN(v).String() }
+
+func parseLSN(s string) (uint64, error) {
+	l, err := pglogrepl.ParseLSN(s)
+	if err != nil {
+		return 0, fmt.Errorf("parsing LSN %q: %w", s, err)
+	}
+	return uint64(l), nil
+}
