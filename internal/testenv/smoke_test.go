@@ -393,3 +393,53 @@ func jetStreamRoundTrip(t *testing.T, nc *nats.Conn, payload string) {
 		t.Fatalf("consumed %q, want %q", got, payload)
 	}
 }
+
+// TestPostgresCleanupDropsActiveSlot proves that Postgres' cleanup removes a database
+// whose slot is still streaming to a connection the test leaked.
+func TestPostgresCleanupDropsActiveSlot(t *testing.T) {
+	var dbName string
+	var leaked *pgconn.PgConn
+	t.Run("leak", func(t *testing.T) {
+		db := testenv.Postgres(t)
+		u, err := url.Parse(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dbName = strings.TrimPrefix(u.Path, "/")
+		q := u.Query()
+		q.Set("replication", "database")
+		u.RawQuery = q.Encode()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		leaked, err = pgconn.Connect(ctx, u.String())
+		if err != nil {
+			t.Fatalf("opening a replication connection: %v", err)
+		}
+		if _, err := pglogrepl.CreateReplicationSlot(ctx, leaked, "leaked_slot", "pgoutput",
+			pglogrepl.CreateReplicationSlotOptions{}); err != nil {
+			t.Fatalf("creating the slot: %v", err)
+		}
+		mustExec(t, testenv.Conn(t, db).PgConn(), `CREATE PUBLICATION p FOR ALL TABLES`)
+		if err := pglogrepl.StartReplication(ctx, leaked, "leaked_slot", 0, pglogrepl.StartReplicationOptions{
+			PluginArgs: []string{"proto_version '1'", "publication_names 'p'"},
+		}); err != nil {
+			t.Fatalf("starting replication: %v", err)
+		}
+	})
+	if leaked != nil {
+		defer leaked.Close(context.Background())
+	}
+	if t.Failed() || dbName == "" {
+		return
+	}
+	admin := testenv.Conn(t, testenv.PostgresAdminURL())
+	var dbs, slots int
+	if err := admin.QueryRow(context.Background(), `SELECT
+		(SELECT count(*) FROM pg_database WHERE datname = $1),
+		(SELECT count(*) FROM pg_replication_slots WHERE database = $1)`, dbName).Scan(&dbs, &slots); err != nil {
+		t.Fatal(err)
+	}
+	if dbs != 0 || slots != 0 {
+		t.Fatalf("after cleanup database %s: %d databases, %d slots left", dbName, dbs, slots)
+	}
+}
