@@ -35,7 +35,7 @@ type Change struct {
 
 // hopStatement selects, from keys of lvl's rows ($1), the keys of the
 // parent rows that read them, from current data.
-func (x *Index) hopStatement(lvl *level) (*statement, error) {
+func (x *Index) hopStatement(lvl *level) (string, error) {
 	f := &lvl.field.def
 	g := newGen(x, 1)
 	var sql string
@@ -56,17 +56,14 @@ func (x *Index) hopStatement(lvl *level) (*statement, error) {
 		if lvl.key == "" {
 			// Rows without identity: a change lacking its foreign key
 			// cannot be traced and rebuilds everything.
-			return nil, nil
+			return "", nil
 		}
 		k := g.column(lvl.table, lvl.key)
 		g.column(lvl.table, f.ForeignKey)
 		sql = fmt.Sprintf("SELECT DISTINCT %s::text FROM %s AS c WHERE %s = ANY($1::text[]::%s[]) AND %[1]s IS NOT NULL",
 			col("c", f.ForeignKey), x.table(lvl.table), col("c", lvl.key), k.name)
 	}
-	if g.err != nil {
-		return nil, g.err
-	}
-	return &statement{sql: sql, args: g.args}, nil
+	return sql, g.err
 }
 
 // hopType is the type of the keys a hop from lvl yields.
@@ -116,22 +113,43 @@ func (x *Index) Affected(ctx context.Context, q Querier, changes []Change) (keys
 			}
 		}
 	}
-	// Children come after their parents in x.levels: walking it backwards
-	// hops every level once, after all its keys are known.
-	for i := len(x.levels) - 1; i >= 0; i-- {
-		lvl := x.levels[i]
-		set := r.pending[lvl]
-		if len(set) == 0 {
-			continue
+	// Climb from the deepest level up, so that every level is climbed once,
+	// after all its keys are known. Levels reading the same table the same
+	// way for the same parent (orders read by a join and by aggregates)
+	// share one query.
+	for depth := x.depth; depth > 0; depth-- {
+		type hop struct {
+			sql    string
+			parent *level
 		}
-		if lvl.hop == nil {
-			return nil, true, nil
+		groups := map[hop]map[string]bool{}
+		var order []hop
+		types := map[hop]pgType{}
+		for _, lvl := range x.levels {
+			set := r.pending[lvl]
+			if lvl.depth != depth || len(set) == 0 {
+				continue
+			}
+			if lvl.hop == "" {
+				return nil, true, nil
+			}
+			h := hop{lvl.hop, lvl.parent}
+			if groups[h] == nil {
+				groups[h] = map[string]bool{}
+				order = append(order, h)
+				types[h] = x.hopType(lvl)
+			}
+			for k := range set {
+				groups[h][k] = true
+			}
 		}
-		parents, err := queryText(ctx, q, lvl.hop.sql, lvl.hop.with(setKeys(set)))
-		if err != nil {
-			return nil, false, fmt.Errorf("index %q: resolving %s: %w", x.name, lvl.field.path, err)
+		for _, h := range order {
+			parents, err := queryText(ctx, q, h.sql, []any{setKeys(groups[h])})
+			if err != nil {
+				return nil, false, fmt.Errorf("index %q: resolving rows of %s: %w", x.name, h.parent.table, err)
+			}
+			r.add(h.parent, parents, types[h])
 		}
-		r.add(lvl.parent, parents, x.hopType(lvl))
 	}
 	keys = setKeys(r.pending[x.root])
 	if r.recast && len(keys) > 0 {
@@ -175,8 +193,8 @@ func (r *resolver) row(c Change, lvl *level) bool {
 	if lvl.key == "" {
 		return false
 	}
-	vals, ok := values(c, lvl.key, true)
-	if !ok {
+	vals, img := values(c, lvl.key, true)
+	if img != sent {
 		return false
 	}
 	t, _ := r.x.cat.column(lvl.table, lvl.key)
@@ -190,8 +208,8 @@ func (r *resolver) occurrence(c Change, o occurrence) bool {
 	lvl := o.lvl
 	f := &lvl.field.def
 	if o.junction {
-		vals, ok := values(c, f.Through.LeftKey, false)
-		if !ok {
+		vals, img := values(c, f.Through.LeftKey, false)
+		if img != sent {
 			return false
 		}
 		t, _ := r.x.cat.column(f.Through.Table, f.Through.LeftKey)
@@ -203,23 +221,33 @@ func (r *resolver) occurrence(c Change, o occurrence) bool {
 		return r.row(c, lvl)
 	}
 	// The row names its parent.
-	if vals, ok := values(c, f.ForeignKey, false); ok {
+	switch vals, img := values(c, f.ForeignKey, false); img {
+	case sent:
 		t, _ := r.x.cat.column(lvl.table, f.ForeignKey)
 		r.add(lvl.parent, vals, t)
 		return true
+	case lookup:
+		// Look the row's parent up by the row's key.
+		return r.row(c, lvl)
 	}
-	if c.Op == Delete {
-		return false
-	}
-	// The foreign key was not sent: look the row's parent up by its key.
-	return r.row(c, lvl)
+	return false
 }
 
+// image says what a change tells of a column.
+type image int
+
+const (
+	sent   image = iota // the values are in the change
+	lookup              // unchanged and not sent: the row's current value is it
+	lost                // not sent, and the row's current value may differ
+)
+
 // values returns the non-NULL values a change holds for column, before and
-// after. ok is false when a needed value was not sent. A key column missing
-// from an update's old image is unchanged: Postgres sends the old key when
-// it changes.
-func values(c Change, column string, key bool) (vals []string, ok bool) {
+// after. An update's old image lacks a key column that did not change
+// (Postgres sends the old key when it changes), and both images lack an
+// unchanged TOASTed value.
+func values(c Change, column string, key bool) ([]string, image) {
+	var vals []string
 	add := func(v *string) {
 		if v != nil {
 			vals = append(vals, *v)
@@ -227,34 +255,25 @@ func values(c Change, column string, key bool) (vals []string, ok bool) {
 	}
 	newV, inNew := c.New[column]
 	oldV, inOld := c.Old[column]
-	switch c.Op {
-	case Insert:
-		if !inNew {
-			return nil, false
-		}
-		add(newV)
-	case Update:
-		switch {
-		case inNew:
-			add(newV)
-		case inOld:
-			add(oldV) // unchanged TOAST: the new value is the old one
-		default:
-			return nil, false
-		}
-		switch {
-		case inOld:
-			add(oldV)
-		case !key:
-			return nil, false
-		}
-	case Delete:
-		if !inOld {
-			return nil, false
-		}
+	switch {
+	case c.Op == Delete && !inOld:
+		return nil, lost
+	case c.Op == Delete:
 		add(oldV)
+	case c.Op == Update && inNew && !inOld && !key:
+		// Without the old image a moved row's old parent is unknown.
+		return nil, lost
+	case !inNew && !inOld:
+		return nil, lookup
+	default:
+		if inNew {
+			add(newV)
+		}
+		if inOld {
+			add(oldV)
+		}
 	}
-	return vals, true
+	return vals, sent
 }
 
 func setKeys(set map[string]bool) []string {

@@ -24,6 +24,7 @@ type Index struct {
 	root   *level
 	fields []*fnode
 	levels []*level                // every non-root level, parents before children
+	depth  int                     // of the deepest level
 	occurs map[string][]occurrence // non-root table → where it is read
 
 	// Set by Prepare.
@@ -43,7 +44,7 @@ type level struct {
 	parent *level
 	depth  int
 
-	hop *statement // from keys of this level's rows to keys of its parent's rows
+	hop string // SQL from keys of this level's rows to keys of its parent's rows; "" when impossible
 }
 
 // occurrence is one place a table is read by an index besides the root.
@@ -232,6 +233,7 @@ func (x *Index) addLevel(n *fnode, parent *level, key string) *level {
 	lvl := &level{field: n, table: n.def.Table, key: key, parent: parent, depth: parent.depth + 1}
 	n.rel = lvl
 	x.levels = append(x.levels, lvl)
+	x.depth = max(x.depth, lvl.depth)
 	x.occurs[lvl.table] = append(x.occurs[lvl.table], occurrence{lvl: lvl})
 	if t := n.def.Through; t != nil {
 		x.occurs[t.Table] = append(x.occurs[t.Table], occurrence{lvl: lvl, junction: true})

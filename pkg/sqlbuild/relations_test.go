@@ -98,10 +98,11 @@ fields:
 		value_type: decimal
 		foreign_key: user_id
 		filters: [{column: status, op: eq, value: paid}]
-	- avg: avg_qty
-		table: items
-		column: qty
-		foreign_key: order_id
+	- avg: avg_paid
+		table: orders
+		column: total
+		foreign_key: user_id
+		filters: [{column: status, op: eq, value: paid}]
 	- min: first_order
 		table: orders
 		column: placed
@@ -135,7 +136,6 @@ func TestRelations(t *testing.T) {
 	ix := index(t, pool, shopSchema)
 	got := build(t, pool, ix, "1", "2", "3", "4")
 
-	// avg_qty reads items by order_id = users.id: no items have order_id 1..3.
 	assertDoc(t, got, "1", `{
 		"id": 1, "email": "ada@x",
 		"company": {"name": "Acme"},
@@ -148,21 +148,21 @@ func TestRelations(t *testing.T) {
 		"cheapest_paid": [{"id": 100}],
 		"tags": [{"label": "blue"}, {"label": "red"}],
 		"reports": [{"email": "alan@x"}, {"email": "grace@x"}],
-		"order_count": 3, "paid_total": 119.99, "avg_qty": null,
+		"order_count": 3, "paid_total": 119.99, "avg_paid": 59.995,
 		"first_order": "2024-01-10", "biggest": 100.00,
 		"order_ids": [100, 101, 102], "tag_ids": ["1", "3"], "blue_tag_ids": [3], "tag_count": 2
 	}`)
 	assertDoc(t, got, "2", `{
 		"id": 2, "email": "alan@x", "company": null, "profile": null,
 		"orders": [], "cheapest_paid": [], "tags": [], "reports": [],
-		"order_count": 0, "paid_total": null, "avg_qty": null, "first_order": null, "biggest": null,
+		"order_count": 0, "paid_total": null, "avg_paid": null, "first_order": null, "biggest": null,
 		"order_ids": [], "tag_ids": [], "blue_tag_ids": [], "tag_count": 0
 	}`)
 	assertDoc(t, got, "3", `{
 		"id": 3, "email": "grace@x", "company": {"name": "Globex"}, "profile": null,
 		"orders": [{"id": 200, "total": 7.5, "items": []}], "cheapest_paid": [{"id": 200}],
 		"tags": [{"label": "green"}], "reports": [],
-		"order_count": 1, "paid_total": 7.5, "avg_qty": null, "first_order": "2024-01-20", "biggest": 7.5,
+		"order_count": 1, "paid_total": 7.5, "avg_paid": 7.5, "first_order": "2024-01-20", "biggest": 7.5,
 		"order_ids": [200], "tag_ids": ["2"], "blue_tag_ids": [], "tag_count": 1
 	}`)
 	assertDoc(t, got, "4", `null`)
@@ -182,7 +182,7 @@ func TestRelations(t *testing.T) {
 		"cheapest_paid": [{"id": 100}],
 		"tags": [{"label": "blue"}, {"label": "red"}],
 		"reports": [{"email": "alan@x"}, {"email": "grace@x"}],
-		"order_count": 3, "paid_total": 119.99, "avg_qty": null,
+		"order_count": 3, "paid_total": 119.99, "avg_paid": 59.995,
 		"first_order": "2024-01-10", "biggest": 100.00,
 		"order_ids": [100, 101, 102], "tag_ids": ["1", "3"], "blue_tag_ids": [3], "tag_count": 2
 	}`)
