@@ -1,0 +1,378 @@
+// Package opensearch is the sink flusso deploys: it owns one OpenSearch index
+// per logical index and writes documents to it with the bulk API.
+//
+// # Names
+//
+// With prefix P, logical index L and schema hash H:
+//
+//   - P L_H_N is a concrete generation N (from 1) holding the data, created
+//     with the mapping derived from the schema, dynamic: strict, and never
+//     modified afterwards;
+//   - P L_H is the hash alias on the current generation, what flusso and
+//     query clients address;
+//   - P L is the convenience alias, best-effort: a failure to set it is a
+//     warning, nothing depends on it;
+//   - P flusso_meta is a hidden index with one document per logical index
+//     (id L): the hash, current and next generation, seeded flag and
+//     timestamps.
+//
+// # Lifecycle
+//
+// Ensure reads the meta document. The same hash resumes its generations;
+// a new hash (or none) starts a fresh generation behind its own hash alias.
+// The convenience alias stays where it is (the previous schema's data) until
+// MarkSeeded of the new generation moves it, in the same _aliases call that
+// moves the hash alias. Indexes of a previous hash are left in place,
+// unmaintained, for the operator to delete: clients built for the old schema
+// may still read them during a rollout. A later return to an old hash starts
+// a fresh generation, since the old one missed every change in between.
+//
+// BeginReindex creates generation N+1 and records it as next; writes with
+// Generation 0 then go to both until MarkSeeded(N+1) repoints the aliases and
+// deletes the older generations of that hash.
+//
+// # Several writer processes
+//
+// Every Write reads the meta documents of its indexes (one realtime _mget)
+// before building the bulk request, so a writer learns about a reindex
+// started by another process no later than its next Write: a change
+// committed after the reindex backfill's snapshot is built after
+// BeginReindex returned, hence written to both generations. Current
+// generation writes go through the hash alias (require_alias), so a writer
+// that read the meta just before another process swapped and deleted a
+// generation lands in the new one instead of recreating the deleted name.
+//
+// # Versions
+//
+// Upserts and deletes carry the document's version as an external version:
+// OpenSearch refuses (409) anything not newer than what it holds, which the
+// sink counts as applied. Created indexes keep delete tombstones for an hour
+// (index.gc_deletes) so a late, older upsert cannot resurrect a deleted
+// document.
+package opensearch
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	opensearchgo "github.com/opensearch-project/opensearch-go/v4"
+
+	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/mapping"
+	"github.com/flusso/flusso/pkg/sink"
+)
+
+// Config is a sink's resolved settings: secrets and overrides already read
+// from the environment, defaults applied where a field is zero.
+type Config struct {
+	Name     string // sink name from flusso.toml
+	URL      string
+	Username string
+	Password string
+	// InsecureSkipVerify turns off TLS certificate verification
+	// (tls_verify = false); the zero value verifies.
+	InsecureSkipVerify bool
+
+	BatchSize       int           // documents per bulk request; default 1000
+	MaxBytes        int           // bytes per bulk request; default 10 MiB
+	Timeout         time.Duration // per HTTP request; default 30s
+	MaxRetries      int           // retries of a transient failure
+	Pipeline        string        // ingest pipeline for every index operation
+	Shards          int           // default 1
+	Replicas        int
+	RefreshInterval string // after seeding; default "10s"
+	TextAnalysis    string // mapping.Builtin (default) or mapping.ICU
+	AutoSubfields   bool
+	Prefix          string // index prefix, already validated
+}
+
+func (c *Config) applyDefaults() {
+	if c.BatchSize <= 0 {
+		c.BatchSize = config.DefaultBatchSize
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = config.DefaultMaxBytes
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = config.DefaultTimeoutSecs * time.Second
+	}
+	if c.MaxRetries < 0 {
+		c.MaxRetries = 0
+	}
+	if c.Shards <= 0 {
+		c.Shards = config.DefaultShards
+	}
+	if c.RefreshInterval == "" {
+		c.RefreshInterval = config.DefaultRefreshInterval
+	}
+	if c.TextAnalysis == "" {
+		c.TextAnalysis = mapping.Builtin
+	}
+}
+
+// gcDeletes is how long a delete's version is remembered. It has to outlast
+// the longest a stale upsert can be delayed (redeliveries after a writer
+// crash), or the upsert would recreate the deleted document.
+const gcDeletes = "1h"
+
+// Backoff between retries: exponential from retryBase, capped, with jitter.
+const (
+	retryBase = 200 * time.Millisecond
+	retryCap  = 10 * time.Second
+)
+
+// Sink writes to one OpenSearch cluster.
+type Sink struct {
+	cfg    Config
+	client *opensearchgo.Client
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	owned     map[string]owned // by logical name, filled by Ensure
+	metaReady bool
+}
+
+// owned is what Ensure learned about an index this sink writes.
+type owned struct {
+	ix        sink.Index
+	hashAlias string
+}
+
+var _ sink.Sink = (*Sink)(nil)
+
+// New returns a sink for cfg. It does not contact the cluster.
+func New(cfg Config) (*Sink, error) {
+	cfg.applyDefaults()
+	if cfg.URL == "" {
+		return nil, fmt.Errorf("opensearch sink %q: no url", cfg.Name)
+	}
+	if _, err := url.Parse(cfg.URL); err != nil {
+		return nil, fmt.Errorf("opensearch sink %q: url: %w", cfg.Name, err)
+	}
+	if cfg.TextAnalysis != mapping.Builtin && cfg.TextAnalysis != mapping.ICU {
+		return nil, fmt.Errorf("opensearch sink %q: text_analysis %q is neither builtin nor icu", cfg.Name, cfg.TextAnalysis)
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // opt-in tls_verify = false
+	client, err := opensearchgo.NewClient(opensearchgo.Config{
+		Addresses:      []string{cfg.URL},
+		Username:       cfg.Username,
+		Password:       cfg.Password,
+		Transport:      transport,
+		RequestTimeout: cfg.Timeout,
+		// Retries are the sink's own: it knows which requests are safe to
+		// repeat and retries items of a bulk request, not just requests.
+		DisableRetry:          true,
+		HealthCheckMaxRetries: -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opensearch sink %q: client: %w", cfg.Name, err)
+	}
+	return &Sink{
+		cfg:    cfg,
+		client: client,
+		log:    slog.Default().With("sink", cfg.Name),
+		owned:  map[string]owned{},
+	}, nil
+}
+
+// Name is the sink's name from flusso.toml.
+func (s *Sink) Name() string { return s.cfg.Name }
+
+// Close releases the client's connections.
+func (s *Sink) Close() error { return s.client.Close() }
+
+// Names.
+
+func (s *Sink) hashAlias(logical, hash string) string  { return s.cfg.Prefix + logical + "_" + hash }
+func (s *Sink) convenienceAlias(logical string) string { return s.cfg.Prefix + logical }
+func (s *Sink) metaIndex() string                      { return s.cfg.Prefix + "flusso_meta" }
+
+func generationName(hashAlias string, gen uint32) string { return fmt.Sprintf("%s_%d", hashAlias, gen) }
+
+// HTTP.
+
+// request is one call to the cluster.
+type request struct {
+	path   string
+	query  url.Values
+	body   []byte
+	ndjson bool
+}
+
+func (r request) GetRequest(method string) (*http.Request, error) {
+	u := r.path
+	if len(r.query) > 0 {
+		u += "?" + r.query.Encode()
+	}
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+	}
+	req, err := http.NewRequest(method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	if r.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+		if r.ndjson {
+			req.Header.Set("Content-Type", "application/x-ndjson")
+		}
+	}
+	return req, nil
+}
+
+// response is a status and body; status 0 never reaches callers.
+type response struct {
+	status int
+	body   []byte
+}
+
+func (r response) ok() bool { return r.status >= 200 && r.status < 300 }
+
+// transient reports whether a status is worth retrying.
+func transient(status int) bool { return status == http.StatusTooManyRequests || status >= 500 }
+
+// errorOf renders an OpenSearch error body.
+func (r response) errorOf() error {
+	var e struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(r.body, &e) == nil && len(e.Error) > 0 {
+		return fmt.Errorf("status %d: %s", r.status, describe(e.Error))
+	}
+	return fmt.Errorf("status %d: %s", r.status, truncate(string(r.body), 500))
+}
+
+// describe renders an error object as "type: reason (caused by type: reason)".
+func describe(raw json.RawMessage) string {
+	var e struct {
+		Type     string          `json:"type"`
+		Reason   string          `json:"reason"`
+		CausedBy json.RawMessage `json:"caused_by"`
+	}
+	if json.Unmarshal(raw, &e) != nil || e.Type == "" {
+		return truncate(string(raw), 500)
+	}
+	out := e.Type + ": " + e.Reason
+	if len(e.CausedBy) > 0 {
+		out += " (caused by " + describe(e.CausedBy) + ")"
+	}
+	return out
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// send performs one request without retrying.
+func (s *Sink) send(ctx context.Context, method string, r request) (response, error) {
+	resp, err := opensearchgo.Do[opensearchgo.NoBody](ctx, s.client, method, r, nil)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, fmt.Errorf("read response: %w", err)
+	}
+	return response{status: resp.StatusCode, body: body}, nil
+}
+
+// call performs a request, retrying transport failures and transient
+// statuses up to MaxRetries times. Any other status is returned as is.
+func (s *Sink) call(ctx context.Context, method string, r request) (response, error) {
+	var resp response
+	err := s.retry(ctx, func() (bool, error) {
+		var err error
+		resp, err = s.send(ctx, method, r)
+		if err != nil {
+			return true, err
+		}
+		if transient(resp.status) {
+			return true, resp.errorOf()
+		}
+		return false, nil
+	})
+	return resp, err
+}
+
+// callOK is call that also fails on any status but 2xx and the ones listed.
+func (s *Sink) callOK(ctx context.Context, method string, r request, accept ...int) (response, error) {
+	resp, err := s.call(ctx, method, r)
+	if err != nil {
+		return resp, err
+	}
+	if resp.ok() {
+		return resp, nil
+	}
+	for _, st := range accept {
+		if resp.status == st {
+			return resp, nil
+		}
+	}
+	return resp, resp.errorOf()
+}
+
+// retry runs fn until it succeeds, fails permanently (retryable false), the
+// retries are used up or ctx ends. The error after the last attempt says
+// how many were made.
+func (s *Sink) retry(ctx context.Context, fn func() (retryable bool, err error)) error {
+	for attempt := 0; ; attempt++ {
+		retryable, err := fn()
+		if err == nil || !retryable {
+			return err
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return fmt.Errorf("%w (last error: %v)", ctxErr, err)
+		}
+		if attempt >= s.cfg.MaxRetries {
+			return fmt.Errorf("gave up after %d attempts: %w", attempt+1, err)
+		}
+		delay := backoff(attempt)
+		s.log.Warn("opensearch request failed, retrying", "attempt", attempt+1, "in", delay, "err", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// backoff is the delay before retry number attempt+1: exponential with
+// "equal jitter", so retries of many writers spread out yet still grow.
+func backoff(attempt int) time.Duration {
+	d := retryBase << min(attempt, 16)
+	if d > retryCap {
+		d = retryCap
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// joinNames joins index names for a multi-target path.
+func joinNames(names []string) string {
+	escaped := make([]string, len(names))
+	for i, n := range names {
+		escaped[i] = url.PathEscape(n)
+	}
+	return strings.Join(escaped, ",")
+}
+
+var errConflict = errors.New("concurrent update of flusso_meta")

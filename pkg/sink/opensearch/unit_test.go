@@ -1,0 +1,189 @@
+package opensearch
+
+import (
+	"encoding/json"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestChunks(t *testing.T) {
+	mk := func(sizes ...int) []op {
+		ops := make([]op, len(sizes))
+		for i, n := range sizes {
+			ops[i] = op{doc: i, lines: make([]byte, n)}
+		}
+		return ops
+	}
+	lens := func(cs [][]op) []int {
+		var out []int
+		for _, c := range cs {
+			out = append(out, len(c))
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		sizes    []int
+		n, bytes int
+		want     []int
+	}{
+		{"empty", nil, 10, 100, nil},
+		{"one chunk", []int{10, 10, 10}, 10, 100, []int{3}},
+		{"by count", []int{1, 1, 1, 1, 1}, 2, 100, []int{2, 2, 1}},
+		{"by bytes", []int{40, 40, 40, 40}, 10, 100, []int{2, 2}},
+		{"exactly max bytes", []int{50, 50, 50}, 10, 100, []int{2, 1}},
+		{"oversized alone", []int{10, 500, 10}, 10, 100, []int{1, 1, 1}},
+		{"oversized first", []int{500, 10, 10}, 10, 100, []int{1, 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := lens(chunks(mk(tt.sizes...), tt.n, tt.bytes)); !slices.Equal(got, tt.want) {
+				t.Errorf("chunks = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseGeneration(t *testing.T) {
+	tests := []struct {
+		index string
+		gen   uint32
+		ok    bool
+	}{
+		{"p_users_ab12cd34_1", 1, true},
+		{"p_users_ab12cd34_17", 17, true},
+		{"p_users_ab12cd34", 0, false},
+		{"p_users_ab12cd34_", 0, false},
+		{"p_users_ab12cd34_0", 0, false},
+		{"p_users_ab12cd34_x1", 0, false},
+		{"p_users_ab12cd34_1_2", 0, false},
+		{"p_users_ab12cd34_+1", 0, false},
+		{"p_users_ab12cd34_99999999999", 0, false},
+	}
+	for _, tt := range tests {
+		gen, ok := parseGeneration("p_users_ab12cd34", tt.index)
+		if gen != tt.gen || ok != tt.ok {
+			t.Errorf("parseGeneration(%q) = %d, %v; want %d, %v", tt.index, gen, ok, tt.gen, tt.ok)
+		}
+	}
+}
+
+func TestAliasActions(t *testing.T) {
+	tests := []struct {
+		name    string
+		holders []string
+		want    string
+	}{
+		{"already there", []string{"i_2"}, `null`},
+		{"free", nil, `[{"add":{"alias":"a","index":"i_2"}}]`},
+		{"moves", []string{"i_1"}, `[{"remove":{"alias":"a","index":"i_1"}},{"add":{"alias":"a","index":"i_2"}}]`},
+		{"narrows", []string{"i_1", "i_2"}, `[{"remove":{"alias":"a","index":"i_1"}},{"add":{"alias":"a","index":"i_2"}}]`},
+	}
+	for _, tt := range tests {
+		got, err := json.Marshal(aliasActions("a", "i_2", tt.holders))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != tt.want {
+			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name string
+		verb string
+		item string
+		want outcome
+	}{
+		{"created", "index", `{"status":201,"result":"created"}`, applied},
+		{"version conflict", "index", `{"status":409,"error":{"type":"version_conflict_engine_exception"}}`, applied},
+		{"delete not found", "delete", `{"status":404,"result":"not_found"}`, applied},
+		{"delete without index", "delete", `{"status":404,"error":{"type":"index_not_found_exception"}}`, retryItem},
+		{"alias missing", "index", `{"status":404,"error":{"type":"index_not_found_exception"}}`, retryItem},
+		{"too many requests", "index", `{"status":429,"error":{"type":"es_rejected_execution_exception"}}`, retryItem},
+		{"unavailable shards", "index", `{"status":503,"error":{"type":"unavailable_shards_exception"}}`, retryItem},
+		{"mapping", "index", `{"status":400,"error":{"type":"mapper_parsing_exception"}}`, rejectItem},
+		{"strict", "index", `{"status":400,"error":{"type":"strict_dynamic_mapping_exception"}}`, rejectItem},
+	}
+	for _, tt := range tests {
+		var it item
+		if err := json.Unmarshal([]byte(tt.item), &it); err != nil {
+			t.Fatal(err)
+		}
+		if got := classify(tt.verb, it); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestTargets(t *testing.T) {
+	s := &Sink{}
+	o := owned{hashAlias: "p_users_h"}
+	o.ix.Hash = "h"
+	cur := target{name: "p_users_h", requireAlias: true}
+	next := target{name: "p_users_h_3"}
+	tests := []struct {
+		name string
+		meta metaDoc
+		gen  uint32
+		want []target
+		live bool
+	}{
+		{"steady", metaDoc{Hash: "h", Generation: 2}, 0, []target{cur}, true},
+		{"reindexing", metaDoc{Hash: "h", Generation: 2, Next: 3}, 0, []target{cur, next}, true},
+		{"current only", metaDoc{Hash: "h", Generation: 2, Next: 3}, 2, []target{cur}, true},
+		{"next only", metaDoc{Hash: "h", Generation: 2, Next: 3}, 3, []target{next}, true},
+		{"retired", metaDoc{Hash: "h", Generation: 2}, 1, nil, false},
+		{"no meta", metaDoc{}, 0, []target{cur}, true},
+		{"another deployment's hash", metaDoc{Hash: "other", Generation: 5, Next: 6}, 0, []target{cur}, true},
+	}
+	for _, tt := range tests {
+		got, why := s.targets(o, tt.meta, tt.gen)
+		if !reflect.DeepEqual(got, tt.want) || (why == "") != tt.live {
+			t.Errorf("%s: %v %q, want %v", tt.name, got, why, tt.want)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for attempt := range 10 {
+		d := backoff(attempt)
+		full := min(retryBase<<attempt, retryCap)
+		if d < full/2 || d > full {
+			t.Errorf("backoff(%d) = %v, want within [%v, %v]", attempt, d, full/2, full)
+		}
+	}
+	if d := backoff(100); d > retryCap || d < retryCap/2 {
+		t.Errorf("backoff(100) = %v", d)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no url", Config{Name: "p"}, "no url"},
+		{"bad analysis", Config{Name: "p", URL: "http://x", TextAnalysis: "fancy"}, "text_analysis"},
+	}
+	for _, tt := range tests {
+		if _, err := New(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: New = %v, want an error about %s", tt.name, err, tt.want)
+		}
+	}
+	s, err := New(Config{Name: "p", URL: "http://x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.cfg.BatchSize != 1000 || s.cfg.MaxBytes != 10<<20 || s.cfg.Timeout != 30*time.Second ||
+		s.cfg.Shards != 1 || s.cfg.RefreshInterval != "10s" || s.cfg.TextAnalysis != "builtin" {
+		t.Errorf("defaults not applied: %+v", s.cfg)
+	}
+}
