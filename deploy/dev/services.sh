@@ -49,7 +49,9 @@ alive() {
 	[[ -s "$1" ]] || return 1
 	pid="$(<"$1")"
 	[[ -r "/proc/$pid/cmdline" ]] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$2"
+	local cmdline
+	cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline")" || return 1
+	[[ "$cmdline" == *"$2"* ]]
 }
 
 # stop_pid PIDFILE WORD HARD: SIGTERM (or SIGKILL when HARD=1), then wait up to 60 s.
@@ -160,12 +162,20 @@ pg_prepare_dir() {
 	fi
 }
 
-pg_running() {
-	local bin
-	bin="$(pg_bindir)" || return 1
-	[[ -f "$(pg_home)/data/PG_VERSION" ]] || return 1
-	pg_run "$bin/pg_ctl" -D "$(pg_home)/data" status >/dev/null 2>&1
+# pg_postmaster_pid prints the pid of the cluster's live postmaster, if any. pg_ctl would
+# trust any live pid in postmaster.pid, but after a machine restart that pid may belong
+# to another process.
+pg_postmaster_pid() {
+	local pid
+	pid="$(head -n1 "$(pg_home)/data/postmaster.pid" 2>/dev/null)" || return 1
+	[[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
+	local cmdline
+	cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline")" || return 1
+	[[ "$cmdline" == *postgres* ]] || return 1
+	echo "$pid"
 }
+
+pg_running() { pg_postmaster_pid >/dev/null; }
 
 pg_psql() {
 	PGPASSWORD=flusso "$(pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 \
@@ -226,6 +236,9 @@ pg_up() {
 		return
 	fi
 	pg_init "$bin"
+	# Left by a killed server (the machine was stopped): the server would refuse to start
+	# if its pid now belongs to another process. No postmaster runs here (pg_running).
+	rm -f "$(pg_home)/data/postmaster.pid"
 	port_busy "$PG_PORT" && die "port $PG_PORT is taken by another process (another checkout's services? stop them first)"
 	pg_run "$bin/pg_ctl" -D "$(pg_home)/data" -l "$(pg_home)/postgres.log" -w -t 60 start >/dev/null ||
 		{
