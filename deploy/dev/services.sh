@@ -206,7 +206,6 @@ pg_init() {
 
 # --- flusso dev (deploy/dev/services.sh) ---
 listen_addresses = '127.0.0.1'
-port = $PG_PORT
 unix_socket_directories = ''
 wal_level = logical
 max_replication_slots = 20
@@ -240,7 +239,7 @@ pg_up() {
 	# if its pid now belongs to another process. No postmaster runs here (pg_running).
 	rm -f "$(pg_home)/data/postmaster.pid"
 	port_busy "$PG_PORT" && die "port $PG_PORT is taken by another process (another checkout's services? stop them first)"
-	pg_run "$bin/pg_ctl" -D "$(pg_home)/data" -l "$(pg_home)/postgres.log" -w -t 60 start >/dev/null ||
+	pg_run "$bin/pg_ctl" -D "$(pg_home)/data" -l "$(pg_home)/postgres.log" -o "-p $PG_PORT" -w -t 60 start >/dev/null ||
 		{
 			tail -20 "$(pg_home)/postgres.log" >&2
 			die "PostgreSQL did not start (log: $PG_DIR/postgres.log)"
@@ -269,7 +268,7 @@ pg_restart() {
 	else
 		pg_run "$bin/pg_ctl" -D "$(pg_home)/data" -m fast -w -t 60 stop >/dev/null
 	fi
-	pg_run "$bin/pg_ctl" -D "$(pg_home)/data" -l "$(pg_home)/postgres.log" -w -t 60 start >/dev/null ||
+	pg_run "$bin/pg_ctl" -D "$(pg_home)/data" -l "$(pg_home)/postgres.log" -o "-p $PG_PORT" -w -t 60 start >/dev/null ||
 		die "PostgreSQL did not restart (log: $PG_DIR/postgres.log)"
 	log "postgres restarted in $(since "$t0")"
 }
