@@ -42,8 +42,8 @@ func indexesCommand() *cli.Command {
 		OnUsageError: usageError,
 		Flags:        adminFlags(),
 		Action: func(c *cli.Context) error {
-			if c.Args().Present() {
-				return errors.New("indexes takes no arguments")
+			if err := noArgs(c); err != nil {
+				return err
 			}
 			body, _, err := adminRequest(c, http.MethodGet, "/indexes")
 			if err != nil {
@@ -79,7 +79,11 @@ func reindexCommand() *cli.Command {
 		OnUsageError: usageError,
 		Flags:        adminFlags(),
 		Action: func(c *cli.Context) error {
-			if c.Args().Len() != 1 {
+			switch {
+			case c.Args().Len() > 1 && strings.HasPrefix(c.Args().Get(1), "-"):
+				// urfave/cli stops reading flags at the first argument.
+				return fmt.Errorf("flags go before the index name: flusso reindex %s %s", strings.Join(c.Args().Tail(), " "), c.Args().First())
+			case c.Args().Len() != 1:
 				return errors.New("reindex takes one argument: the index name")
 			}
 			name := c.Args().First()

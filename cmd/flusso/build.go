@@ -26,6 +26,9 @@ func buildCommand() *cli.Command {
 			},
 		},
 		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
 			cfg, err := config.Load(c.String("config"))
 			if err != nil {
 				return err

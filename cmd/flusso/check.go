@@ -35,6 +35,9 @@ func checkCommand() *cli.Command {
 			managePublicationFlag(),
 		},
 		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
 			if !c.Bool("offline") {
 				return errors.New("online checks need a database and are not available yet; run flusso check --offline")
 			}

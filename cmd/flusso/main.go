@@ -129,6 +129,15 @@ func configFlag() *cli.StringFlag {
 	}
 }
 
+// noArgs rejects arguments given to a command that takes none, which is
+// also where a flag written after an argument ends up.
+func noArgs(c *cli.Context) error {
+	if c.Args().Present() {
+		return fmt.Errorf("%s takes no arguments, got %q (flags go before any argument)", c.Command.Name, c.Args().First())
+	}
+	return nil
+}
+
 func formatFlag() *cli.StringFlag {
 	return &cli.StringFlag{
 		Name:    "format",

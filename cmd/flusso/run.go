@@ -53,6 +53,9 @@ func runCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "sink", Usage: "`NAME` of a sink this process writes; repeatable (default: all)", EnvVars: []string{"FLUSSO_SINK"}},
 		},
 		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
 			cfg, err := runConfig(c)
 			if err != nil {
 				return err
@@ -61,10 +64,14 @@ func runCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return fail(run.Run(c.Context, opts))
+			return fail(startPipeline(c.Context, opts))
 		},
 	}
 }
+
+// startPipeline is run.Run; tests replace it to see the options a command
+// line gives without starting anything.
+var startPipeline = run.Run
 
 func adminUserFlag() *cli.StringFlag {
 	return &cli.StringFlag{Name: "admin-user", Usage: "Basic auth `USER` of the control surface", EnvVars: []string{"FLUSSO_ADMIN_USER"}, Value: defaultAdminUser}
