@@ -1,0 +1,133 @@
+package server
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"regexp"
+
+	"github.com/flusso/flusso/internal/logging"
+)
+
+func publicHandler(src Source, metrics http.Handler, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	// A GET pattern also answers HEAD; other methods get 405 with Allow.
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeText(w, http.StatusOK, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if phase := src.Status(r.Context()).Phase; !phase.Ready() {
+			writeText(w, http.StatusServiceUnavailable, "not ready: "+string(phase))
+			return
+		}
+		writeText(w, http.StatusOK, "ready")
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		st := src.Status(r.Context())
+		// The last error may quote a connection string; never serve it whole.
+		st.LastError = logging.Redact(st.LastError)
+		writeJSON(w, http.StatusOK, st, log)
+	})
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
+	return mux
+}
+
+func privateHandler(src Source, user, password string, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /indexes", func(w http.ResponseWriter, r *http.Request) {
+		list, err := src.Indexes(r.Context())
+		if err != nil {
+			log.Error("listing indexes", "err", err)
+			writeError(w, http.StatusInternalServerError, "listing indexes: "+err.Error(), log)
+			return
+		}
+		if list == nil {
+			list = []IndexInfo{}
+		}
+		writeJSON(w, http.StatusOK, list, log)
+	})
+	mux.HandleFunc("POST /reindex", func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("index")
+		if !identRE.MatchString(name) {
+			msg := "missing ?index=NAME"
+			if name != "" {
+				msg = "invalid index name " + jsonQuote(name) + ": a lowercase Postgres identifier is expected"
+			}
+			writeError(w, http.StatusBadRequest, msg, log)
+			return
+		}
+		err := src.Reindex(r.Context(), name)
+		switch {
+		case err == nil:
+			log.Info("reindex queued", "index", name)
+			writeJSON(w, http.StatusAccepted, map[string]string{"index": name, "status": "queued"}, log)
+		case errors.Is(err, ErrUnknownIndex):
+			writeError(w, http.StatusNotFound, "unknown index "+jsonQuote(name), log)
+		case errors.Is(err, ErrReindexRunning):
+			writeError(w, http.StatusConflict, "a reindex of "+name+" is already running", log)
+		default:
+			log.Error("queueing a reindex", "index", name, "err", err)
+			writeError(w, http.StatusInternalServerError, "queueing a reindex of "+name+": "+err.Error(), log)
+		}
+	})
+	return basicAuth(mux, user, password, log)
+}
+
+// identRE is a Postgres identifier as index names are written.
+var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// basicAuth admits requests carrying the credentials. Both sides are
+// hashed first so the comparison takes the same time whatever the length
+// or content of the attempt, and user and password are both compared
+// before deciding, so a right user name is not revealed either.
+func basicAuth(next http.Handler, user, password string, log *slog.Logger) http.Handler {
+	wantUser := sha256.Sum256([]byte(user))
+	wantPassword := sha256.Sum256([]byte(password))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		gotUser := sha256.Sum256([]byte(u))
+		gotPassword := sha256.Sum256([]byte(p))
+		userOK := subtle.ConstantTimeCompare(gotUser[:], wantUser[:])
+		passwordOK := subtle.ConstantTimeCompare(gotPassword[:], wantPassword[:])
+		if !ok || userOK&passwordOK != 1 {
+			log.Warn("control surface: request refused: bad or missing credentials",
+				"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			w.Header().Set("WWW-Authenticate", `Basic realm="flusso control", charset="UTF-8"`)
+			writeError(w, http.StatusUnauthorized, "authentication required", log)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeText(w http.ResponseWriter, code int, text string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(text + "\n"))
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any, log *slog.Logger) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		log.Error("encoding an answer", "err", err)
+		code, b = http.StatusInternalServerError, []byte(`{"error":"encoding the answer failed"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// writeError answers {"error": msg}, the shape the flusso client reads.
+func writeError(w http.ResponseWriter, code int, msg string, log *slog.Logger) {
+	writeJSON(w, code, map[string]string{"error": logging.Redact(msg)}, log)
+}
+
+func jsonQuote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

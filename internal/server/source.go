@@ -1,0 +1,187 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"time"
+
+	"github.com/flusso/flusso/internal/telemetry"
+)
+
+// Source is what the surfaces read and control; the running pipeline implements it.
+type Source interface {
+	// Status is the /status document. It is called on every request to
+	// /status, /readyz and, through Status.Snapshot, on every metrics scrape,
+	// so it should be cheap.
+	Status(ctx context.Context) Status
+	// Indexes lists the indexes for GET /indexes.
+	Indexes(ctx context.Context) ([]IndexInfo, error)
+	// Reindex queues a rebuild of one index into a new generation. It
+	// returns ErrUnknownIndex or ErrReindexRunning (possibly wrapped) when
+	// it refuses; it must not wait for the rebuild.
+	Reindex(ctx context.Context, index string) error
+}
+
+// Errors Reindex returns to refuse a request.
+var (
+	ErrUnknownIndex   = errors.New("unknown index")
+	ErrReindexRunning = errors.New("a reindex of this index is already running")
+)
+
+// Phase is where the pipeline as a whole is.
+type Phase string
+
+// Phases, in the order a run moves through them.
+const (
+	Starting    Phase = "starting"
+	Backfilling Phase = "backfilling"
+	Live        Phase = "live"
+	Stopping    Phase = "stopping"
+	Failed      Phase = "failed"
+)
+
+// Ready reports whether the pipeline serves traffic: /readyz answers 200
+// only while backfilling or live.
+func (p Phase) Ready() bool { return p == Backfilling || p == Live }
+
+// IndexState is where one index is in its lifecycle.
+type IndexState string
+
+// Index states.
+const (
+	Pending          IndexState = "pending"     // not yet known to be seeded
+	IndexBackfilling IndexState = "backfilling" // its backfill is running
+	Seeded           IndexState = "seeded"      // seeded, following live changes
+)
+
+// Status is the /status document: a point-in-time view of the pipeline.
+// Field names follow the original flusso where it had the field.
+type Status struct {
+	Phase  Phase         `json:"phase"`
+	Uptime time.Duration `json:"-"` // rendered as uptime_seconds
+
+	Indexes []IndexStatus `json:"indexes"`
+
+	// ChangesCaptured counts row changes read from the replication slot.
+	ChangesCaptured uint64 `json:"changes_captured"`
+	// ChangesCommitted counts source transactions whose documents are
+	// durable in every sink: the slot may be confirmed past them.
+	ChangesCommitted uint64 `json:"changes_committed"`
+	// ChangesInFlight counts captured changes not yet durable in every sink.
+	ChangesInFlight uint64 `json:"changes_in_flight"`
+	// DocumentsBuilt and DocumentsQuarantined are the totals over the indexes.
+	DocumentsBuilt       uint64 `json:"documents_built"`
+	DocumentsQuarantined uint64 `json:"documents_quarantined"`
+	// Batches counts sink flushes.
+	Batches   uint64        `json:"batches"`
+	LastFlush time.Duration `json:"-"` // rendered as last_flush_micros
+
+	// SlotLagBytes is how far the slot's confirmed position trails the
+	// server's WAL; nil until first measured.
+	SlotLagBytes *uint64 `json:"slot_lag_bytes"`
+	// ConfirmedLSN is the slot's confirmed flush position, e.g. "0/16B3748".
+	ConfirmedLSN string `json:"confirmed_lsn"`
+
+	// Backlog is what each stage has yet to consume from the broker.
+	Backlog Backlog `json:"backlog"`
+
+	// Errors counts errors that failed a stage; LastError is the latest,
+	// without secrets.
+	Errors    uint64 `json:"errors"`
+	LastError string `json:"-"` // rendered as last_error, null when empty
+}
+
+// IndexStatus is one index in /status.
+type IndexStatus struct {
+	Name       string     `json:"name"`
+	State      IndexState `json:"state"`
+	Generation uint64     `json:"generation"`
+	// Backfill is the progress of a running backfill; nil otherwise.
+	Backfill             *Backfill `json:"backfill"`
+	DocumentsBuilt       uint64    `json:"documents_built"`
+	DocumentsQuarantined uint64    `json:"documents_quarantined"`
+}
+
+// Backfill is the progress of one index's backfill.
+type Backfill struct {
+	RowsDone uint64 `json:"rows_done"`
+	// RowsTotal is the planner's estimate of the root table's rows.
+	RowsTotal     uint64  `json:"rows_total"`
+	RowsPerSecond float64 `json:"rows_per_second"`
+	// ETASeconds is nil while no rate is known yet.
+	ETASeconds *uint64 `json:"eta_seconds"`
+}
+
+// NewBackfill computes rate and ETA from rows done out of total over elapsed.
+func NewBackfill(done, total uint64, elapsed time.Duration) *Backfill {
+	b := &Backfill{RowsDone: done, RowsTotal: total}
+	if elapsed <= 0 || done == 0 {
+		return b
+	}
+	b.RowsPerSecond = float64(done) / elapsed.Seconds()
+	eta := uint64(0)
+	if total > done {
+		eta = uint64(math.Ceil(float64(total-done) / b.RowsPerSecond))
+	}
+	b.ETASeconds = &eta
+	return b
+}
+
+// Backlog counts the broker messages each stage has not acknowledged yet.
+type Backlog struct {
+	// Changes are waiting for the assemblers.
+	Changes uint64 `json:"changes"`
+	// Documents are waiting for the writers (the largest backlog over sinks).
+	Documents uint64 `json:"documents"`
+}
+
+// MarshalJSON renders durations in the units of the original flusso and
+// an empty last error as null.
+func (s Status) MarshalJSON() ([]byte, error) {
+	type plain Status // without this method
+	var lastError *string
+	if s.LastError != "" {
+		lastError = &s.LastError
+	}
+	indexes := s.Indexes
+	if indexes == nil {
+		indexes = []IndexStatus{}
+	}
+	s.Indexes = indexes
+	return json.Marshal(struct {
+		plain
+		UptimeSeconds   uint64  `json:"uptime_seconds"`
+		LastFlushMicros uint64  `json:"last_flush_micros"`
+		LastError       *string `json:"last_error"`
+	}{plain(s), uint64(s.Uptime / time.Second), uint64(s.LastFlush / time.Microsecond), lastError})
+}
+
+// IndexInfo is one index in GET /indexes.
+type IndexInfo struct {
+	Name       string     `json:"name"`
+	State      IndexState `json:"state"`
+	Generation uint64     `json:"generation"`
+	// Docs is the document count of the current generation.
+	Docs uint64 `json:"docs"`
+}
+
+// Snapshot is the part of the status that metrics expose, for
+// telemetry.Provider.Register.
+func (s Status) Snapshot() telemetry.Snapshot {
+	out := telemetry.Snapshot{
+		ChangesCaptured:  s.ChangesCaptured,
+		ChangesCommitted: s.ChangesCommitted,
+		ChangesInFlight:  s.ChangesInFlight,
+		Batches:          s.Batches,
+		Errors:           s.Errors,
+		SlotLagBytes:     s.SlotLagBytes,
+		Backlog:          map[string]uint64{"assembler": s.Backlog.Changes, "writer": s.Backlog.Documents},
+		Indexes:          make(map[string]telemetry.IndexCounts, len(s.Indexes)),
+	}
+	for _, ix := range s.Indexes {
+		out.Indexes[ix.Name] = telemetry.IndexCounts{Built: ix.DocumentsBuilt, Quarantined: ix.DocumentsQuarantined}
+	}
+	return out
+}

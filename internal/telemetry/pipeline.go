@@ -1,0 +1,125 @@
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Snapshot is the pipeline's counters at one instant, read at every
+// collection.
+type Snapshot struct {
+	ChangesCaptured  uint64
+	ChangesCommitted uint64
+	ChangesInFlight  uint64
+	Batches          uint64
+	Errors           uint64
+	// SlotLagBytes is nil until first measured.
+	SlotLagBytes *uint64
+	// Backlog is the broker messages pending per stage (assembler, writer).
+	Backlog map[string]uint64
+	// Indexes are the per-index counters by index name.
+	Indexes map[string]IndexCounts
+}
+
+// IndexCounts are one index's document counters.
+type IndexCounts struct {
+	Built       uint64
+	Quarantined uint64
+}
+
+// Register exposes the pipeline's counters as observable instruments,
+// read through snapshot once per collection:
+//
+//	flusso.changes.captured      counter  flusso_changes_captured_total
+//	flusso.changes.committed     counter  flusso_changes_committed_total
+//	flusso.changes.in_flight     gauge    flusso_changes_in_flight
+//	flusso.documents.built       counter  flusso_documents_built_total{index}
+//	flusso.documents.quarantined counter  flusso_documents_quarantined_total{index}
+//	flusso.batches               counter  flusso_batches_total
+//	flusso.errors                counter  flusso_errors_total
+//	flusso.replication.slot_lag  gauge    flusso_replication_slot_lag_bytes
+//	flusso.stage.backlog         gauge    flusso_stage_backlog{stage}
+func (p *Provider) Register(snapshot func() Snapshot) error {
+	m := p.meter
+	var err error
+	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
+		c, e := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		if e != nil && err == nil {
+			err = fmt.Errorf("creating %s: %w", name, e)
+		}
+		return c
+	}
+	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
+		g, e := m.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		if e != nil && err == nil {
+			err = fmt.Errorf("creating %s: %w", name, e)
+		}
+		return g
+	}
+	captured := counter("flusso.changes.captured", "{change}", "Row changes read from the replication slot")
+	committed := counter("flusso.changes.committed", "{transaction}", "Source transactions durable in every sink")
+	inFlight := gauge("flusso.changes.in_flight", "{change}", "Captured changes not yet durable in every sink")
+	built := counter("flusso.documents.built", "{document}", "Documents assembled, per index")
+	quarantined := counter("flusso.documents.quarantined", "{document}", "Documents a sink rejected and on_error = skip set aside, per index")
+	batches := counter("flusso.batches", "{batch}", "Sink flushes")
+	errs := counter("flusso.errors", "{error}", "Errors that failed a stage")
+	slotLag := gauge("flusso.replication.slot_lag", "By", "WAL bytes the slot's confirmed position trails the server by")
+	backlog := gauge("flusso.stage.backlog", "{message}", "Broker messages a stage has not acknowledged yet")
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s := snapshot()
+		o.ObserveInt64(captured, clamp(s.ChangesCaptured))
+		o.ObserveInt64(committed, clamp(s.ChangesCommitted))
+		o.ObserveInt64(inFlight, clamp(s.ChangesInFlight))
+		o.ObserveInt64(batches, clamp(s.Batches))
+		o.ObserveInt64(errs, clamp(s.Errors))
+		if s.SlotLagBytes != nil {
+			o.ObserveInt64(slotLag, clamp(*s.SlotLagBytes))
+		}
+		for stage, n := range s.Backlog {
+			o.ObserveInt64(backlog, clamp(n), metric.WithAttributes(attribute.String("stage", stage)))
+		}
+		for index, c := range s.Indexes {
+			attrs := metric.WithAttributes(attribute.String("index", index))
+			o.ObserveInt64(built, clamp(c.Built), attrs)
+			o.ObserveInt64(quarantined, clamp(c.Quarantined), attrs)
+		}
+		return nil
+	}, captured, committed, inFlight, built, quarantined, batches, errs, slotLag, backlog)
+	if err != nil {
+		return fmt.Errorf("registering the pipeline metrics: %w", err)
+	}
+	return nil
+}
+
+func clamp(n uint64) int64 {
+	if n > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(n)
+}
+
+// Tracer is flusso's tracer, from the global provider Setup installs (a
+// no-op one before, or without OTLP traces).
+func Tracer() trace.Tracer { return otel.Tracer(Name) }
+
+// Inject writes the trace context of ctx into message headers (a
+// nats.Header is a map[string][]string), so the next stage continues the
+// trace.
+func Inject(ctx context.Context, headers map[string][]string) {
+	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(headers))
+}
+
+// Extract returns ctx carrying the trace context found in message headers.
+func Extract(ctx context.Context, headers map[string][]string) context.Context {
+	return otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(headers))
+}
