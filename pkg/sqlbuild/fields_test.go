@@ -1,7 +1,12 @@
 package sqlbuild_test
 
 import (
+	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/flusso/flusso/pkg/schema"
+	"github.com/flusso/flusso/pkg/sqlbuild"
 )
 
 const kindsDDL = `
@@ -88,6 +93,44 @@ func TestFieldKinds(t *testing.T) {
 			got := build(t, pool, ix, "1", "2")
 			assertDoc(t, got, "1", tt.full)
 			assertDoc(t, got, "2", tt.empty)
+		})
+	}
+}
+
+// TestWideObject checks objects of more fields than one function call takes.
+func TestWideObject(t *testing.T) {
+	pool := database(t, kindsDDL)
+	fields, want := "", "{"
+	for i := range 120 {
+		n := strconv.Itoa(i)
+		fields += "\t- constant: c" + n + "\n\t\tvalue: " + n + "\n"
+		want += `"c` + n + `":` + n + ","
+	}
+	ix := index(t, pool, "version: 1\ntable: kinds\nprimary_key: id\nfields:\n"+fields+"\t- text: name\n")
+	assertDoc(t, build(t, pool, ix, "1"), "1", want+`"name":"Ada"}`)
+}
+
+func TestCompileErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		def  schema.Index
+		want string
+	}{
+		{"no primary key", schema.Index{Table: "t"}, "primary_key"},
+		{"no table", schema.Index{PrimaryKey: "id"}, "root table"},
+		{"unknown kind", schema.Index{Table: "t", PrimaryKey: "id", Fields: []schema.Field{{Name: "x", Kind: "vector"}}}, `field x: unknown field type "vector"`},
+		{"join without primary key", schema.Index{Table: "t", PrimaryKey: "id", Fields: []schema.Field{
+			{Name: "o", Kind: schema.HasMany, Table: "o", ForeignKey: "t_id"}}}, "field o: a join needs primary_key"},
+		{"aggregate with both keys", schema.Index{Table: "t", PrimaryKey: "id", Fields: []schema.Field{
+			{Name: "n", Kind: schema.Count, Table: "o", ForeignKey: "t_id", Through: &schema.Through{Table: "j", LeftKey: "l", RightKey: "r"}}}}, "exactly one of foreign_key and through"},
+		{"soft delete of an unknown field", schema.Index{Table: "t", PrimaryKey: "id", SoftDelete: &schema.SoftDelete{Field: "gone"}}, `soft_delete field "gone"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := sqlbuild.Compile("ix", &tt.def)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), `index "ix": `) {
+				t.Errorf("Compile: %v, want an error naming the index and %q", err, tt.want)
+			}
 		})
 	}
 }

@@ -290,8 +290,8 @@ func (x *Index) RootTruncated(changes []Change) bool {
 }
 
 // Prepare reads the types of the columns the index uses and readies its
-// statements. Call it once before Build, Affected, Keys and Count; call it
-// again after the tables change shape.
+// statements. Call it once before Build, Affected, Keys and Count, and not
+// while they run; call it again after the tables change shape.
 func (x *Index) Prepare(ctx context.Context, q Querier) error {
 	refs := x.def.Tables()
 	tables := make([]string, len(refs))
