@@ -3,13 +3,19 @@ SHELL := /bin/bash
 GO ?= go
 GOBIN := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: help build test demo services services-down proto bench chaos lint
+.PHONY: help build test demo demo-stop services services-down proto bench chaos lint
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 build: ## build bin/flusso and bin/nats-server
 	$(GO) build -o bin/flusso ./cmd/flusso
+
+demo: ## the demo: dev Postgres + OpenSearch, a sample shop, flusso run, a search, live changes
+	@deploy/demo/demo.sh up
+
+demo-stop: ## stop the demo's flusso (the dev services keep running)
+	@deploy/demo/demo.sh stop
 
 proto: ## regenerate proto/flussopb from proto/flusso.proto
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
