@@ -421,15 +421,17 @@ func (p *parser) variants(e entry) []string {
 		return nil
 	}
 	out := make([]string, 0, len(items))
+	seen := map[string]bool{}
 	for i, n := range items {
 		s, ok := p.text(entry{val: n, path: index(e.path, i)})
 		if !ok {
 			continue
 		}
-		if contains(out, s) {
+		if seen[s] {
 			p.errorf(n, index(e.path, i), "duplicate variant %q", s)
 			continue
 		}
+		seen[s] = true
 		out = append(out, s)
 	}
 	return out

@@ -403,6 +403,9 @@ func contains[T comparable](list []T, v T) bool {
 
 // suggest returns the candidate closest to a mistyped key, or "".
 func suggest(key string, candidates []string) string {
+	if len(key) > 2*maxIdentSize {
+		return "" // not a typo; and distance is quadratic
+	}
 	best, bestDist := "", 3 // only close matches help
 	for _, c := range candidates {
 		if d := distance(key, c); d < bestDist {
