@@ -2,13 +2,14 @@ package schema
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 )
 
-// Kinds lists every field type key, in the order the format documents them.
-var Kinds = []Kind{
+// allKinds lists every field type key, in the order the format documents them.
+var allKinds = []Kind{
 	Text, Identifier, Keyword, Enum, UUID, Boolean, Short, Integer, Long, Float, Double,
 	Decimal, Date, Timestamp, Binary, JSON, Custom,
 	Geo, Object, Map,
@@ -17,16 +18,16 @@ var Kinds = []Kind{
 	Constant,
 }
 
-func isKind(s string) bool { return contains(Kinds, Kind(s)) }
+func isKind(s string) bool { return slices.Contains(allKinds, Kind(s)) }
 
-// sibling says which kinds take a sibling key; only completes "X does not
-// take Y" messages.
+// sibling says which kinds take a sibling key; only says so in words, for
+// "X does not take Y (only Z takes it)".
 type sibling struct {
 	on   func(Kind) bool
 	only string
 }
 
-func kinds(ks ...Kind) func(Kind) bool { return func(k Kind) bool { return contains(ks, k) } }
+func kinds(ks ...Kind) func(Kind) bool { return func(k Kind) bool { return slices.Contains(ks, k) } }
 
 func isJoinOrAggregate(k Kind) bool { return k.IsJoin() || k.IsAggregate() }
 
@@ -192,7 +193,7 @@ func (p *parser) field(n *yaml.Node, path string, depth int) (Field, bool) {
 			p.errorf(o.entries[k].key, path, "%s", misplaced(kind, k))
 		}
 	}
-	p.siblings(&f, o, named, depth)
+	p.readSiblings(&f, o, named, depth)
 	p.complete(&f, o, path)
 	return f, true
 }
@@ -200,8 +201,8 @@ func (p *parser) field(n *yaml.Node, path string, depth int) (Field, bool) {
 // noTypeKey explains a field item without a type key, guessing at a typo.
 func noTypeKey(o *object) string {
 	msg := "has no type key: a field starts with its type, like `keyword: email`"
-	names := make([]string, len(Kinds))
-	for i, k := range Kinds {
+	names := make([]string, len(allKinds))
+	for i, k := range allKinds {
 		names[i] = string(k)
 	}
 	for _, k := range o.keys {
@@ -215,10 +216,10 @@ func noTypeKey(o *object) string {
 	return msg + " (types: " + strings.Join(names, ", ") + ")"
 }
 
-// siblings reads the siblings kind f.Kind takes into f; misplaced ones were
+// readSiblings reads the siblings f.Kind takes into f; misplaced ones were
 // reported already. named is the field's own path, under which its nested
 // fields live.
-func (p *parser) siblings(f *Field, o *object, named string, depth int) {
+func (p *parser) readSiblings(f *Field, o *object, named string, depth int) {
 	for _, key := range o.keys {
 		s, known := siblings[key]
 		if !known || !s.on(f.Kind) {
@@ -293,7 +294,7 @@ func (p *parser) complete(f *Field, o *object, path string) {
 	// The source column defaults to the field name, folded as Postgres
 	// folds an unquoted identifier.
 	defaultColumn := func() {
-		if f.Column == "" && !o.has("column") {
+		if !o.has("column") {
 			f.Column = strings.ToLower(f.Name)
 		}
 	}
@@ -465,7 +466,7 @@ func (p *parser) mapValues(e entry) Kind {
 	}
 	k := Kind(strings.TrimSpace(s))
 	switch {
-	case contains(mapLeafKinds, k):
+	case slices.Contains(mapLeafKinds, k):
 		return k
 	case isKind(string(k)):
 		p.errorf(e.val, e.path, "map values cannot be %s: use text, identifier, keyword, enum, uuid, a numeric type, date or timestamp", k)

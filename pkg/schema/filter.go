@@ -2,6 +2,7 @@ package schema
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -56,7 +57,7 @@ func (p *parser) filter(n *yaml.Node, path string) (Filter, bool) {
 		return Filter{}, false
 	}
 	f.Op = Op(strings.ToLower(strings.TrimSpace(s)))
-	if !contains(filterOps, f.Op) {
+	if !slices.Contains(filterOps, f.Op) {
 		p.errorf(opE.val, opE.path, "unknown op %q (ops are %s)", s, opList())
 		return Filter{}, false
 	}
@@ -113,9 +114,6 @@ func (p *parser) operands(v entry, op Op, what string) ([]any, bool) {
 	values := make([]any, 0, len(items))
 	for i, n := range items {
 		path := index(v.path, i)
-		if n = p.resolve(n); n == nil {
-			return nil, false
-		}
 		if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" {
 			p.errorf(n, path, "must be a string, number or boolean, not %s", describe(n))
 			ok = false

@@ -81,7 +81,8 @@ func (p *parser) softDelete(e entry, fields []Field) *SoftDelete {
 	default:
 		if name, ok := p.fieldName(fld); ok {
 			sd.Field = name
-			if !hasField(fields, name) {
+			// Without a list of fields, that is reported already.
+			if fields != nil && !hasField(fields, name) {
 				p.errorf(fld.val, fld.path, "no top-level field is named %q", name)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -127,11 +128,11 @@ func TestJSONSchemaKeys(t *testing.T) {
 	for _, alt := range field.OneOf {
 		exactlyOne = append(exactlyOne, alt.Required...)
 	}
-	for _, k := range Kinds {
+	for _, k := range allKinds {
 		if field.Properties[string(k)] == nil {
 			t.Errorf("type key %s is not a property of a field", k)
 		}
-		if !contains(exactlyOne, string(k)) {
+		if !slices.Contains(exactlyOne, string(k)) {
 			t.Errorf("type key %s is not in the exactly-one-type-key list", k)
 		}
 	}
@@ -140,8 +141,8 @@ func TestJSONSchemaKeys(t *testing.T) {
 			t.Errorf("sibling %s is not a property of a field", key)
 		}
 	}
-	if n := len(field.Properties); n != len(Kinds)+len(siblingKeys) {
-		t.Errorf("a field has %d properties, want %d type keys and %d siblings", n, len(Kinds), len(siblingKeys))
+	if n := len(field.Properties); n != len(allKinds)+len(siblingKeys) {
+		t.Errorf("a field has %d properties, want %d type keys and %d siblings", n, len(allKinds), len(siblingKeys))
 	}
 }
 

@@ -159,7 +159,8 @@ const (
 	Desc Direction = "desc"
 )
 
-// OrderBy is one term of a join's order_by.
+// OrderBy is one term of a join's order_by. Direction defaults to Asc on
+// load.
 type OrderBy struct {
 	Column    string    `json:"column" msgpack:"column"`
 	Direction Direction `json:"direction" msgpack:"direction"`
@@ -181,8 +182,11 @@ type Field struct {
 	Line int `json:"-" msgpack:"line"`
 
 	Required bool `json:"required,omitempty" msgpack:"required"`
-	// Column is the source column of a scalar or single-column geo, and this
-	// row's foreign key column for belongs_to. Defaults to Name on load.
+	// Column is the source column of a scalar, a single-column geo or a map,
+	// this row's foreign key column for belongs_to, and the aggregated
+	// column of sum, avg, min and max. For all but the aggregates it
+	// defaults on load to Name lowercased, as Postgres folds an unquoted
+	// identifier.
 	Column     string         `json:"column,omitempty" msgpack:"column"`
 	Options    map[string]any `json:"options,omitempty" msgpack:"options"`
 	Transforms []Transform    `json:"transforms,omitempty" msgpack:"transforms"`

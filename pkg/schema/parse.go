@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,10 +29,9 @@ const (
 	maxNodes = 1 << 20
 	// maxErrors bounds the problems reported for one file.
 	maxErrors = 100
+	// maxIdentSize is Postgres' identifier limit, applied to field names too.
+	maxIdentSize = 63
 )
-
-// maxIdentSize is Postgres' identifier limit, applied to field names too.
-const maxIdentSize = 63
 
 var (
 	pgIdentRE   = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
@@ -252,7 +252,7 @@ func (p *parser) mapping(n *yaml.Node, path, what string) (*object, bool) {
 	return o, true
 }
 
-// sequence reads n as a list.
+// sequence reads n as a list, with aliases among its items resolved.
 func (p *parser) sequence(n *yaml.Node, path, what string) ([]*yaml.Node, bool) {
 	if n = p.resolve(n); n == nil {
 		return nil, false
@@ -261,7 +261,13 @@ func (p *parser) sequence(n *yaml.Node, path, what string) ([]*yaml.Node, bool) 
 		p.errorf(n, path, "must be %s, not %s", what, describe(n))
 		return nil, false
 	}
-	return n.Content, true
+	items := make([]*yaml.Node, len(n.Content))
+	for i, item := range n.Content {
+		if items[i] = p.resolve(item); items[i] == nil {
+			return nil, false
+		}
+	}
+	return items, true
 }
 
 // text reads a scalar as a string. Any non-null scalar is accepted as its
@@ -374,7 +380,7 @@ func index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
 // checkKeys reports every key of o not in allowed; where names what o is.
 func (p *parser) checkKeys(o *object, allowed []string, where string) {
 	for _, k := range o.keys {
-		if !contains(allowed, k) {
+		if !slices.Contains(allowed, k) {
 			p.unknownKey(o, k, fmt.Sprintf("%s takes %s", where, strings.Join(allowed, ", ")), allowed)
 		}
 	}
@@ -390,15 +396,6 @@ func (p *parser) unknownKey(o *object, key, expected string, candidates []string
 		msg += " (" + expected + ")"
 	}
 	p.errorf(o.entries[key].key, o.path, "%s", msg)
-}
-
-func contains[T comparable](list []T, v T) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // suggest returns the candidate closest to a mistyped key, or "".
