@@ -58,6 +58,9 @@ func newSink(t *testing.T, cfg Config) *Sink {
 	if cfg.Name == "" {
 		cfg.Name = "primary"
 	}
+	if cfg.MaxRetries == 0 {
+		cfg.MaxRetries = 3
+	}
 	if cfg.RefreshInterval == "" {
 		cfg.RefreshInterval = "1s"
 	}
@@ -224,6 +227,11 @@ func newProxy(t *testing.T) *proxy {
 	}
 	p := &proxy{}
 	rp := httputil.NewSingleHostReverseProxy(target)
+	director := rp.Director
+	rp.Director = func(r *http.Request) {
+		director(r)
+		r.Header.Del("Accept-Encoding") // responses stay readable for rewrite
+	}
 	rp.ModifyResponse = func(resp *http.Response) error {
 		p.mu.Lock()
 		rewrite := p.rewrite

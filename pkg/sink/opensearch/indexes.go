@@ -25,7 +25,8 @@ func (s *Sink) indexBody(ix sink.Index) ([]byte, error) {
 	})
 }
 
-// createIndex creates an index unless it exists; created says which.
+// createIndex creates an index unless it exists; created says which. It
+// returns once the primary shards are active, so reads of the index work.
 func (s *Sink) createIndex(ctx context.Context, name string, body []byte) (created bool, err error) {
 	resp, err := s.call(ctx, http.MethodPut, request{path: "/" + url.PathEscape(name), body: body})
 	if err != nil {
@@ -34,10 +35,19 @@ func (s *Sink) createIndex(ctx context.Context, name string, body []byte) (creat
 	if resp.ok() {
 		return true, nil
 	}
-	if resp.status == http.StatusBadRequest && strings.Contains(string(resp.body), "resource_already_exists_exception") {
-		return false, nil
+	if resp.status != http.StatusBadRequest || !strings.Contains(string(resp.body), "resource_already_exists_exception") {
+		return false, resp.errorOf()
 	}
-	return false, resp.errorOf()
+	// Another process may have created it an instant ago; its creation
+	// waited for the primaries, this one did not.
+	_, err = s.callOK(ctx, http.MethodGet, request{
+		path:  "/_cluster/health/" + url.PathEscape(name),
+		query: url.Values{"wait_for_status": {"yellow"}, "timeout": {fmt.Sprintf("%dms", s.cfg.Timeout.Milliseconds()/2)}},
+	})
+	if err != nil {
+		return false, fmt.Errorf("wait for %s: %w", name, err)
+	}
+	return false, nil
 }
 
 // createGeneration creates a generation of ix with its mapping.

@@ -35,6 +35,7 @@ func (s *Sink) Ensure(ctx context.Context, ix sink.Index) (sink.State, error) {
 			ix.Name, o.hashAlias, generationName(o.hashAlias, 1))
 	}
 
+	var made []string // generations this call created
 	for range maxConflicts {
 		m, v, err := s.readMeta(ctx, ix.Name)
 		if err != nil {
@@ -44,7 +45,7 @@ func (s *Sink) Ensure(ctx context.Context, ix sink.Index) (sink.State, error) {
 		if v.found && m.Hash == ix.Hash && m.Generation > 0 {
 			st, err = s.resume(ctx, o, m, v)
 		} else {
-			st, err = s.start(ctx, o, m, v)
+			st, err = s.start(ctx, o, m, v, &made)
 		}
 		if errors.Is(err, errConflict) {
 			continue
@@ -52,6 +53,7 @@ func (s *Sink) Ensure(ctx context.Context, ix sink.Index) (sink.State, error) {
 		if err != nil {
 			return sink.State{}, fmt.Errorf("ensure index %s: %w", ix.Name, err)
 		}
+		s.dropUnused(ctx, made, generationName(o.hashAlias, st.Generation), generationName(o.hashAlias, st.Next))
 		s.mu.Lock()
 		s.owned[ix.Name] = o
 		s.mu.Unlock()
@@ -102,7 +104,7 @@ func (s *Sink) resume(ctx context.Context, o owned, m metaDoc, v metaVersion) (s
 // start begins a hash that has no current generation: the first run of the
 // index, a schema change, or a return to an earlier schema whose indexes
 // missed every change since.
-func (s *Sink) start(ctx context.Context, o owned, old metaDoc, v metaVersion) (sink.State, error) {
+func (s *Sink) start(ctx context.Context, o owned, old metaDoc, v metaVersion, made *[]string) (sink.State, error) {
 	existing, err := s.generations(ctx, o.hashAlias)
 	if err != nil {
 		return sink.State{}, err
@@ -116,15 +118,11 @@ func (s *Sink) start(ctx context.Context, o owned, old metaDoc, v metaVersion) (
 	if err != nil {
 		return sink.State{}, err
 	}
-	now := time.Now().UTC()
-	m := metaDoc{Index: o.ix.Name, Hash: o.ix.Hash, Generation: gen, CreatedAt: now}
+	if created {
+		*made = append(*made, name)
+	}
+	m := metaDoc{Index: o.ix.Name, Hash: o.ix.Hash, Generation: gen, CreatedAt: time.Now().UTC()}
 	if err := s.writeMeta(ctx, m, v); err != nil {
-		if created && errors.Is(err, errConflict) {
-			// Another process started this index first; ours is unused.
-			if derr := s.deleteIndex(ctx, name); derr != nil {
-				s.log.Warn("could not delete an unused generation", "index", name, "err", derr)
-			}
-		}
 		return sink.State{}, err
 	}
 	if old.Hash != "" {
@@ -138,6 +136,19 @@ func (s *Sink) start(ctx context.Context, o owned, old metaDoc, v metaVersion) (
 	}
 	s.pointConvenience(ctx, o.ix.Name, name, true)
 	return sink.State{Generation: gen}, nil
+}
+
+// dropUnused deletes the generations a call created that, after another
+// process won the race to record its own, nothing refers to.
+func (s *Sink) dropUnused(ctx context.Context, made []string, keep ...string) {
+	for _, name := range made {
+		if slices.Contains(keep, name) {
+			continue
+		}
+		if err := s.deleteIndex(ctx, name); err != nil {
+			s.log.Warn("could not delete an unused generation", "index", name, "err", err)
+		}
+	}
 }
 
 // lookup returns what Ensure learned about an index.
@@ -276,12 +287,14 @@ func (s *Sink) BeginReindex(ctx context.Context, index string) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
+	var made []string // generations this call created
 	for range maxConflicts {
 		m, v, err := s.readOwnMeta(ctx, o)
 		if err != nil {
 			return 0, fmt.Errorf("reindex %s: %w", index, err)
 		}
 		if m.Next != 0 {
+			s.dropUnused(ctx, made, generationName(o.hashAlias, m.Next))
 			return m.Next, nil
 		}
 		if !m.Seeded {
@@ -303,19 +316,18 @@ func (s *Sink) BeginReindex(ctx context.Context, index string) (uint32, error) {
 		if err != nil {
 			return 0, fmt.Errorf("reindex %s: %w", index, err)
 		}
+		if created {
+			made = append(made, name)
+		}
 		m.Next = next
 		err = s.writeMeta(ctx, m, v)
 		if errors.Is(err, errConflict) {
-			if created {
-				if derr := s.deleteIndex(ctx, name); derr != nil {
-					s.log.Warn("could not delete an unused generation", "index", name, "err", derr)
-				}
-			}
 			continue
 		}
 		if err != nil {
 			return 0, fmt.Errorf("reindex %s: %w", index, err)
 		}
+		s.dropUnused(ctx, made, name)
 		s.log.Info("reindex begun", "index", index, "generation", name)
 		return next, nil
 	}
@@ -337,7 +349,8 @@ func (s *Sink) liveTargets(ctx context.Context, o owned) ([]string, error) {
 }
 
 // Purge deletes every document of the live generations (the root table was
-// truncated). It waits for the deletion to finish.
+// truncated): everything written before the call, so the caller must not
+// write to the index until it returns. It waits for the deletion to finish.
 func (s *Sink) Purge(ctx context.Context, index string) error {
 	o, err := s.lookup(index)
 	if err != nil {
@@ -346,6 +359,11 @@ func (s *Sink) Purge(ctx context.Context, index string) error {
 	targets, err := s.liveTargets(ctx, o)
 	if err != nil {
 		return fmt.Errorf("purge %s: %w", index, err)
+	}
+	// delete_by_query only sees what a refresh made searchable, and
+	// everything written before the purge must go.
+	if _, err := s.callOK(ctx, http.MethodPost, request{path: "/" + joinNames(targets) + "/_refresh"}); err != nil {
+		return fmt.Errorf("purge %s: refresh: %w", index, err)
 	}
 	// Run as a task: a large index takes longer than a request may.
 	resp, err := s.callOK(ctx, http.MethodPost, request{

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/mapping"
 	"github.com/flusso/flusso/pkg/sink"
 )
@@ -727,5 +728,52 @@ func TestWriteUnknownIndex(t *testing.T) {
 	s := newSink(t, Config{})
 	if _, err := s.Write(ctxT(t), []sink.Doc{upsert("1", 1, `{}`)}); err == nil {
 		t.Error("Write to an index that was never ensured should fail")
+	}
+}
+
+func TestOpenSearchRestart(t *testing.T) {
+	patient := newSink(t, Config{MaxRetries: 40})
+	hasty := newSink(t, Config{Prefix: patient.cfg.Prefix, MaxRetries: 1})
+	c := rawCluster(t)
+	ix := parseSchema(t, usersYAML)
+	ensure(t, patient, ix)
+	ensure(t, hasty, ix)
+	if err := patient.MarkSeeded(ctxT(t), "users", 1); err != nil {
+		t.Fatal(err)
+	}
+	write(t, patient, upsert("before", 1, `{"name":"acknowledged before the crash"}`))
+
+	// While the node is down: a write with one retry fails, one with
+	// enough retries lands once it is back.
+	var hastyErr, patientErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+			if _, err := http.Get(c.base); err != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				hastyErr, patientErr = nil, fmt.Errorf("OpenSearch did not go down")
+				return
+			}
+		}
+		_, hastyErr = hasty.Write(ctxT(t), []sink.Doc{upsert("hasty", 1, `{}`)})
+		_, patientErr = patient.Write(ctxT(t), []sink.Doc{upsert("during", 1, `{"name":"written while down"}`)})
+	}()
+	testenv.RestartService(t, "opensearch", true)
+	<-done
+	if hastyErr == nil {
+		t.Error("a write with max_retries 1 against a stopped OpenSearch succeeded")
+	}
+	if patientErr != nil {
+		t.Errorf("a write retried across the restart failed: %v", patientErr)
+	}
+	ha := patient.hashAlias("users", ix.Hash)
+	c.refresh(ha)
+	for _, id := range []string{"before", "during"} {
+		if c.source(ha, id) == nil {
+			t.Errorf("document %q is missing after the restart", id)
+		}
 	}
 }
