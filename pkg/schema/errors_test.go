@@ -340,6 +340,21 @@ t.schema.yml:8: fields[2]: has_many needs foreign_key: the related table's colum
 	}
 }
 
+func TestParseTooManyErrors(t *testing.T) {
+	src := header + strings.Repeat("  - keyword: 1a\n", 2*maxErrors)
+	_, err := Parse("t.schema.yml", []byte(src))
+	var list ErrorList
+	if !errors.As(err, &list) || len(list) != maxErrors+1 {
+		t.Fatalf("got %d errors, want %d and a last line saying so", len(list), maxErrors)
+	}
+	if got, want := list[maxErrors].Error(), "t.schema.yml: too many errors; these are the first 100 found"; got != want {
+		t.Errorf("last line %q, want %q", got, want)
+	}
+	if list[maxErrors-1].Line != 5+maxErrors-1 {
+		t.Errorf("the errors kept are not the first ones: last at line %d", list[maxErrors-1].Line)
+	}
+}
+
 // TestParseBadInput: input that is not a schema at all fails with a clear
 // message and never panics.
 func TestParseBadInput(t *testing.T) {

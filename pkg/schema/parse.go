@@ -90,6 +90,9 @@ func Parse(file string, data []byte) (*Index, error) {
 	ix := p.index(root)
 	if len(p.errs) > 0 {
 		sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Line < p.errs[j].Line })
+		if p.truncated {
+			p.errs = append(p.errs, &Error{File: file, Msg: fmt.Sprintf("too many errors; these are the first %d found", maxErrors)})
+		}
 		return nil, p.errs
 	}
 	return ix, nil
@@ -144,9 +147,10 @@ func syntaxError(file string, err error) *Error {
 
 // parser walks the YAML tree, collecting every problem it finds.
 type parser struct {
-	file   string
-	errs   ErrorList
-	budget int
+	file      string
+	errs      ErrorList
+	truncated bool // more than maxErrors were found
+	budget    int
 	// related is the first join or aggregate met, which makes the root
 	// primary key mandatory.
 	related *place
@@ -165,9 +169,7 @@ func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) {
 
 func (p *parser) errorAt(line int, path, format string, args ...any) {
 	if len(p.errs) == maxErrors {
-		p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: "too many errors; stopping here"})
-	}
-	if len(p.errs) > maxErrors {
+		p.truncated = true
 		return
 	}
 	p.errs = append(p.errs, &Error{File: p.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
