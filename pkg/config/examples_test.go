@@ -55,7 +55,7 @@ func TestLoadFullExample(t *testing.T) {
 		indexes = append(indexes, got{ix.Name, ix.Schema.Schema + "." + ix.Schema.Table, ix.Enabled, ix.OnError})
 	}
 	want := []got{
-		{"products", "catalog.products", true, Stop},    // its own on_error
+		{"products", "catalog.products", true, Stop},   // its own on_error
 		{"customers", "public.customers", false, Skip}, // disabled, still loaded; the global on_error
 	}
 	if !reflect.DeepEqual(indexes, want) {

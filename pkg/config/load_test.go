@@ -342,6 +342,7 @@ func TestLoadBadInput(t *testing.T) {
 		{"unterminated string", writeConfig(t, "[source]\ntype = \"postgres\n", nil), `:2:17: invalid TOML: basic strings cannot have new lines`},
 		{"duplicate key", writeConfig(t, minimalSource+"type = \"postgres\"\n", nil), `:4:1: type: invalid TOML: key type is already defined`},
 		{"binary", binary, `:1:1: invalid TOML: invalid character`},
+		{"deeply nested", writeConfig(t, "a = "+strings.Repeat("[", 100000)+strings.Repeat("]", 100000), nil), "invalid TOML: arrays and inline tables are nested more than"},
 		{"10 MB file", big, ": file is 10.0 MiB, larger than the 1.0 MiB allowed"},
 		{"missing file", filepath.Join(dir, "nope.toml"), ": no such file or directory"},
 		{"directory", dir, ": not a regular file"},

@@ -43,7 +43,9 @@ const Postgres = "postgres"
 // Source is the Postgres database documents are read from.
 type Source struct {
 	Type string `json:"type" msgpack:"type"` // "postgres"
-	// URL is the full-URL form; when unset, Parts is.
+	// URL is the full-URL form (a literal or { env = "X" }); Parts is the
+	// parts form. At most one is set; with neither, DATABASE_URL must supply
+	// the URL at run time (see ConnString).
 	URL               Value      `json:"connection_url,omitempty" msgpack:"url"`
 	Parts             *ConnParts `json:"connection_parts,omitempty" msgpack:"parts"`
 	ManagePublication bool       `json:"manage_publication" msgpack:"manage_publication"`
@@ -69,7 +71,8 @@ type Sink struct {
 	Name string `json:"name" msgpack:"name"`
 	Type string `json:"type" msgpack:"type"`
 
-	// OpenSearch options.
+	// OpenSearch options. URL may be unset in the file: the reserved
+	// <NAME>_OPENSEARCH_URL then supplies it at run time (see Connection).
 	URL              Value  `json:"url,omitempty" msgpack:"url"`
 	Username         Value  `json:"username,omitempty" msgpack:"username"`
 	Password         Value  `json:"password,omitempty" msgpack:"password"`
