@@ -191,7 +191,9 @@ func traceExporter(ctx context.Context, proto string) (sdktrace.SpanExporter, er
 	if proto == GRPC {
 		exp, err = otlptracegrpc.New(ctx)
 	} else {
-		exp, err = otlptracehttp.New(ctx)
+		// The SDK would also speak http/json when the environment asks;
+		// flusso's contract is http/protobuf or grpc.
+		exp, err = otlptracehttp.New(ctx, otlptracehttp.WithEncoding(otlptracehttp.EncodingProtobuf))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("setting up the OTLP trace exporter (%s): %w", proto, err)
