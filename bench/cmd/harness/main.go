@@ -1,0 +1,716 @@
+// Command harness runs the flusso benchmark end to end on this machine:
+// it seeds Postgres with the generated data set, measures the ceiling
+// (Postgres build rate, raw OpenSearch bulk rate), flusso's backfill and
+// live latency as separate processes, the distributed mode with 1, 2 and 3
+// assembler processes, and PGSync on a copy of the same data, then writes a
+// JSON result file and a markdown table.
+//
+// It prints figures; it asserts nothing about time.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/flusso/flusso/bench/ceiling"
+	"github.com/flusso/flusso/bench/datagen"
+	"github.com/flusso/flusso/pkg/schema"
+	"github.com/flusso/flusso/pkg/sqlbuild"
+)
+
+type harness struct {
+	repo        string // repository root
+	work        string // scratch directory of this run
+	users       int
+	gen         datagen.Gen
+	rates       []int
+	pgsyncRates []int
+	scale       []int
+	scaleRate   int
+	liveFor     time.Duration
+	txSize      int
+	flussoBin   string
+	natsBin     string
+	venv        string
+	redisPort   int
+	natsPort    int
+
+	pgURL      *url.URL // admin URL of the cluster
+	osURL      string
+	admin      *pgxpool.Pool
+	search     *search
+	schema     *schema.Index
+	schemaPath string
+
+	flussoDB   string
+	pgsyncDB   string
+	flussoPool *pgxpool.Pool
+	pgsyncPool *pgxpool.Pool
+
+	res *results
+}
+
+func main() {
+	log.SetFlags(0)
+	h := &harness{}
+	var (
+		rates, pgRates, scale string
+		liveSecs              int
+		out                   string
+		skipPGSync            bool
+	)
+	repo, _ := os.Getwd()
+	flag.StringVar(&h.repo, "repo", repo, "repository root")
+	flag.IntVar(&h.users, "users", datagen.QuickUsers, "users in the data set")
+	seed := flag.Uint64("seed", datagen.DefaultSeed, "data set seed")
+	flag.StringVar(&rates, "rates", "500,2000,5000", "live change rates (changes/s) for flusso")
+	flag.StringVar(&pgRates, "pgsync-rates", "500,2000", "live change rates for PGSync (empty: backfill only)")
+	flag.StringVar(&scale, "scale", "1,2,3", "assembler process counts of the distributed runs (empty: skip)")
+	flag.IntVar(&h.scaleRate, "scale-rate", 2000, "live rate of each distributed run (0: backfill only)")
+	flag.IntVar(&liveSecs, "live-secs", 30, "seconds of each live phase")
+	flag.IntVar(&h.txSize, "tx-size", 5, "changes per transaction of the live load")
+	flag.StringVar(&out, "out", "bench/results", "directory of the result files")
+	flag.StringVar(&h.flussoBin, "flusso", "bench/.work/flusso", "flusso binary (built from the work tree when missing)")
+	flag.StringVar(&h.natsBin, "nats-server", "bin/nats-server", "nats-server binary for the distributed runs")
+	flag.StringVar(&h.venv, "venv", "bench/pgsync/.venv", "PGSync virtualenv (bench/pgsync/setup.sh)")
+	flag.BoolVar(&skipPGSync, "skip-pgsync", false, "do not run PGSync")
+	flag.IntVar(&h.redisPort, "redis-port", 56379, "port of the Redis the harness starts for PGSync")
+	flag.IntVar(&h.natsPort, "nats-port", 54340, "port of the nats-server the harness starts for the distributed runs")
+	flag.Parse()
+	h.gen = datagen.Gen{Users: h.users, Seed: *seed}
+	h.liveFor = time.Duration(liveSecs) * time.Second
+	var err error
+	if h.rates, err = ints(rates); err == nil {
+		if h.pgsyncRates, err = ints(pgRates); err == nil {
+			h.scale, err = ints(scale)
+		}
+	}
+	if err != nil {
+		log.Fatalf("harness: %v", err)
+	}
+	if skipPGSync {
+		h.pgsyncRates = nil
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	h.res = &results{Started: start.UTC(), Params: params{Users: h.users, Seed: *seed, Rates: h.rates,
+		PGSyncRates: h.pgsyncRates, Scale: h.scale, ScaleRate: h.scaleRate, LiveSeconds: liveSecs, TxSize: h.txSize}}
+	runErr := h.run(ctx, skipPGSync)
+	if runErr != nil {
+		h.res.Errors = append(h.res.Errors, runErr.Error())
+		log.Printf("harness: %v", runErr)
+	}
+	h.res.Finished = time.Now().UTC()
+	h.res.Seconds = time.Since(start).Seconds()
+	h.res.Targets = targets(h.res)
+	if err := h.write(out); err != nil {
+		log.Fatalf("harness: %v", err)
+	}
+	if runErr != nil {
+		os.Exit(1)
+	}
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func (h *harness) logf(format string, args ...any) {
+	log.Printf("%s  %s", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func (h *harness) run(ctx context.Context, skipPGSync bool) error {
+	if err := h.setup(ctx); err != nil {
+		return err
+	}
+	defer h.admin.Close()
+	if err := h.seed(ctx, !skipPGSync); err != nil {
+		return err
+	}
+	defer h.flussoPool.Close()
+	if err := h.ceiling(ctx); err != nil {
+		return fmt.Errorf("ceiling: %w", err)
+	}
+	if err := h.flussoSingle(ctx); err != nil {
+		return fmt.Errorf("flusso: %w", err)
+	}
+	for _, k := range h.scale {
+		sr, err := h.flussoDistributed(ctx, k)
+		if sr != nil {
+			h.res.Scale = append(h.res.Scale, sr)
+		}
+		if err != nil {
+			// The distributed mode may not work yet: say so and go on.
+			msg := fmt.Sprintf("distributed run with %d assembler(s): %v", k, err)
+			h.logf("%s", msg)
+			h.res.Errors = append(h.res.Errors, msg)
+			break
+		}
+	}
+	if !skipPGSync {
+		defer h.pgsyncPool.Close()
+		pr, err := h.runPGSync(ctx)
+		h.res.PGSync = pr
+		if err != nil {
+			msg := fmt.Sprintf("pgsync: %v", err)
+			h.logf("%s", msg)
+			pr.Error = msg
+		}
+	}
+	return nil
+}
+
+// setup checks the services and builds flusso.
+func (h *harness) setup(ctx context.Context) error {
+	admin := os.Getenv("FLUSSO_TEST_PG_URL")
+	if admin == "" {
+		admin = "postgres://flusso:flusso@127.0.0.1:54329/postgres?sslmode=disable"
+	}
+	h.osURL = os.Getenv("FLUSSO_TEST_OPENSEARCH_URL")
+	if h.osURL == "" {
+		h.osURL = "http://127.0.0.1:59200"
+	}
+	var err error
+	if h.pgURL, err = url.Parse(admin); err != nil {
+		return fmt.Errorf("FLUSSO_TEST_PG_URL: %w", err)
+	}
+	if h.admin, err = pgxpool.New(ctx, admin); err != nil {
+		return err
+	}
+	if err := h.admin.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres is not reachable (make services): %w", err)
+	}
+	h.search = newSearch(h.osURL)
+	h.flussoDB, h.pgsyncDB = "bench_flusso", "bench_pgsync"
+	h.schemaPath = filepath.Join(h.repo, "bench", "schemas", "users.schema.yml")
+	if h.schema, err = schema.Load(h.schemaPath); err != nil {
+		return err
+	}
+	h.work = filepath.Join(h.repo, "bench", "results", "tmp", h.res.Started.Format("20060102-150405"))
+	if err := os.MkdirAll(h.work, 0o755); err != nil {
+		return err
+	}
+	for _, p := range []*string{&h.flussoBin, &h.natsBin, &h.venv} {
+		if !filepath.IsAbs(*p) {
+			*p = filepath.Join(h.repo, *p)
+		}
+	}
+	h.logf("building flusso into %s", h.flussoBin)
+	build := exec.CommandContext(ctx, "go", "build", "-o", h.flussoBin, "./cmd/flusso")
+	build.Dir, build.Stdout, build.Stderr = h.repo, os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("building flusso: %w", err)
+	}
+	h.res.Env = h.environment(ctx)
+	return nil
+}
+
+// seed recreates the benchmark databases: the data set is generated once
+// into bench_flusso and copied to bench_pgsync, so both tools read the same
+// rows and neither sees the other's triggers or slots.
+func (h *harness) seed(ctx context.Context, withPGSync bool) error {
+	for _, db := range []string{h.flussoDB, h.pgsyncDB} {
+		if err := dropDatabase(ctx, h.admin, db); err != nil {
+			return err
+		}
+	}
+	if _, err := h.admin.Exec(ctx, "CREATE DATABASE "+h.flussoDB); err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, h.dbURL(h.flussoDB))
+	if err != nil {
+		return err
+	}
+	h.logf("seeding %d users (seed %d)", h.users, h.gen.Seed)
+	st, err := h.gen.Load(ctx, pool, func(table string, rows int64) { h.logf("  %-12s %10d rows", table, rows) })
+	pool.Close()
+	if err != nil {
+		return err
+	}
+	ds := &dataset{Rows: st.Rows, CopySeconds: st.Copy.Seconds(), IndexSeconds: st.PostLoad.Seconds(), Tables: map[string]int64{}}
+	for _, t := range h.gen.Tables() {
+		ds.Tables[t.Name] = t.Count
+	}
+	if err := h.admin.QueryRow(ctx, "SELECT pg_database_size($1) / 1048576.0", h.flussoDB).Scan(&ds.SizeMB); err != nil {
+		return err
+	}
+	h.res.Dataset = ds
+	h.logf("seeded %d rows in %.1fs + %.1fs indexing; database %.0f MB", st.Rows, ds.CopySeconds, ds.IndexSeconds, ds.SizeMB)
+	if withPGSync {
+		start := time.Now()
+		if _, err := h.admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", h.pgsyncDB, h.flussoDB)); err != nil {
+			return fmt.Errorf("copying the data set for PGSync: %w", err)
+		}
+		h.logf("copied the data set to %s in %.1fs", h.pgsyncDB, time.Since(start).Seconds())
+		if h.pgsyncPool, err = pgxpool.New(ctx, h.dbURL(h.pgsyncDB)); err != nil {
+			return err
+		}
+	}
+	h.flussoPool, err = pgxpool.New(ctx, h.dbURL(h.flussoDB))
+	return err
+}
+
+func (h *harness) dbURL(db string) string {
+	u := *h.pgURL
+	u.Path = "/" + db
+	return u.String()
+}
+
+// dropDatabase drops a benchmark database and the replication slots in it.
+func dropDatabase(ctx context.Context, admin *pgxpool.Pool, db string) error {
+	for range 100 {
+		if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+			WHERE database = $1 AND active_pid IS NOT NULL`, db); err != nil {
+			return err
+		}
+		var left int
+		if err := admin.QueryRow(ctx, `SELECT count(*) FROM (SELECT pg_drop_replication_slot(slot_name)
+			FROM pg_replication_slots WHERE database = $1 AND NOT active) d`, db).Scan(&left); err != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE database = $1`, db).Scan(&left); err != nil {
+			return err
+		}
+		if left == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
+	if err != nil {
+		return fmt.Errorf("dropping database %s: %w", db, err)
+	}
+	return nil
+}
+
+// dropSlot drops a replication slot once nothing holds it.
+func (h *harness) dropSlot(ctx context.Context, slot string) {
+	for range 50 {
+		_, err := h.admin.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
+		if err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// ceiling builds every document once with pkg/sqlbuild (the Postgres build
+// rate) and bulk-indexes them raw into an index with flusso's mapping.
+func (h *harness) ceiling(ctx context.Context) error {
+	ix, err := sqlbuild.Compile("users", h.schema)
+	if err != nil {
+		return err
+	}
+	docs := filepath.Join(h.work, "docs.tsv")
+	h.logf("ceiling: building %d documents with pkg/sqlbuild", h.users)
+	br, err := ceiling.Build(ctx, h.flussoPool, ix, 2, 250, docs)
+	if err != nil {
+		return err
+	}
+	h.res.Build = &br
+	h.logf("ceiling: built %d docs (%.0f MB) in %.1fs: %.0f docs/s", br.Docs, float64(br.Bytes)/(1<<20), br.Took.Seconds(), br.DocsPerSec)
+	if br.Docs != int64(h.users) {
+		return fmt.Errorf("built %d documents, expected %d", br.Docs, h.users)
+	}
+	for _, c := range []int{1, 2} {
+		r, err := ceiling.Bulk(ctx, h.osURL, "bench_ceiling_users", h.schema, 0, 1000, c, docs)
+		if err != nil {
+			return err
+		}
+		h.res.Ceiling = append(h.res.Ceiling, r)
+		h.logf("ceiling: bulk with %d request(s) in flight: %d docs in %.1fs: %.0f docs/s", c, r.Docs, r.Took.Seconds(), r.DocsPerSec)
+	}
+	_ = h.search.drop(ctx, "bench_ceiling_users")
+	_ = os.Remove(docs)
+	return nil
+}
+
+// backfillRes is one seeding, empty index to seeded.
+type backfillRes struct {
+	System string `json:"system"`
+	Docs   int64  `json:"docs"`
+	// Seconds runs from the start of the processes to the seeded marker
+	// (flusso) or the end of the one-shot sync (PGSync).
+	Seconds    float64 `json:"seconds"`
+	DocsPerSec float64 `json:"docs_per_sec"`
+	// FirstDocSeconds is when the first document reached OpenSearch: the
+	// start-up share of Seconds.
+	FirstDocSeconds float64            `json:"first_doc_seconds,omitempty"`
+	CPU             map[string]usage   `json:"cpu"`
+	CPUPer1kDocs    float64            `json:"cpu_seconds_per_1k_docs"`
+	PeakRSSMB       map[string]float64 `json:"peak_rss_mb"`
+	Curve           []point            `json:"curve"` // seconds, documents indexed
+}
+
+// flussoConfig writes the flusso.toml of the benchmark into dir.
+func (h *harness) flussoConfig(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	schemaBytes, err := os.ReadFile(h.schemaPath)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users.schema.yml"), schemaBytes, 0o644); err != nil {
+		return "", err
+	}
+	cfg := fmt.Sprintf(`[source]
+type = "postgres"
+connection_url = %q
+
+[sinks.primary]
+type = "opensearch"
+url = %q
+number_of_replicas = 0
+# Short, as the benchmark asks: live latency is what is measured.
+refresh_interval = "1s"
+
+[[index]]
+name = "users"
+schema = "users.schema.yml"
+enabled = true
+`, h.dbURL(h.flussoDB), h.osURL)
+	path := filepath.Join(dir, "flusso.toml")
+	return path, os.WriteFile(path, []byte(cfg), 0o644)
+}
+
+// flussoProc starts one flusso process.
+func (h *harness) flussoProc(name, dir, cfg, slot, prefix, natsURL string, port int, roles ...string) (*proc, error) {
+	argv := []string{h.flussoBin, "run", "--config", cfg, "--lock", filepath.Join(dir, name+".lock"),
+		"--slot", slot, "--publication", "bench", "--index-prefix", prefix, "--lag-poll-secs", "1",
+		"--public-address", "127.0.0.1:" + strconv.Itoa(port), "--private-address", "127.0.0.1:" + strconv.Itoa(port+1)}
+	if natsURL == "" {
+		argv = append(argv, "--data-dir", filepath.Join(dir, "data"))
+	} else {
+		argv = append(argv, "--nats-url", natsURL)
+	}
+	for _, r := range roles {
+		argv = append(argv, "--role", r)
+	}
+	role := strings.Join(roles, "+")
+	if role == "" {
+		role = "all"
+	}
+	return startProc(name, role, filepath.Join(dir, name+".log"), nil, argv...)
+}
+
+// waitSeeded follows a flusso backfill until the seeded marker is in the
+// meta index and every document is searchable.
+func (h *harness) waitSeeded(ctx context.Context, procs group, prefix string, start time.Time) (*backfillRes, error) {
+	res := &backfillRes{System: "flusso", PeakRSSMB: map[string]float64{}}
+	timeout := time.Duration(h.users/50)*time.Second + 5*time.Minute
+	for {
+		if err := procs.failed(); err != nil {
+			return nil, err
+		}
+		if time.Since(start) > timeout {
+			return nil, fmt.Errorf("not seeded after %s", timeout)
+		}
+		n, err := h.search.indexed(ctx, prefix+"users_*")
+		if err == nil {
+			if n > 0 && res.FirstDocSeconds == 0 {
+				res.FirstDocSeconds = time.Since(start).Seconds()
+			}
+			res.Curve = append(res.Curve, point{time.Since(start).Seconds(), float64(n)})
+		}
+		seeded, err := h.search.seeded(ctx, prefix+"flusso_meta", "users")
+		if err == nil && seeded {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	res.Seconds = time.Since(start).Seconds()
+	count, err := h.search.count(ctx, prefix+"users")
+	if err != nil {
+		return nil, err
+	}
+	res.Docs = count
+	res.DocsPerSec = float64(count) / res.Seconds
+	res.Curve = append(res.Curve, point{res.Seconds, float64(count)})
+	res.CPU = procs.sample()
+	res.CPUPer1kDocs = totalCPU(res.CPU) / float64(max(count, 1)) * 1000
+	for name, u := range res.CPU {
+		res.PeakRSSMB[name] = u.PeakRSSMB
+	}
+	if count != int64(h.users) {
+		return res, fmt.Errorf("seeded with %d documents, expected %d", count, h.users)
+	}
+	return res, nil
+}
+
+// flussoSingle runs flusso as one process (embedded NATS): backfill, then
+// the live rates.
+func (h *harness) flussoSingle(ctx context.Context) error {
+	const prefix, slot = "bench_f_", "bench"
+	if err := h.search.drop(ctx, prefix); err != nil {
+		return err
+	}
+	dir := filepath.Join(h.work, "flusso")
+	cfg, err := h.flussoConfig(dir)
+	if err != nil {
+		return err
+	}
+	h.logf("flusso: backfill of %d users (one process, embedded NATS)", h.users)
+	start := time.Now()
+	p, err := h.flussoProc("flusso", dir, cfg, slot, prefix, "", 19464)
+	if err != nil {
+		return err
+	}
+	procs := group{p}
+	defer func() {
+		procs.stop()
+		h.dropSlot(context.WithoutCancel(ctx), slot)
+		_ = h.search.drop(context.WithoutCancel(ctx), prefix)
+	}()
+	bf, err := h.waitSeeded(ctx, procs, prefix, start)
+	if bf != nil {
+		h.res.Backfill = bf
+		h.logf("flusso: seeded %d docs in %.1fs: %.0f docs/s; %.2f CPU-s per 1k docs; peak RSS %.0f MB",
+			bf.Docs, bf.Seconds, bf.DocsPerSec, bf.CPUPer1kDocs, bf.PeakRSSMB["flusso"])
+	}
+	if err != nil {
+		return err
+	}
+	for i, rate := range h.rates {
+		h.logf("flusso: live at %d changes/s for %s", rate, h.liveFor)
+		lr, err := runLive(ctx, liveSpec{
+			system: "flusso", db: h.flussoPool, admin: h.admin, dbName: h.flussoDB, search: h.search, index: prefix + "users",
+			gen: h.gen, stream: uint64(i), rate: rate, duration: h.liveFor, txSize: h.txSize, procs: procs,
+		})
+		if err != nil {
+			return fmt.Errorf("live at %d/s: %w", rate, err)
+		}
+		h.logLive(lr)
+		h.res.Live = append(h.res.Live, lr)
+	}
+	return nil
+}
+
+func (h *harness) logLive(lr *liveResult) {
+	h.logf("%s: offered %d/s, achieved %.0f/s; latency p50 %.0f ms p95 %.0f ms p99 %.0f ms (%d probes, %d not visible); drain %.1fs; max slot lag %.1f MB; %.2f CPU-s per 1k changes",
+		lr.System, lr.OfferedRate, lr.AchievedRate, lr.P50ms, lr.P95ms, lr.P99ms, lr.Probes, lr.Lost, lr.DrainSeconds, lr.MaxSlotLagMB, lr.CPUPer1kChanges)
+}
+
+// scaleRes is one distributed run.
+type scaleRes struct {
+	Assemblers int          `json:"assemblers"`
+	Backfill   *backfillRes `json:"backfill,omitempty"`
+	// AssemblerCPUPer1kDocs is the CPU the assembler processes spent per
+	// 1,000 documents, summed over them: flat when coordination is cheap.
+	AssemblerCPUPer1kDocs float64     `json:"assembler_cpu_seconds_per_1k_docs"`
+	Live                  *liveResult `json:"live,omitempty"`
+	NATSVersion           string      `json:"nats_version"`
+}
+
+// flussoDistributed runs flusso as separate processes around an external
+// nats-server: one capture + writer, k assemblers.
+func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, error) {
+	prefix, slot := fmt.Sprintf("bench_s%d_", k), fmt.Sprintf("bench_s%d", k)
+	if err := h.search.drop(ctx, prefix); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(h.work, fmt.Sprintf("scale-%d", k))
+	cfg, err := h.flussoConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	res := &scaleRes{Assemblers: k, NATSVersion: natsVersion(h.natsBin)}
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", h.natsPort)
+	h.logf("flusso distributed: capture+writer and %d assembler process(es) on %s", k, natsURL)
+	start := time.Now()
+	ns, err := startProc("nats-server", "broker", filepath.Join(dir, "nats.log"), nil,
+		h.natsBin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(h.natsPort), "-sd", filepath.Join(dir, "nats"))
+	if err != nil {
+		return nil, err
+	}
+	procs := group{ns}
+	defer func() {
+		procs.stop()
+		h.dropSlot(context.WithoutCancel(ctx), slot)
+		_ = h.search.drop(context.WithoutCancel(ctx), prefix)
+	}()
+	if err := waitPort(ctx, h.natsPort, 10*time.Second); err != nil {
+		return nil, err
+	}
+	// Assemblers first: the capture starts publishing as soon as it runs.
+	port := 19500
+	var assemblers group
+	for i := 1; i <= k; i++ {
+		a, err := h.flussoProc(fmt.Sprintf("assembler-%d", i), dir, cfg, slot, prefix, natsURL, port, "assembler")
+		if err != nil {
+			return nil, err
+		}
+		port += 2
+		procs = append(procs, a)
+		assemblers = append(assemblers, a)
+	}
+	cw, err := h.flussoProc("capture-writer", dir, cfg, slot, prefix, natsURL, port, "capture", "writer")
+	if err != nil {
+		return nil, err
+	}
+	procs = append(procs, cw)
+	bf, err := h.waitSeeded(ctx, procs, prefix, start)
+	if bf != nil {
+		res.Backfill = bf
+		var cpu float64
+		for _, a := range assemblers {
+			cpu += bf.CPU[a.name].CPUSeconds
+		}
+		res.AssemblerCPUPer1kDocs = cpu / float64(max(bf.Docs, 1)) * 1000
+		h.logf("flusso distributed (%d): seeded %d docs in %.1fs: %.0f docs/s; %.2f CPU-s per 1k docs (assemblers %.2f)",
+			k, bf.Docs, bf.Seconds, bf.DocsPerSec, bf.CPUPer1kDocs, res.AssemblerCPUPer1kDocs)
+	}
+	if err != nil {
+		return res, err
+	}
+	if h.scaleRate > 0 {
+		lr, err := runLive(ctx, liveSpec{
+			system: "flusso", label: fmt.Sprintf("%d assemblers", k), db: h.flussoPool, admin: h.admin, dbName: h.flussoDB,
+			search: h.search, index: prefix + "users", gen: h.gen, stream: uint64(10 + k), rate: h.scaleRate,
+			duration: h.liveFor, txSize: h.txSize, procs: procs,
+		})
+		if err != nil {
+			return res, fmt.Errorf("live at %d/s: %w", h.scaleRate, err)
+		}
+		h.logLive(lr)
+		res.Live = lr
+	}
+	return res, nil
+}
+
+func waitPort(ctx context.Context, port int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		c, err := (&netDialer).DialContext(ctx, "tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("nothing listens on 127.0.0.1:%d after %s", port, limit)
+}
+
+func natsVersion(bin string) string {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "nats-server:"))
+}
+
+// write saves the JSON result and the markdown table, and keeps only the
+// latest committed result: older files in out are removed.
+func (h *harness) write(out string) error {
+	if !filepath.IsAbs(out) {
+		out = filepath.Join(h.repo, out)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	stamp := h.res.Started.Format("20060102-150405")
+	old, _ := filepath.Glob(filepath.Join(out, "*.json"))
+	oldMD, _ := filepath.Glob(filepath.Join(out, "*.md"))
+	b, err := json.MarshalIndent(h.res, "", "  ")
+	if err != nil {
+		return err
+	}
+	jsonPath := filepath.Join(out, stamp+".json")
+	if err := os.WriteFile(jsonPath, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	md := markdown(h.res)
+	if err := os.WriteFile(filepath.Join(out, stamp+".md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	for _, f := range append(old, oldMD...) {
+		if !strings.HasPrefix(filepath.Base(f), stamp) {
+			_ = os.Remove(f)
+		}
+	}
+	fmt.Println()
+	fmt.Print(md)
+	fmt.Printf("\nresults: %s\n", jsonPath)
+	return nil
+}
+
+// environment records the versions and the machine.
+func (h *harness) environment(ctx context.Context) environment {
+	env := environment{
+		Cores: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
+		OpenSearch: h.search.version(ctx), NATS: natsVersion(h.natsBin),
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb float64
+		fmt.Sscanf(strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "MemTotal:"), "%f", &kb)
+		env.MemoryGB = kb / (1 << 20)
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				env.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	_ = h.admin.QueryRow(ctx, "SELECT current_setting('server_version')").Scan(&env.Postgres)
+	rows, err := h.admin.Query(ctx, `SELECT name, setting FROM pg_settings WHERE name IN
+		('shared_buffers', 'fsync', 'synchronous_commit', 'max_wal_size', 'work_mem')`)
+	if err == nil {
+		env.PostgresSettings = map[string]string{}
+		for rows.Next() {
+			var k, v string
+			if rows.Scan(&k, &v) == nil {
+				env.PostgresSettings[k] = v
+			}
+		}
+		rows.Close()
+	}
+	if out, err := exec.Command("git", "-C", h.repo, "rev-parse", "--short", "HEAD").Output(); err == nil {
+		env.FlussoCommit = strings.TrimSpace(string(out))
+		if st, err := exec.Command("git", "-C", h.repo, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+			env.FlussoCommit += "+dirty"
+		}
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		env.LoadAvgAtStart = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	return env
+}
+
+var netDialer net.Dialer

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/flusso/flusso/bench/ceiling"
+)
+
+// results is the JSON result file.
+type results struct {
+	Started  time.Time   `json:"started"`
+	Finished time.Time   `json:"finished"`
+	Seconds  float64     `json:"seconds"`
+	Env      environment `json:"environment"`
+	Params   params      `json:"params"`
+
+	Dataset  *dataset               `json:"dataset,omitempty"`
+	Build    *ceiling.BuildResult   `json:"postgres_build,omitempty"`
+	Ceiling  []ceiling.BulkResult   `json:"bulk_ceiling,omitempty"`
+	Backfill *backfillRes           `json:"flusso_backfill,omitempty"`
+	Live     []*liveResult          `json:"flusso_live,omitempty"`
+	Scale    []*scaleRes            `json:"flusso_distributed,omitempty"`
+	PGSync   *pgsyncResult          `json:"pgsync,omitempty"`
+	Targets  []target               `json:"targets"`
+	Errors   []string               `json:"errors,omitempty"`
+	Extra    map[string]interface{} `json:"extra,omitempty"`
+}
+
+type environment struct {
+	CPU              string            `json:"cpu"`
+	Cores            int               `json:"cores"`
+	MemoryGB         float64           `json:"memory_gb"`
+	OS               string            `json:"os"`
+	GoVersion        string            `json:"go"`
+	Postgres         string            `json:"postgres"`
+	PostgresSettings map[string]string `json:"postgres_settings"`
+	OpenSearch       string            `json:"opensearch"`
+	NATS             string            `json:"nats_server"`
+	FlussoCommit     string            `json:"flusso_commit"`
+	LoadAvgAtStart   string            `json:"loadavg_at_start"`
+}
+
+type params struct {
+	Users       int    `json:"users"`
+	Seed        uint64 `json:"seed"`
+	Rates       []int  `json:"rates"`
+	PGSyncRates []int  `json:"pgsync_rates"`
+	Scale       []int  `json:"assembler_processes"`
+	ScaleRate   int    `json:"distributed_live_rate"`
+	LiveSeconds int    `json:"live_seconds"`
+	TxSize      int    `json:"changes_per_transaction"`
+}
+
+type dataset struct {
+	Rows         int64            `json:"rows"`
+	Tables       map[string]int64 `json:"tables"`
+	CopySeconds  float64          `json:"copy_seconds"`
+	IndexSeconds float64          `json:"index_seconds"`
+	SizeMB       float64          `json:"size_mb"`
+}
+
+type target struct {
+	Name  string `json:"name"`
+	Goal  string `json:"goal"`
+	Value string `json:"value"`
+	Met   *bool  `json:"met"` // nil: not measured in this run
+	Note  string `json:"note,omitempty"`
+}
+
+func (r *results) bestCeiling() float64 {
+	var best float64
+	for _, c := range r.Ceiling {
+		best = max(best, c.DocsPerSec)
+	}
+	return best
+}
+
+func ptr(b bool) *bool { return &b }
+
+func targets(r *results) []target {
+	var out []target
+	t := target{Name: "backfill vs raw bulk ceiling", Goal: ">= 70%"}
+	if c := r.bestCeiling(); r.Backfill != nil && c > 0 {
+		ratio := r.Backfill.DocsPerSec / c
+		t.Value, t.Met = fmt.Sprintf("%.0f%% (%.0f of %.0f docs/s)", ratio*100, r.Backfill.DocsPerSec, c), ptr(ratio >= 0.7)
+	}
+	out = append(out, t)
+
+	t = target{Name: "live p99 commit-to-searchable at 2,000 changes/s", Goal: "<= 2 s"}
+	for _, l := range r.Live {
+		if l.OfferedRate == 2000 {
+			t.Value, t.Met = fmt.Sprintf("%.0f ms (achieved %.0f changes/s)", l.P99ms, l.AchievedRate), ptr(l.P99ms <= 2000 && l.Lost == 0)
+		}
+	}
+	out = append(out, t)
+
+	t = target{Name: "backfill vs PGSync", Goal: ">= 5x"}
+	if r.PGSync != nil && r.PGSync.Backfill != nil && r.Backfill != nil && r.PGSync.Backfill.DocsPerSec > 0 {
+		ratio := r.Backfill.DocsPerSec / r.PGSync.Backfill.DocsPerSec
+		t.Value, t.Met = fmt.Sprintf("%.1fx (%.0f vs %.0f docs/s)", ratio, r.Backfill.DocsPerSec, r.PGSync.Backfill.DocsPerSec), ptr(ratio >= 5)
+	}
+	out = append(out, t)
+
+	t = target{Name: "flusso peak RSS during the 1M-user backfill", Goal: "<= 256 MB"}
+	if r.Backfill != nil {
+		var peak float64
+		for _, v := range r.Backfill.PeakRSSMB {
+			peak = max(peak, v)
+		}
+		t.Value = fmt.Sprintf("%.0f MB at %d users", peak, r.Params.Users)
+		if r.Params.Users >= 1_000_000 {
+			t.Met = ptr(peak <= 256)
+		} else {
+			t.Note = "measured on the quick data set; the target is for 1M users"
+		}
+	}
+	out = append(out, t)
+	return out
+}
+
+func f0(v float64) string {
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func f1(v float64) string {
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func f2(v float64) string { return fmt.Sprintf("%.2f", v) }
+
+// markdown renders the result file as tables.
+func markdown(r *results) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("## Benchmark %s — %d users\n\n", r.Started.Format("2006-01-02 15:04 MST"), r.Params.Users)
+	e := r.Env
+	p("%s, %d cores, %.0f GiB; PostgreSQL %s, %s, nats-server %s, %s; flusso %s", e.CPU, e.Cores, e.MemoryGB, e.Postgres, e.OpenSearch, e.NATS, e.GoVersion, e.FlussoCommit)
+	if r.PGSync != nil {
+		p("; PGSync %s with Redis %s", r.PGSync.Version, r.PGSync.Redis)
+	}
+	p(". Run took %.0f s.\n\n", r.Seconds)
+	if d := r.Dataset; d != nil {
+		names := make([]string, 0, len(d.Tables))
+		for n := range d.Tables {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		parts := make([]string, len(names))
+		for i, n := range names {
+			parts[i] = fmt.Sprintf("%s %d", n, d.Tables[n])
+		}
+		p("Data set: %s (%d rows, %.0f MB; loaded in %.1f s + %.1f s indexing).\n\n", strings.Join(parts, ", "), d.Rows, d.SizeMB, d.CopySeconds, d.IndexSeconds)
+	}
+
+	p("### Backfill (empty index → seeded)\n\n")
+	p("| what | docs | seconds | docs/s | vs ceiling | CPU-s / 1k docs | peak RSS MB |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	c := r.bestCeiling()
+	ratio := func(v float64) string {
+		if c == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.0f%%", v/c*100)
+	}
+	if br := r.Build; br != nil {
+		p("| Postgres build alone (pkg/sqlbuild, %d workers × %d keys) | %d | %s | %s | %s | — | — |\n", br.Workers, br.Chunk, br.Docs, f1(br.Took.Seconds()), f0(br.DocsPerSec), ratio(br.DocsPerSec))
+	}
+	for _, cr := range r.Ceiling {
+		p("| raw bulk ceiling (%d request(s) in flight, %d docs each) | %d | %s | %s | %s | — | — |\n", cr.Concurrency, cr.BatchDocs, cr.Docs, f1(cr.Took.Seconds()), f0(cr.DocsPerSec), ratio(cr.DocsPerSec))
+	}
+	row := func(name string, bf *backfillRes) {
+		var peak []string
+		names := make([]string, 0, len(bf.PeakRSSMB))
+		for n := range bf.PeakRSSMB {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			if len(names) == 1 {
+				peak = append(peak, f0(bf.PeakRSSMB[n]))
+			} else {
+				peak = append(peak, fmt.Sprintf("%s %s", n, f0(bf.PeakRSSMB[n])))
+			}
+		}
+		p("| %s | %d | %s | %s | %s | %s | %s |\n", name, bf.Docs, f1(bf.Seconds), f0(bf.DocsPerSec), ratio(bf.DocsPerSec), f2(bf.CPUPer1kDocs), strings.Join(peak, ", "))
+	}
+	if r.Backfill != nil {
+		row("**flusso**, one process (embedded NATS)", r.Backfill)
+	}
+	for _, s := range r.Scale {
+		if s.Backfill != nil {
+			row(fmt.Sprintf("flusso distributed, %d assembler process(es)", s.Assemblers), s.Backfill)
+		}
+	}
+	if r.PGSync != nil && r.PGSync.Backfill != nil {
+		row(fmt.Sprintf("PGSync %s (one-shot sync, after a %.1f s bootstrap)", r.PGSync.Version, r.PGSync.BootstrapSeconds), r.PGSync.Backfill)
+	}
+	p("\n")
+
+	var live []*liveResult
+	live = append(live, r.Live...)
+	for _, s := range r.Scale {
+		if s.Live != nil {
+			live = append(live, s.Live)
+		}
+	}
+	if r.PGSync != nil {
+		live = append(live, r.PGSync.Live...)
+	}
+	if len(live) > 0 {
+		p("### Live (%d s per rate, %d changes per transaction; latency = commit → visible in search)\n\n", r.Params.LiveSeconds, r.Params.TxSize)
+		p("| system | offered/s | achieved/s | end-to-end/s | p50 ms | p95 ms | p99 ms | max ms | probes (lost) | drain s | max slot lag MB | CPU-s / 1k changes |\n")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, l := range live {
+			name := l.System
+			if l.Label != "" {
+				name += ", " + l.Label
+			}
+			p("| %s | %d | %s | %s | %s | %s | %s | %s | %d (%d) | %s | %s | %s |\n", name, l.OfferedRate, f0(l.AchievedRate), f0(l.PipelineRate),
+				f0(l.P50ms), f0(l.P95ms), f0(l.P99ms), f0(l.MaxMs), l.Probes, l.Lost, f1(l.DrainSeconds), f1(l.MaxSlotLagMB), f2(l.CPUPer1kChanges))
+		}
+		p("\n")
+	}
+
+	if len(r.Scale) > 0 {
+		p("### Scale: assembler processes (distributed mode, external nats-server)\n\n")
+		p("| assemblers | backfill docs/s | CPU-s / 1k docs (all) | CPU-s / 1k docs (assemblers) | live p99 ms at %d/s |\n|---:|---:|---:|---:|---:|\n", r.Params.ScaleRate)
+		for _, s := range r.Scale {
+			bf, all, asm, p99 := "—", "—", "—", "—"
+			if s.Backfill != nil {
+				bf, all, asm = f0(s.Backfill.DocsPerSec), f2(s.Backfill.CPUPer1kDocs), f2(s.AssemblerCPUPer1kDocs)
+			}
+			if s.Live != nil {
+				p99 = f0(s.Live.P99ms)
+			}
+			p("| %d | %s | %s | %s | %s |\n", s.Assemblers, bf, all, asm, p99)
+		}
+		p("\n")
+	}
+
+	p("### Targets\n\n| target | goal | measured | met |\n|---|---|---|---|\n")
+	for _, t := range r.Targets {
+		met := "not measured"
+		if t.Met != nil {
+			met = map[bool]string{true: "yes", false: "**no**"}[*t.Met]
+		} else if t.Note != "" {
+			met = t.Note
+		}
+		v := t.Value
+		if v == "" {
+			v = "—"
+		}
+		p("| %s | %s | %s | %s |\n", t.Name, t.Goal, v, met)
+	}
+	if len(r.Errors) > 0 {
+		p("\nErrors:\n\n")
+		for _, e := range r.Errors {
+			p("- %s\n", strings.ReplaceAll(e, "\n", " "))
+		}
+	}
+	if r.PGSync != nil && r.PGSync.Error != "" {
+		p("\nPGSync: %s\n", strings.ReplaceAll(r.PGSync.Error, "\n", " "))
+	}
+	return b.String()
+}
