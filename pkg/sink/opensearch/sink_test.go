@@ -777,3 +777,86 @@ func TestOpenSearchRestart(t *testing.T) {
 		}
 	}
 }
+
+func TestICUAnalysis(t *testing.T) {
+	s := newSink(t, Config{TextAnalysis: mapping.ICU})
+	c := rawCluster(t)
+	ix := parseSchema(t, usersYAML)
+	if !slices.ContainsFunc(testenv.OpenSearchPlugins(t), func(p string) bool { return strings.Contains(strings.ToLower(p), "icu") }) {
+		// Index creation fails, and says why.
+		if _, err := s.Ensure(ctxT(t), ix); err == nil || !strings.Contains(err.Error(), "icu") {
+			t.Errorf("Ensure with icu analysis on a node without the plugin = %v, want OpenSearch's refusal", err)
+		}
+		t.Skip("testenv: " + testenv.ICUUnavailableReason)
+	}
+	ensure(t, s, ix)
+	gen := generationName(s.hashAlias("users", ix.Hash), 1)
+	out := c.ok(http.MethodPost, "/"+gen+"/_analyze", map[string]any{"analyzer": "flusso_code", "text": "C-01234"})
+	var got []string
+	for _, tok := range out["tokens"].([]any) {
+		got = append(got, tok.(map[string]any)["token"].(string))
+	}
+	slices.Sort(got)
+	if want := []string{"01234", "c", "c-01234", "c01234"}; !slices.Equal(got, want) {
+		t.Errorf("icu flusso_code tokens %v, want %v", got, want)
+	}
+}
+
+func TestConvenienceAliasIsBestEffort(t *testing.T) {
+	s := newSink(t, Config{})
+	c := rawCluster(t)
+	ix := parseSchema(t, usersYAML)
+	// A real index already has the convenience alias's name.
+	c.ok(http.MethodPut, "/"+s.cfg.Prefix+"users", nil)
+	ensure(t, s, ix)
+	if err := s.MarkSeeded(ctxT(t), "users", 1); err != nil {
+		t.Fatalf("MarkSeeded failed over the convenience alias: %v", err)
+	}
+	ha := s.hashAlias("users", ix.Hash)
+	if got := c.aliasTargets(ha); !slices.Equal(got, []string{generationName(ha, 1)}) {
+		t.Errorf("hash alias on %v", got)
+	}
+	write(t, s, upsert("1", 1, `{}`))
+}
+
+func TestPipeline(t *testing.T) {
+	c := rawCluster(t)
+	s := newSink(t, Config{})
+	pipeline := s.cfg.Prefix + "stamp"
+	c.ok(http.MethodPut, "/_ingest/pipeline/"+pipeline, map[string]any{
+		"processors": []any{map[string]any{"set": map[string]any{"field": "code", "value": "stamped"}}},
+	})
+	s = newSink(t, Config{Prefix: s.cfg.Prefix, Pipeline: pipeline})
+	ix := parseSchema(t, usersYAML)
+	ensure(t, s, ix)
+	write(t, s, upsert("1", 1, `{"name":"x"}`))
+	if got := c.source(s.hashAlias("users", ix.Hash), "1")["code"]; got != "stamped" {
+		t.Errorf("code = %v, want the pipeline's value", got)
+	}
+}
+
+func TestBasicAuth(t *testing.T) {
+	p := newProxy(t)
+	var bad atomic.Int32
+	p.set(func(p *proxy) {
+		p.intercept = func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+			if user, pass, ok := r.BasicAuth(); !ok || user != "flusso" || pass != "s3cret" {
+				bad.Add(1)
+				http.Error(w, `{"error":{"type":"security_exception","reason":"no credentials"}}`, http.StatusUnauthorized)
+				return true
+			}
+			return false
+		}
+	})
+	s := newSink(t, Config{URL: p.URL, Username: "flusso", Password: "s3cret"})
+	ensure(t, s, parseSchema(t, usersYAML))
+	write(t, s, upsert("1", 1, `{}`))
+	if bad.Load() > 0 {
+		t.Errorf("%d requests without the credentials", bad.Load())
+	}
+
+	anonymous := newSink(t, Config{URL: p.URL})
+	if _, err := anonymous.Ensure(ctxT(t), parseSchema(t, usersYAML)); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("Ensure without credentials = %v, want the 401", err)
+	}
+}
