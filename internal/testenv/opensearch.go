@@ -29,6 +29,7 @@ func OpenSearchURL() string {
 func OpenSearch(t testing.TB) string {
 	t.Helper()
 	needsServices(t, "OpenSearch")
+	holdService(t, "opensearch")
 	base := OpenSearchURL()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()

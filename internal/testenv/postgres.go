@@ -23,6 +23,7 @@ func PostgresAdminURL() string { return envOr(EnvPostgresURL, DefaultPostgresURL
 func Postgres(t testing.TB) string {
 	t.Helper()
 	needsServices(t, "PostgreSQL")
+	holdService(t, "postgres")
 	admin := PostgresAdminURL()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
