@@ -144,7 +144,7 @@ func (x *Index) Affected(ctx context.Context, q Querier, changes []Change) (keys
 			}
 		}
 		for _, h := range order {
-			parents, err := queryText(ctx, q, h.sql, []any{setKeys(groups[h])})
+			parents, err := queryKeys(ctx, q, h.sql, setKeys(groups[h]))
 			if err != nil {
 				return nil, false, fmt.Errorf("index %q: resolving rows of %s: %w", x.name, h.parent.table, err)
 			}
@@ -155,11 +155,16 @@ func (x *Index) Affected(ctx context.Context, q Querier, changes []Change) (keys
 	if r.recast && len(keys) > 0 {
 		// Keys read from columns of another type than the primary key are
 		// brought to the primary key's text form.
-		sql := fmt.Sprintf("SELECT DISTINCT k::%s::text FROM unnest($1::text[]) AS k", x.keyType.name)
-		if keys, err = queryText(ctx, q, sql, []any{keys}); err != nil {
+		sql := fmt.Sprintf("SELECT k::%s::text FROM unnest($1::text[]) AS k", x.keyType.name)
+		normal, err := queryKeys(ctx, q, sql, keys)
+		if err != nil {
 			return nil, false, fmt.Errorf("index %q: normalizing keys: %w", x.name, err)
 		}
-		slices.Sort(keys)
+		set := map[string]bool{}
+		for _, k := range normal {
+			set[k] = true
+		}
+		keys = setKeys(set)
 	}
 	return keys, false, nil
 }
@@ -285,12 +290,32 @@ func setKeys(set map[string]bool) []string {
 	return out
 }
 
-func queryText(ctx context.Context, q Querier, sql string, args []any) ([]string, error) {
-	rows, err := q.Query(ctx, sql, args...)
+// queryKeys runs sql selecting text over keys ($1). A key that does not
+// convert to the type it is compared with cannot match a row: the keys are
+// split until those are found and dropped.
+func queryKeys(ctx context.Context, q Querier, sql string, keys []string) ([]string, error) {
+	var out []string
+	err := guard(ctx, q, func(q Querier) error {
+		rows, err := q.Query(ctx, sql, keys)
+		if err != nil {
+			return err
+		}
+		out, err = collectText(rows)
+		return err
+	})
+	if err == nil || !isDataError(err) {
+		return out, err
+	}
+	if len(keys) == 1 {
+		return nil, nil
+	}
+	mid := len(keys) / 2
+	head, err := queryKeys(ctx, q, sql, keys[:mid])
 	if err != nil {
 		return nil, err
 	}
-	return collectText(rows)
+	tail, err := queryKeys(ctx, q, sql, keys[mid:])
+	return append(head, tail...), err
 }
 
 func collectText(rows pgx.Rows) ([]string, error) {

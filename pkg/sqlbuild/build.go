@@ -158,11 +158,9 @@ func prune(path []*fnode, n *fnode) []*fnode {
 	return []*fnode{cur}
 }
 
-// fetch runs a statement selecting a key and a document. In a transaction
-// it runs under a savepoint so that a failing statement leaves the
-// transaction usable for the next attempt.
+// fetch runs a statement selecting a key and a document.
 func fetch(ctx context.Context, q Querier, sql string, args []any, each func(id string, body []byte)) error {
-	run := func(q Querier) error {
+	return guard(ctx, q, func(q Querier) error {
 		rows, err := q.Query(ctx, sql, args...)
 		if err != nil {
 			return err
@@ -177,16 +175,21 @@ func fetch(ctx context.Context, q Querier, sql string, args []any, each func(id 
 			each(id, body)
 		}
 		return rows.Err()
-	}
+	})
+}
+
+// guard runs fn; in a transaction under a savepoint, so that a failing
+// statement leaves the transaction usable for the next attempt.
+func guard(ctx context.Context, q Querier, fn func(Querier) error) error {
 	tx, ok := q.(pgx.Tx)
 	if !ok {
-		return run(q)
+		return fn(q)
 	}
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return err
 	}
-	if err := run(sp); err != nil {
+	if err := fn(sp); err != nil {
 		if rerr := sp.Rollback(ctx); rerr != nil {
 			return errors.Join(err, rerr)
 		}
