@@ -151,7 +151,11 @@ reset() {
 # ---------------------------------------------------------------- OpenSearch helpers
 
 doc() { os "$OS_URL/${PREFIX}$1/_doc/$2"; }
-count() { os "$OS_URL/${PREFIX}$1/_count" | jq -r '.count // empty'; }
+# count INDEX: its searchable documents, after a refresh (deletes included).
+count() {
+	os -X POST "$OS_URL/${PREFIX}$1/_refresh" >/dev/null 2>&1 || true
+	os "$OS_URL/${PREFIX}$1/_count" | jq -r '.count // empty'
+}
 search() { os -H 'Content-Type: application/json' "$OS_URL/${PREFIX}$1/_search" -d "$2"; }
 
 status_json() { curl -sf --max-time 2 "http://$PUBLIC_ADDRESS/status" 2>/dev/null; }
