@@ -1,6 +1,7 @@
 package sqlbuild_test
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"testing"
@@ -144,4 +145,34 @@ func indent(s string) string {
 		}
 	}
 	return out
+}
+
+func TestPrepareErrors(t *testing.T) {
+	pool := database(t, shopDDL)
+	tests := []struct {
+		name, fields, want string
+	}{
+		{"missing column", "- integer: nope", `index "test": field nope: table "users" has no column "nope"`},
+		{"missing nested column", "- has_many: orders\n\ttable: orders\n\tforeign_key: user_id\n\tprimary_key: id\n\tfields:\n\t\t- decimal: totl",
+			`index "test": field orders.totl: table "orders" has no column "totl"`},
+		{"missing table", "- count: n\n\ttable: nothing\n\tforeign_key: user_id", `index "test": table public.nothing does not exist`},
+		{"ids of a table without primary key", "- ids: tags\n\ttable: user_tags\n\tforeign_key: user_id\n\telement_type: long",
+			`index "test": field tags: table "user_tags" has a composite primary key`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			def, err := schema.Parse("test.schema.yml", []byte(strings.ReplaceAll(
+				"version: 1\ntable: users\nprimary_key: id\nfields:\n"+indent(tt.fields), "\t", "  ")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ix, err := sqlbuild.Compile("test", def)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ix.Prepare(context.Background(), pool); err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("Prepare: %v, want %s", err, tt.want)
+			}
+		})
+	}
 }

@@ -15,6 +15,7 @@ type gen struct {
 	x       *Index
 	args    []any
 	aliases int
+	path    string // of the field being written, for errors
 	err     error
 }
 
@@ -22,6 +23,9 @@ func newGen(x *Index, reserved int) *gen { return &gen{x: x, args: make([]any, r
 
 // fail records the first error; the SQL written after it is thrown away.
 func (g *gen) fail(err error) string {
+	if g.err == nil && g.path != "" {
+		err = fmt.Errorf("field %s: %w", g.path, err)
+	}
 	if g.err == nil {
 		g.err = err
 	}
@@ -107,6 +111,8 @@ func (g *gen) object(fields []*fnode, alias string, lvl *level) string {
 }
 
 func (g *gen) value(n *fnode, alias string, lvl *level) string {
+	defer func(path string) { g.path = path }(g.path)
+	g.path = n.path
 	f := &n.def
 	switch k := f.Kind; {
 	case k.IsScalar():
@@ -124,7 +130,7 @@ func (g *gen) value(n *fnode, alias string, lvl *level) string {
 	case k == schema.Constant:
 		v, err := json.Marshal(f.Value)
 		if err != nil {
-			return g.fail(fmt.Errorf("field %s: constant: %w", n.path, err))
+			return g.fail(fmt.Errorf("constant: %w", err))
 		}
 		return g.param(string(v)) + "::text::json"
 	case k.IsJoin():
@@ -132,7 +138,7 @@ func (g *gen) value(n *fnode, alias string, lvl *level) string {
 	case k.IsAggregate():
 		return g.aggregate(n, alias, lvl)
 	}
-	return g.fail(fmt.Errorf("field %s: unknown type %q", n.path, f.Kind))
+	return g.fail(fmt.Errorf("unknown type %q", f.Kind))
 }
 
 // scalar renders a column: transforms, then the declared type, then the
@@ -147,7 +153,7 @@ func (g *gen) scalar(f *schema.Field, alias string, lvl *level) string {
 		}
 		s, err := scalarText(f.Default)
 		if err != nil {
-			return g.fail(fmt.Errorf("field %s: default: %w", f.Name, err))
+			return g.fail(fmt.Errorf("default: %w", err))
 		}
 		e.sql = fmt.Sprintf("COALESCE(%s, %s::text::%s)", e.sql, g.param(s), e.t.name)
 	}
@@ -237,7 +243,7 @@ func (g *gen) aggregate(n *fnode, alias string, lvl *level) string {
 				col(j, f.Through.LeftKey), col(alias, lvl.key))
 		}
 		if rel.key == "" {
-			return g.fail(fmt.Errorf("field %s: %w", n.path, g.pkError(rel.table)))
+			return g.fail(g.pkError(rel.table))
 		}
 		from = fmt.Sprintf("%s JOIN %s AS %s ON %s = %s WHERE %s = %s",
 			from, g.x.table(f.Through.Table), j, col(j, f.Through.RightKey), col(a, rel.key),
@@ -259,12 +265,12 @@ func (g *gen) aggregate(n *fnode, alias string, lvl *level) string {
 		fn = natural(expr{sql: "avg(" + col(a, f.Column) + ")::float8", t: tFloat8})
 	case schema.IDs:
 		if rel.key == "" {
-			return g.fail(fmt.Errorf("field %s: %w", n.path, g.pkError(rel.table)))
+			return g.fail(g.pkError(rel.table))
 		}
 		key := expr{sql: col(a, rel.key), t: g.column(rel.table, rel.key)}
 		fn = fmt.Sprintf("coalesce(json_agg(%s ORDER BY %s), '[]'::json)", idElement(f.ElementType, key), key.sql)
 	default:
-		return g.fail(fmt.Errorf("field %s: unknown aggregate %q", n.path, f.Kind))
+		return g.fail(fmt.Errorf("unknown aggregate %q", f.Kind))
 	}
 	return fmt.Sprintf("(SELECT %s FROM %s%s)", fn, from, filters)
 }

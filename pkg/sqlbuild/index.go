@@ -61,14 +61,14 @@ type fnode struct {
 	rel      *level       // the rows a join or aggregate reads
 }
 
-// statement is prepared SQL with its bound arguments; args[0] is reserved for
-// the keys of a call.
+// statement is prepared SQL with its bound arguments; the first ones are
+// reserved for the arguments of each call.
 type statement struct {
 	sql  string
 	args []any
 }
 
-// with returns the arguments of one call.
+// with returns the arguments of one call, whose first is first.
 func (s *statement) with(first any) []any {
 	args := make([]any, len(s.args))
 	copy(args, s.args)
