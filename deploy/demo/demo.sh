@@ -3,7 +3,7 @@
 # in its embedded mode (one process, in-process NATS JetStream).
 #
 #   deploy/demo/demo.sh [up]    reset and run the demo (make demo); flusso keeps running
-#   deploy/demo/demo.sh stop    stop the demo's flusso (make demo-stop)
+#   deploy/demo/demo.sh stop    stop the demo's flusso and drop its idle slot (make demo-stop)
 #   deploy/demo/demo.sh status  is it running, and its /status
 #   deploy/demo/demo.sh clean   stop, then drop the demo database, slot and indexes
 #
@@ -56,7 +56,7 @@ services_env() {
 	DEMO_URL="$(sed -E "s#/postgres(\?|$)#/$DB\1#" <<<"$ADMIN_URL")"
 }
 
-ensure_tools() {
+find_psql() {
 	local d
 	if ! command -v psql >/dev/null; then
 		for d in /usr/lib/postgresql/15/bin /usr/lib/postgresql/*/bin; do
@@ -64,6 +64,10 @@ ensure_tools() {
 		done
 	fi
 	command -v psql >/dev/null || die "psql not found (deploy/dev/services.sh up installs PostgreSQL)"
+}
+
+ensure_tools() {
+	find_psql
 	if ! command -v jq >/dev/null; then
 		[[ "$(id -u)" == 0 ]] || die "jq is missing: run 'sudo apt-get install -y jq' and retry"
 		info "installing jq with apt-get"
@@ -373,7 +377,15 @@ cmd_stop() {
 	else
 		info "the demo's flusso is not running"
 	fi
-	info "kept: database $DB, slot $SLOT, indexes ${PREFIX}* (deploy/demo/demo.sh clean drops them);"
+	# An idle slot would hold back WAL on the shared dev cluster for as long as it exists.
+	if [[ -f "$ROOT/.dev/env" ]]; then
+		services_env
+		find_psql
+		if [[ "$(admin_sql -c "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = '$SLOT' AND NOT active" 2>/dev/null)" == 1 ]]; then
+			info "dropped the replication slot $SLOT (make demo starts over)"
+		fi
+	fi
+	info "kept: database $DB and indexes ${PREFIX}* (deploy/demo/demo.sh clean drops them);"
 	info "the dev services keep running (make services-down stops them for everyone)"
 }
 
