@@ -3,18 +3,18 @@
 //
 // # Names
 //
-// With prefix P, logical index L and schema hash H:
+// For logical index users with schema hash H under prefix dev_:
 //
-//   - P L_H_N is a concrete generation N (from 1) holding the data, created
-//     with the mapping derived from the schema, dynamic: strict, and never
-//     modified afterwards;
-//   - P L_H is the hash alias on the current generation, what flusso and
-//     query clients address;
-//   - P L is the convenience alias, best-effort: a failure to set it is a
+//   - dev_users_H_1, dev_users_H_2, …: concrete generations holding the
+//     data, created with the mapping derived from the schema (dynamic:
+//     strict) and never modified afterwards;
+//   - dev_users_H: the hash alias on the current generation, what flusso
+//     and query clients address;
+//   - dev_users: the convenience alias, best-effort: failing to set it is a
 //     warning, nothing depends on it;
-//   - P flusso_meta is a hidden index with one document per logical index
-//     (id L): the hash, current and next generation, seeded flag and
-//     timestamps.
+//   - dev_flusso_meta: a hidden index with one document per logical index
+//     (id users) holding the hash, the current and next generation, the
+//     seeded flag and timestamps.
 //
 // # Lifecycle
 //
@@ -22,10 +22,15 @@
 // a new hash (or none) starts a fresh generation behind its own hash alias.
 // The convenience alias stays where it is (the previous schema's data) until
 // MarkSeeded of the new generation moves it, in the same _aliases call that
-// moves the hash alias. Indexes of a previous hash are left in place,
-// unmaintained, for the operator to delete: clients built for the old schema
-// may still read them during a rollout. A later return to an old hash starts
-// a fresh generation, since the old one missed every change in between.
+// moves the hash alias; when nothing holds it yet, as on the first run, it
+// points at the new generation at once. Indexes of a previous hash are left
+// in place, unmaintained, for the operator to delete: clients built for the
+// old schema may still read them during a rollout. A later return to an old
+// hash starts a fresh generation, since the old one missed every change in
+// between. So two deployments with different schemas must not share a
+// prefix: each Ensure would restart the other's index. A writer that finds
+// another hash in the meta document while running keeps writing its own
+// hash alias only.
 //
 // BeginReindex creates generation N+1 and records it as next; writes with
 // Generation 0 then go to both until MarkSeeded(N+1) repoints the aliases and

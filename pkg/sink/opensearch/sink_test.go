@@ -19,6 +19,7 @@ import (
 )
 
 func TestEnsureCreatesIndex(t *testing.T) {
+	t.Parallel()
 	s := newSink(t, Config{})
 	c := rawCluster(t)
 	ix := parseSchema(t, usersYAML)
@@ -104,6 +105,7 @@ func roundTrip(t *testing.T, v any) any {
 }
 
 func TestAnalyzers(t *testing.T) {
+	t.Parallel()
 	s := newSink(t, Config{})
 	c := rawCluster(t)
 	ix := parseSchema(t, usersYAML)
@@ -141,6 +143,7 @@ func TestAnalyzers(t *testing.T) {
 }
 
 func TestSubfieldQueries(t *testing.T) {
+	t.Parallel()
 	s := newSink(t, Config{})
 	c := rawCluster(t)
 	ix := parseSchema(t, usersYAML)
@@ -195,6 +198,7 @@ func TestSubfieldQueries(t *testing.T) {
 }
 
 func TestEnumSortOrder(t *testing.T) {
+	t.Parallel()
 	s := newSink(t, Config{})
 	c := rawCluster(t)
 	ix := parseSchema(t, usersYAML)
@@ -220,6 +224,7 @@ func TestEnumSortOrder(t *testing.T) {
 }
 
 func TestChunking(t *testing.T) {
+	t.Parallel()
 	doc := func(i int) sink.Doc {
 		return upsert(fmt.Sprint(i), 1, fmt.Sprintf(`{"id":%d,"name":"%s"}`, i, strings.Repeat("x", 100)))
 	}
@@ -265,6 +270,7 @@ func TestChunking(t *testing.T) {
 }
 
 func TestExternalVersions(t *testing.T) {
+	t.Parallel()
 	s := newSink(t, Config{})
 	c := rawCluster(t)
 	ix := parseSchema(t, usersYAML)
@@ -296,6 +302,7 @@ func TestExternalVersions(t *testing.T) {
 }
 
 func TestRejectionKeepsTheRestOfTheBatch(t *testing.T) {
+	t.Parallel()
 	s := newSink(t, Config{})
 	c := rawCluster(t)
 	ix := parseSchema(t, usersYAML)
@@ -332,6 +339,7 @@ func TestRejectionKeepsTheRestOfTheBatch(t *testing.T) {
 }
 
 func TestRetries(t *testing.T) {
+	t.Parallel()
 	unavailable := func(w http.ResponseWriter) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -434,6 +442,7 @@ func TestRetries(t *testing.T) {
 }
 
 func TestReindex(t *testing.T) {
+	t.Parallel()
 	s := newSink(t, Config{})
 	c := rawCluster(t)
 	ix := parseSchema(t, usersYAML)
@@ -549,6 +558,7 @@ func TestReindex(t *testing.T) {
 }
 
 func TestReindexRefusedBeforeSeeding(t *testing.T) {
+	t.Parallel()
 	s := newSink(t, Config{})
 	ensure(t, s, parseSchema(t, usersYAML))
 	if _, err := s.BeginReindex(ctxT(t), "users"); err == nil || !strings.Contains(err.Error(), "not seeded") {
@@ -557,6 +567,7 @@ func TestReindexRefusedBeforeSeeding(t *testing.T) {
 }
 
 func TestSchemaChange(t *testing.T) {
+	t.Parallel()
 	s := newSink(t, Config{})
 	c := rawCluster(t)
 	ctx := ctxT(t)
@@ -606,6 +617,7 @@ func TestSchemaChange(t *testing.T) {
 }
 
 func TestEnsureRecreatesADeletedGeneration(t *testing.T) {
+	t.Parallel()
 	s := newSink(t, Config{})
 	c := rawCluster(t)
 	ix := parseSchema(t, usersYAML)
@@ -624,6 +636,7 @@ func TestEnsureRecreatesADeletedGeneration(t *testing.T) {
 }
 
 func TestPurge(t *testing.T) {
+	t.Parallel()
 	s := newSink(t, Config{})
 	c := rawCluster(t)
 	ctx := ctxT(t)
@@ -650,6 +663,7 @@ func TestPurge(t *testing.T) {
 }
 
 func TestRefresh(t *testing.T) {
+	t.Parallel()
 	s := newSink(t, Config{})
 	c := rawCluster(t)
 	ix := parseSchema(t, usersYAML)
@@ -669,6 +683,7 @@ func TestRefresh(t *testing.T) {
 }
 
 func TestPrefixesAreIsolated(t *testing.T) {
+	t.Parallel()
 	a := newSink(t, Config{})
 	b := newSink(t, Config{})
 	c := rawCluster(t)
@@ -697,6 +712,7 @@ func TestPrefixesAreIsolated(t *testing.T) {
 }
 
 func TestConcurrentEnsure(t *testing.T) {
+	t.Parallel()
 	first := newSink(t, Config{})
 	ix := parseSchema(t, usersYAML)
 	sinks := []*Sink{first}
@@ -725,6 +741,7 @@ func TestConcurrentEnsure(t *testing.T) {
 }
 
 func TestWriteUnknownIndex(t *testing.T) {
+	t.Parallel()
 	s := newSink(t, Config{})
 	if _, err := s.Write(ctxT(t), []sink.Doc{upsert("1", 1, `{}`)}); err == nil {
 		t.Error("Write to an index that was never ensured should fail")
@@ -779,6 +796,7 @@ func TestOpenSearchRestart(t *testing.T) {
 }
 
 func TestICUAnalysis(t *testing.T) {
+	t.Parallel()
 	s := newSink(t, Config{TextAnalysis: mapping.ICU})
 	c := rawCluster(t)
 	ix := parseSchema(t, usersYAML)
@@ -803,6 +821,7 @@ func TestICUAnalysis(t *testing.T) {
 }
 
 func TestConvenienceAliasIsBestEffort(t *testing.T) {
+	t.Parallel()
 	s := newSink(t, Config{})
 	c := rawCluster(t)
 	ix := parseSchema(t, usersYAML)
@@ -820,6 +839,7 @@ func TestConvenienceAliasIsBestEffort(t *testing.T) {
 }
 
 func TestPipeline(t *testing.T) {
+	t.Parallel()
 	c := rawCluster(t)
 	s := newSink(t, Config{})
 	pipeline := s.cfg.Prefix + "stamp"
@@ -836,6 +856,7 @@ func TestPipeline(t *testing.T) {
 }
 
 func TestBasicAuth(t *testing.T) {
+	t.Parallel()
 	p := newProxy(t)
 	var bad atomic.Int32
 	p.set(func(p *proxy) {
