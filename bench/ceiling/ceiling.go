@@ -287,3 +287,8 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// Drop deletes the ceiling's index.
+func Drop(ctx context.Context, osURL, index string) {
+	_, _ = do(ctx, http.DefaultClient, http.MethodDelete, osURL+"/"+url.PathEscape(index), nil)
+}

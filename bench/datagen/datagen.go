@@ -25,15 +25,15 @@ import (
 
 // Shape of the data set per user and the fixed catalogue sizes.
 const (
-	OrdersPerUser  = 5
-	ItemsPerOrder  = 4
-	TagsPerUser    = 3
-	Categories     = 40
-	Products       = 10_000
-	Tags           = 100
-	DefaultSeed    = 20240601
-	DefaultUsers   = 1_000_000
-	QuickUsers     = 50_000
+	OrdersPerUser = 5
+	ItemsPerOrder = 4
+	TagsPerUser   = 3
+	Categories    = 40
+	Products      = 10_000
+	Tags          = 100
+	DefaultSeed   = 20240601
+	DefaultUsers  = 1_000_000
+	QuickUsers    = 50_000
 )
 
 // DDL creates the tables without secondary indexes or constraints; Load adds

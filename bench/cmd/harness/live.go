@@ -24,8 +24,10 @@ type liveResult struct {
 	LoadSeconds  float64 `json:"load_seconds"`
 	Changes      int64   `json:"changes"`
 	AchievedRate float64 `json:"achieved_changes_per_sec"` // committed by the load generator
-	// DrainSeconds is how long after the load stopped a probe committed
-	// right then took to become searchable: the backlog left behind.
+	// DrainSeconds is how long after the load stopped every probe, the
+	// last one committed right then, was searchable: the backlog left
+	// behind. -1 when they were not within the drain limit; PipelineRate
+	// is then -1 too.
 	DrainSeconds float64 `json:"drain_seconds"`
 	// PipelineRate is the changes over the load plus the drain: what the
 	// pipeline sustained end to end.
@@ -33,6 +35,8 @@ type liveResult struct {
 
 	Probes    int     `json:"probes"`
 	Lost      int     `json:"probes_not_visible"`
+	// Percentiles over the probes committed during the load; -1 where the
+	// percentile falls on a probe that never became visible.
 	P50ms     float64 `json:"latency_p50_ms"`
 	P95ms     float64 `json:"latency_p95_ms"`
 	P99ms     float64 `json:"latency_p99_ms"`
@@ -45,6 +49,10 @@ type liveResult struct {
 
 	CPU             map[string]usage `json:"cpu"`
 	CPUPer1kChanges float64          `json:"cpu_seconds_per_1k_changes"`
+	// ServiceCPU is the CPU time OpenSearch and the database's Postgres
+	// backends spent during the phase.
+	ServiceCPU map[string]float64 `json:"service_cpu_seconds"`
+	LoadAvg    float64            `json:"loadavg_1m_at_end"`
 }
 
 type point [2]float64
@@ -64,6 +72,8 @@ type liveSpec struct {
 	duration time.Duration
 	txSize   int
 	procs    group
+	// drainLimit bounds the wait for the backlog after the load.
+	drainLimit time.Duration
 }
 
 // probeSeq numbers probe values across the whole run so that none repeats.
@@ -74,12 +84,12 @@ var probeSeq atomic.Int64
 const (
 	probeEvery = 100 * time.Millisecond
 	pollEvery  = 50 * time.Millisecond
-	drainLimit = 3 * time.Minute
 )
 
 func runLive(ctx context.Context, sp liveSpec) (*liveResult, error) {
 	res := &liveResult{System: sp.system, Label: sp.label, OfferedRate: sp.rate, TxSize: sp.txSize}
 	before := sp.procs.sample()
+	svcBefore := services(sp.dbName)
 	start := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -146,39 +156,43 @@ func runLive(ctx context.Context, sp liveSpec) (*liveResult, error) {
 
 	// The drain probe: committed after the last change, visible once the
 	// pipeline has caught up with everything before it.
-	final, err := pr.commit(ctx, true)
+	_, err = pr.commit(ctx, true)
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(drainLimit)
-	for !pr.seen(final) && time.Now().Before(deadline) {
+	// Caught up when every probe, the final one last, is searchable.
+	deadline := time.Now().Add(sp.drainLimit)
+	for !pr.allSeen() && time.Now().Before(deadline) {
 		if err := sp.procs.failed(); err != nil {
 			return nil, err
 		}
 		time.Sleep(pollEvery)
 	}
-	// Everything committed before the final probe is in by now; give the
-	// stragglers a moment more in case the search was mid-flight.
-	time.Sleep(2 * pollEvery)
 	stopPoll()
 	if err := <-pollDone; err != nil && ctx.Err() == nil {
 		return nil, err
 	}
-	if pr.seen(final) {
-		res.DrainSeconds = pr.latency(final).Seconds()
-	} else {
-		res.DrainSeconds = math.Inf(1)
+	res.DrainSeconds, res.PipelineRate = -1, -1
+	if pr.allSeen() {
+		res.DrainSeconds = pr.lastSeen().Sub(loadEnd).Seconds()
+		res.PipelineRate = float64(changes) / (res.LoadSeconds + res.DrainSeconds)
 	}
-	res.PipelineRate = float64(changes) / (res.LoadSeconds + res.DrainSeconds)
 	after := sp.procs.sample()
+	res.ServiceCPU = servicesDelta(services(sp.dbName), svcBefore)
+	res.LoadAvg = loadavg()
 	cancel()
 	<-lagDone
 
 	var lat []float64
 	res.Probes, res.Lost, res.Latencies, lat = pr.results()
 	if len(lat) > 0 {
+		// A probe never seen counts as slower than all others: a
+		// percentile that lands on one is unknown (-1), not small.
+		for range res.Lost {
+			lat = append(lat, math.Inf(1))
+		}
 		res.P50ms, res.P95ms, res.P99ms = pct(lat, 50), pct(lat, 95), pct(lat, 99)
-		res.MaxMs = slices.Max(lat)
+		res.MaxMs = pct(lat, 100)
 	}
 	for _, p := range res.SlotLag {
 		res.MaxSlotLagMB = max(res.MaxSlotLagMB, p[1]/(1<<20))
@@ -291,10 +305,23 @@ func (p *prober) seen(v int64) bool {
 	return ok
 }
 
-func (p *prober) latency(v int64) time.Duration {
+func (p *prober) allSeen() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.visibleAt[v].Sub(p.committed[v])
+	return len(p.visibleAt) == len(p.committed)
+}
+
+// lastSeen is when the last probe became visible.
+func (p *prober) lastSeen() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var last time.Time
+	for _, t := range p.visibleAt {
+		if t.After(last) {
+			last = t
+		}
+	}
+	return last
 }
 
 // poll searches for the outstanding probes every pollEvery.
@@ -366,12 +393,16 @@ func (p *prober) results() (n, lost int, pts []point, lat []float64) {
 	return n, lost, pts, lat
 }
 
-// pct is the q-th percentile by nearest rank.
+// pct is the q-th percentile by nearest rank; -1 when it is infinite.
 func pct(vals []float64, q float64) float64 {
 	s := slices.Clone(vals)
 	slices.Sort(s)
 	i := int(math.Ceil(q/100*float64(len(s)))) - 1
-	return s[max(0, min(i, len(s)-1))]
+	v := s[max(0, min(i, len(s)-1))]
+	if math.IsInf(v, 1) {
+		return -1
+	}
+	return v
 }
 
 // slotLag is the largest distance in bytes between the server's WAL and a

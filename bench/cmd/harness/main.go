@@ -45,6 +45,7 @@ type harness struct {
 	scale       []int
 	scaleRate   int
 	liveFor     time.Duration
+	drainLimit  time.Duration
 	txSize      int
 	flussoBin   string
 	natsBin     string
@@ -85,6 +86,7 @@ func main() {
 	flag.StringVar(&scale, "scale", "1,2,3", "assembler process counts of the distributed runs (empty: skip)")
 	flag.IntVar(&h.scaleRate, "scale-rate", 2000, "live rate of each distributed run (0: backfill only)")
 	flag.IntVar(&liveSecs, "live-secs", 30, "seconds of each live phase")
+	drainSecs := flag.Int("drain-secs", 90, "seconds to wait for the backlog after each live phase")
 	flag.IntVar(&h.txSize, "tx-size", 5, "changes per transaction of the live load")
 	flag.StringVar(&out, "out", "bench/results", "directory of the result files")
 	flag.StringVar(&h.flussoBin, "flusso", "bench/.work/flusso", "flusso binary (built from the work tree when missing)")
@@ -96,6 +98,7 @@ func main() {
 	flag.Parse()
 	h.gen = datagen.Gen{Users: h.users, Seed: *seed}
 	h.liveFor = time.Duration(liveSecs) * time.Second
+	h.drainLimit = time.Duration(*drainSecs) * time.Second
 	var err error
 	if h.rates, err = ints(rates); err == nil {
 		if h.pgsyncRates, err = ints(pgRates); err == nil {
@@ -334,21 +337,23 @@ func (h *harness) ceiling(ctx context.Context) error {
 	}
 	docs := filepath.Join(h.work, "docs.tsv")
 	h.logf("ceiling: building %d documents with pkg/sqlbuild", h.users)
+	svc := services(h.flussoDB)
 	br, err := ceiling.Build(ctx, h.flussoPool, ix, 2, 250, docs)
 	if err != nil {
 		return err
 	}
-	h.res.Build = &br
+	h.res.Build = &buildRun{br, servicesDelta(services(h.flussoDB), svc)}
 	h.logf("ceiling: built %d docs (%.0f MB) in %.1fs: %.0f docs/s", br.Docs, float64(br.Bytes)/(1<<20), br.Took.Seconds(), br.DocsPerSec)
 	if br.Docs != int64(h.users) {
 		return fmt.Errorf("built %d documents, expected %d", br.Docs, h.users)
 	}
 	for _, c := range []int{1, 2} {
+		svc := services(h.flussoDB)
 		r, err := ceiling.Bulk(ctx, h.osURL, "bench_ceiling_users", h.schema, 0, 1000, c, docs)
 		if err != nil {
 			return err
 		}
-		h.res.Ceiling = append(h.res.Ceiling, r)
+		h.res.Ceiling = append(h.res.Ceiling, bulkRun{r, servicesDelta(services(h.flussoDB), svc)})
 		h.logf("ceiling: bulk with %d request(s) in flight: %d docs in %.1fs: %.0f docs/s", c, r.Docs, r.Took.Seconds(), r.DocsPerSec)
 	}
 	_ = h.search.drop(ctx, "bench_ceiling_users")
@@ -371,6 +376,10 @@ type backfillRes struct {
 	CPUPer1kDocs    float64            `json:"cpu_seconds_per_1k_docs"`
 	PeakRSSMB       map[string]float64 `json:"peak_rss_mb"`
 	Curve           []point            `json:"curve"` // seconds, documents indexed
+	// ServiceCPU is the CPU time OpenSearch and the database's Postgres
+	// backends spent during the backfill.
+	ServiceCPU map[string]float64 `json:"service_cpu_seconds"`
+	LoadAvg    float64            `json:"loadavg_1m_at_end"`
 }
 
 // flussoConfig writes the flusso.toml of the benchmark into dir.
@@ -427,7 +436,7 @@ func (h *harness) flussoProc(name, dir, cfg, slot, prefix, natsURL string, port 
 
 // waitSeeded follows a flusso backfill until the seeded marker is in the
 // meta index and every document is searchable.
-func (h *harness) waitSeeded(ctx context.Context, procs group, prefix string, start time.Time) (*backfillRes, error) {
+func (h *harness) waitSeeded(ctx context.Context, procs group, prefix string, start time.Time, svcBefore map[string]float64) (*backfillRes, error) {
 	res := &backfillRes{System: "flusso", PeakRSSMB: map[string]float64{}}
 	timeout := time.Duration(h.users/50)*time.Second + 5*time.Minute
 	for {
@@ -463,6 +472,8 @@ func (h *harness) waitSeeded(ctx context.Context, procs group, prefix string, st
 	res.DocsPerSec = float64(count) / res.Seconds
 	res.Curve = append(res.Curve, point{res.Seconds, float64(count)})
 	res.CPU = procs.sample()
+	res.ServiceCPU = servicesDelta(services(h.flussoDB), svcBefore)
+	res.LoadAvg = loadavg()
 	res.CPUPer1kDocs = totalCPU(res.CPU) / float64(max(count, 1)) * 1000
 	for name, u := range res.CPU {
 		res.PeakRSSMB[name] = u.PeakRSSMB
@@ -486,6 +497,7 @@ func (h *harness) flussoSingle(ctx context.Context) error {
 		return err
 	}
 	h.logf("flusso: backfill of %d users (one process, embedded NATS)", h.users)
+	svc := services(h.flussoDB)
 	start := time.Now()
 	p, err := h.flussoProc("flusso", dir, cfg, slot, prefix, "", 19464)
 	if err != nil {
@@ -497,7 +509,7 @@ func (h *harness) flussoSingle(ctx context.Context) error {
 		h.dropSlot(context.WithoutCancel(ctx), slot)
 		_ = h.search.drop(context.WithoutCancel(ctx), prefix)
 	}()
-	bf, err := h.waitSeeded(ctx, procs, prefix, start)
+	bf, err := h.waitSeeded(ctx, procs, prefix, start, svc)
 	if bf != nil {
 		h.res.Backfill = bf
 		h.logf("flusso: seeded %d docs in %.1fs: %.0f docs/s; %.2f CPU-s per 1k docs; peak RSS %.0f MB",
@@ -510,7 +522,7 @@ func (h *harness) flussoSingle(ctx context.Context) error {
 		h.logf("flusso: live at %d changes/s for %s", rate, h.liveFor)
 		lr, err := runLive(ctx, liveSpec{
 			system: "flusso", db: h.flussoPool, admin: h.admin, dbName: h.flussoDB, search: h.search, index: prefix + "users",
-			gen: h.gen, stream: uint64(i), rate: rate, duration: h.liveFor, txSize: h.txSize, procs: procs,
+			gen: h.gen, stream: uint64(i), rate: rate, duration: h.liveFor, txSize: h.txSize, procs: procs, drainLimit: h.drainLimit,
 		})
 		if err != nil {
 			return fmt.Errorf("live at %d/s: %w", rate, err)
@@ -552,6 +564,7 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 	res := &scaleRes{Assemblers: k, NATSVersion: natsVersion(h.natsBin)}
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", h.natsPort)
 	h.logf("flusso distributed: capture+writer and %d assembler process(es) on %s", k, natsURL)
+	svc := services(h.flussoDB)
 	start := time.Now()
 	ns, err := startProc("nats-server", "broker", filepath.Join(dir, "nats.log"), nil,
 		h.natsBin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(h.natsPort), "-sd", filepath.Join(dir, "nats"))
@@ -584,7 +597,7 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 		return nil, err
 	}
 	procs = append(procs, cw)
-	bf, err := h.waitSeeded(ctx, procs, prefix, start)
+	bf, err := h.waitSeeded(ctx, procs, prefix, start, svc)
 	if bf != nil {
 		res.Backfill = bf
 		var cpu float64
@@ -602,7 +615,7 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 		lr, err := runLive(ctx, liveSpec{
 			system: "flusso", label: fmt.Sprintf("%d assemblers", k), db: h.flussoPool, admin: h.admin, dbName: h.flussoDB,
 			search: h.search, index: prefix + "users", gen: h.gen, stream: uint64(10 + k), rate: h.scaleRate,
-			duration: h.liveFor, txSize: h.txSize, procs: procs,
+			duration: h.liveFor, txSize: h.txSize, procs: procs, drainLimit: h.drainLimit,
 		})
 		if err != nil {
 			return res, fmt.Errorf("live at %d/s: %w", h.scaleRate, err)

@@ -182,6 +182,7 @@ func (h *harness) runPGSync(ctx context.Context) (*pgsyncResult, error) {
 	// Backfill: one pass of `pgsync` without --daemon syncs everything and
 	// exits. /proc is gone once it exits, so it is sampled as it runs.
 	h.logf("pgsync: backfill of %d users", h.users)
+	svc := services(h.pgsyncDB)
 	start = time.Now()
 	once, err := startProc("pgsync", "pgsync", filepath.Join(h.work, "pgsync-backfill.log"), env,
 		h.pgsyncBin("pgsync"), "--config", res.SchemaFile)
@@ -228,6 +229,8 @@ func (h *harness) runPGSync(ctx context.Context) (*pgsyncResult, error) {
 	bf.CPU = map[string]usage{"pgsync": last}
 	bf.CPUPer1kDocs = last.CPUSeconds / float64(max(n, 1)) * 1000
 	bf.PeakRSSMB = map[string]float64{"pgsync": last.PeakRSSMB}
+	bf.ServiceCPU = servicesDelta(services(h.pgsyncDB), svc)
+	bf.LoadAvg = loadavg()
 	res.Backfill = bf
 	h.logf("pgsync: backfill %d docs in %.1fs (%.0f docs/s)", n, bf.Seconds, bf.DocsPerSec)
 	if n != int64(h.users) {
@@ -253,7 +256,7 @@ func (h *harness) runPGSync(ctx context.Context) (*pgsyncResult, error) {
 		h.logf("pgsync: live at %d changes/s for %s", rate, h.liveFor)
 		lr, err := runLive(ctx, liveSpec{
 			system: "pgsync", db: h.pgsyncPool, admin: h.admin, dbName: h.pgsyncDB, search: h.search, index: index,
-			gen: h.gen, stream: uint64(100 + i), rate: rate, duration: h.liveFor, txSize: h.txSize, procs: procs,
+			gen: h.gen, stream: uint64(100 + i), rate: rate, duration: h.liveFor, txSize: h.txSize, procs: procs, drainLimit: h.drainLimit,
 		})
 		if err != nil {
 			return res, fmt.Errorf("pgsync live at %d/s: %w", rate, err)

@@ -244,3 +244,51 @@ func totalCPU(m map[string]usage) float64 {
 	}
 	return s
 }
+
+// services sums the CPU time of the shared services a phase drives: the
+// OpenSearch JVM, and the Postgres backends connected to database db (a
+// backend that exits between two samples takes its time with it, so the
+// Postgres figure is a lower bound). Other users of the same services
+// show up here too: the load average in the result file tells.
+func services(db string) map[string]float64 {
+	out := map[string]float64{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		cmd := strings.ReplaceAll(string(b), "\x00", " ")
+		switch {
+		case strings.Contains(cmd, "org.opensearch.bootstrap.OpenSearch"):
+			out["opensearch"] += cpuSeconds(pid)
+		case strings.HasPrefix(cmd, "postgres: ") && strings.Contains(cmd, " "+db+" "):
+			out["postgres"] += cpuSeconds(pid)
+		}
+	}
+	return out
+}
+
+func servicesDelta(after, before map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range after {
+		out[k] = v - before[k]
+	}
+	return out
+}
+
+// loadavg is the 1-minute load average: above the core count, something
+// else competed with the benchmark.
+func loadavg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
