@@ -33,8 +33,8 @@ type liveResult struct {
 	// pipeline sustained end to end.
 	PipelineRate float64 `json:"pipeline_changes_per_sec"`
 
-	Probes    int     `json:"probes"`
-	Lost      int     `json:"probes_not_visible"`
+	Probes int `json:"probes"`
+	Lost   int `json:"probes_not_visible"`
 	// Percentiles over the probes committed during the load; -1 where the
 	// percentile falls on a probe that never became visible.
 	P50ms     float64 `json:"latency_p50_ms"`
