@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -21,7 +20,9 @@ func checkCommand() *cli.Command {
 		Name:  "check",
 		Usage: "validate the config and schemas and show each index's fields and mapping",
 		Description: "--offline checks the files alone: no database, no secrets. " +
-			"Without it flusso would also compare the schemas with the live database, which is not available yet.",
+			"Without it flusso connects to the source database and compares every column, type and nullability " +
+			"the schemas declare with the live tables, and the publication and replica identities with what capture needs, " +
+			"printing the SQL that closes any gap. It fails only on errors, not on warnings.",
 		OnUsageError: usageError,
 		Flags: []cli.Flag{
 			configFlag(),
@@ -38,9 +39,6 @@ func checkCommand() *cli.Command {
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			if !c.Bool("offline") {
-				return errors.New("online checks need a database and are not available yet; run flusso check --offline")
-			}
 			cfg, err := config.Load(c.String("config"))
 			if err != nil {
 				return err
@@ -48,6 +46,9 @@ func checkCommand() *cli.Command {
 			manage := cfg.Source.ManagePublication
 			if c.IsSet("manage-publication") {
 				manage = c.Generic("manage-publication").(*boolValue).v
+			}
+			if !c.Bool("offline") {
+				return checkDatabase(c, cfg, c.String("publication"), manage)
 			}
 			r := newReport(cfg, c.String("publication"), manage)
 			if c.String("format") == "json" {

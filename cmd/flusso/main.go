@@ -17,6 +17,8 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/flusso/flusso/internal/logging"
 )
 
 // Exit codes.
@@ -31,6 +33,8 @@ const (
 var version string
 
 func main() {
+	// Logs go to stderr: stdout may carry data (the stdout sink, reports).
+	logging.Setup(os.Stderr, os.LookupEnv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := execute(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()

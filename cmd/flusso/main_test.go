@@ -63,7 +63,7 @@ func TestUsageErrors(t *testing.T) {
 		{"argument instead of flag", []string{"build", "flusso.toml"}, "flusso: build takes no arguments, got \"flusso.toml\" (flags go before any argument)\n"},
 		{"unknown flag", []string{"build", "--fast"}, "flusso: flag provided but not defined: -fast (see flusso build --help)\n"},
 		{"bad format", []string{"check", "--offline", "--format", "xml"}, "flusso: --format must be human or json, not \"xml\"\n"},
-		{"online check", []string{"check"}, "flusso: online checks need a database and are not available yet; run flusso check --offline\n"},
+		{"online check without config", []string{"check", "-c", "/nonexistent/flusso.toml"}, "flusso: read config: open /nonexistent/flusso.toml: no such file or directory\n"},
 		{"missing config", []string{"build", "-c", "/nonexistent/flusso.toml"}, "flusso: read config: open /nonexistent/flusso.toml: no such file or directory\n"},
 	}
 	for _, tt := range tests {
