@@ -39,3 +39,17 @@ test: services ## run every test against the real services (started if needed)
 
 test-short: ## run the tests that need no services (go test -short)
 	$(GO) test -short -count=1 ./...
+
+# --- benchmarks (bench/, results in bench/results/, write-up in docs/benchmarks.md) ---
+.PHONY: bench-full
+
+# Extra harness flags, e.g. BENCH_FLAGS="-skip-pgsync -scale ''"; go run ./bench/cmd/harness -help lists them.
+BENCH_FLAGS ?=
+
+bench: services ## quick benchmark (50,000 users): flusso vs the bulk ceiling and PGSync, in one run
+	@bench/pgsync/setup.sh
+	@source .dev/env && $(GO) run ./bench/cmd/harness -users 50000 -live-secs 30 -drain-secs 60 $(BENCH_FLAGS)
+
+bench-full: services ## full benchmark (1,000,000 users; takes hours on 2 cores)
+	@bench/pgsync/setup.sh
+	@source .dev/env && $(GO) run ./bench/cmd/harness -users 1000000 -live-secs 60 -drain-secs 300 $(BENCH_FLAGS)

@@ -44,14 +44,16 @@ type harness struct {
 	pgsyncRates []int
 	scale       []int
 	scaleRate   int
-	liveFor     time.Duration
-	drainLimit  time.Duration
-	txSize      int
-	flussoBin   string
-	natsBin     string
-	venv        string
-	redisPort   int
-	natsPort    int
+	// scaleBackfill seeds a fresh index in every distributed run.
+	scaleBackfill bool
+	liveFor       time.Duration
+	drainLimit    time.Duration
+	txSize        int
+	flussoBin     string
+	natsBin       string
+	venv          string
+	redisPort     int
+	natsPort      int
 
 	pgURL      *url.URL // admin URL of the cluster
 	osURL      string
@@ -84,6 +86,7 @@ func main() {
 	flag.StringVar(&rates, "rates", "500,2000,5000", "live change rates (changes/s) for flusso")
 	flag.StringVar(&pgRates, "pgsync-rates", "500,2000", "live change rates for PGSync (empty: backfill only)")
 	flag.StringVar(&scale, "scale", "1,2,3", "assembler process counts of the distributed runs (empty: skip)")
+	flag.BoolVar(&h.scaleBackfill, "scale-backfill", false, "seed a fresh index in every distributed run too (slow)")
 	flag.IntVar(&h.scaleRate, "scale-rate", 2000, "live rate of each distributed run (0: backfill only)")
 	flag.IntVar(&liveSecs, "live-secs", 30, "seconds of each live phase")
 	drainSecs := flag.Int("drain-secs", 90, "seconds to wait for the backlog after each live phase")
@@ -180,6 +183,7 @@ func (h *harness) run(ctx context.Context, skipPGSync bool) error {
 			break
 		}
 	}
+	_ = h.search.drop(ctx, singlePrefix)
 	if !skipPGSync {
 		defer h.pgsyncPool.Close()
 		pr, err := h.runPGSync(ctx)
@@ -484,10 +488,14 @@ func (h *harness) waitSeeded(ctx context.Context, procs group, prefix string, st
 	return res, nil
 }
 
+// singlePrefix is the index prefix of the one-process run, whose seeded
+// index the distributed runs reuse.
+const singlePrefix = "bench_f_"
+
 // flussoSingle runs flusso as one process (embedded NATS): backfill, then
 // the live rates.
 func (h *harness) flussoSingle(ctx context.Context) error {
-	const prefix, slot = "bench_f_", "bench"
+	const prefix, slot = singlePrefix, "bench"
 	if err := h.search.drop(ctx, prefix); err != nil {
 		return err
 	}
@@ -507,7 +515,6 @@ func (h *harness) flussoSingle(ctx context.Context) error {
 	defer func() {
 		procs.stop()
 		h.dropSlot(context.WithoutCancel(ctx), slot)
-		_ = h.search.drop(context.WithoutCancel(ctx), prefix)
 	}()
 	bf, err := h.waitSeeded(ctx, procs, prefix, start, svc)
 	if bf != nil {
@@ -544,17 +551,27 @@ type scaleRes struct {
 	Backfill   *backfillRes `json:"backfill,omitempty"`
 	// AssemblerCPUPer1kDocs is the CPU the assembler processes spent per
 	// 1,000 documents, summed over them: flat when coordination is cheap.
-	AssemblerCPUPer1kDocs float64     `json:"assembler_cpu_seconds_per_1k_docs"`
+	AssemblerCPUPer1kDocs float64     `json:"assembler_cpu_seconds_per_1k_docs,omitempty"`
 	Live                  *liveResult `json:"live,omitempty"`
-	NATSVersion           string      `json:"nats_version"`
+	// AssemblerCPUPer1kChanges is the same for the live phase.
+	AssemblerCPUPer1kChanges float64 `json:"assembler_cpu_seconds_per_1k_changes,omitempty"`
+	NATSVersion              string  `json:"nats_version"`
 }
 
 // flussoDistributed runs flusso as separate processes around an external
 // nats-server: one capture + writer, k assemblers.
+//
+// Without -scale-backfill the processes share the index the one-process
+// run seeded (same prefix, so the sink reports it seeded and no backfill
+// runs) and the comparison is the live phase alone: a backfill per process
+// count costs minutes per run on two cores.
 func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, error) {
-	prefix, slot := fmt.Sprintf("bench_s%d_", k), fmt.Sprintf("bench_s%d", k)
-	if err := h.search.drop(ctx, prefix); err != nil {
-		return nil, err
+	prefix, slot := singlePrefix, fmt.Sprintf("bench_s%d", k)
+	if h.scaleBackfill {
+		prefix = fmt.Sprintf("bench_s%d_", k)
+		if err := h.search.drop(ctx, prefix); err != nil {
+			return nil, err
+		}
 	}
 	dir := filepath.Join(h.work, fmt.Sprintf("scale-%d", k))
 	cfg, err := h.flussoConfig(dir)
@@ -575,7 +592,9 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 	defer func() {
 		procs.stop()
 		h.dropSlot(context.WithoutCancel(ctx), slot)
-		_ = h.search.drop(context.WithoutCancel(ctx), prefix)
+		if prefix != singlePrefix {
+			_ = h.search.drop(context.WithoutCancel(ctx), prefix)
+		}
 	}()
 	if err := waitPort(ctx, h.natsPort, 10*time.Second); err != nil {
 		return nil, err
@@ -597,18 +616,22 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 		return nil, err
 	}
 	procs = append(procs, cw)
-	bf, err := h.waitSeeded(ctx, procs, prefix, start, svc)
-	if bf != nil {
-		res.Backfill = bf
-		var cpu float64
-		for _, a := range assemblers {
-			cpu += bf.CPU[a.name].CPUSeconds
+	if h.scaleBackfill {
+		bf, err := h.waitSeeded(ctx, procs, prefix, start, svc)
+		if bf != nil {
+			res.Backfill = bf
+			var cpu float64
+			for _, a := range assemblers {
+				cpu += bf.CPU[a.name].CPUSeconds
+			}
+			res.AssemblerCPUPer1kDocs = cpu / float64(max(bf.Docs, 1)) * 1000
+			h.logf("flusso distributed (%d): seeded %d docs in %.1fs: %.0f docs/s; %.2f CPU-s per 1k docs (assemblers %.2f)",
+				k, bf.Docs, bf.Seconds, bf.DocsPerSec, bf.CPUPer1kDocs, res.AssemblerCPUPer1kDocs)
 		}
-		res.AssemblerCPUPer1kDocs = cpu / float64(max(bf.Docs, 1)) * 1000
-		h.logf("flusso distributed (%d): seeded %d docs in %.1fs: %.0f docs/s; %.2f CPU-s per 1k docs (assemblers %.2f)",
-			k, bf.Docs, bf.Seconds, bf.DocsPerSec, bf.CPUPer1kDocs, res.AssemblerCPUPer1kDocs)
-	}
-	if err != nil {
+		if err != nil {
+			return res, err
+		}
+	} else if err := h.waitLive(ctx, procs, h.flussoPool, prefix+"users"); err != nil {
 		return res, err
 	}
 	if h.scaleRate > 0 {
@@ -622,8 +645,37 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 		}
 		h.logLive(lr)
 		res.Live = lr
+		var cpu float64
+		for _, a := range assemblers {
+			cpu += lr.CPU[a.name].CPUSeconds
+		}
+		if lr.Changes > 0 {
+			res.AssemblerCPUPer1kChanges = cpu / float64(lr.Changes) * 1000
+		}
 	}
 	return res, nil
+}
+
+// waitLive waits until a pipeline follows live changes: a probe committed
+// now becomes searchable.
+func (h *harness) waitLive(ctx context.Context, procs group, db *pgxpool.Pool, index string) error {
+	pr := newProber(liveSpec{db: db, gen: h.gen, search: h.search, index: index}, time.Now())
+	v, err := pr.commit(ctx, true)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if err := procs.failed(); err != nil {
+			return err
+		}
+		seen, err := h.search.visible(ctx, index, []int64{v})
+		if err == nil && seen[v] {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("a probe did not become visible in %s within 2 minutes of the start", index)
 }
 
 func waitPort(ctx context.Context, port int, limit time.Duration) error {
@@ -671,7 +723,14 @@ func (h *harness) write(out string) error {
 	if err := os.WriteFile(filepath.Join(out, stamp+".md"), []byte(md), 0o644); err != nil {
 		return err
 	}
-	for _, f := range append(old, oldMD...) {
+	oldPNG, _ := filepath.Glob(filepath.Join(out, "*.png"))
+	pngPath := filepath.Join(out, stamp+".png")
+	plot := exec.Command(filepath.Join(h.venv, "bin", "python"), filepath.Join(h.repo, "bench", "plot.py"), jsonPath, pngPath)
+	plot.Stdout, plot.Stderr = os.Stderr, os.Stderr
+	if err := plot.Run(); err != nil {
+		h.logf("no plot (bench/pgsync/setup.sh installs matplotlib): %v", err)
+	}
+	for _, f := range append(append(old, oldMD...), oldPNG...) {
 		if !strings.HasPrefix(filepath.Base(f), stamp) {
 			_ = os.Remove(f)
 		}

@@ -247,9 +247,8 @@ func (h *harness) runPGSync(ctx context.Context) (*pgsyncResult, error) {
 	}
 	defer daemon.stop(20 * time.Second)
 	procs := group{daemon, redis}
-	// Let it catch up with the checkpoint and start listening.
-	time.Sleep(5 * time.Second)
-	if err := procs.failed(); err != nil {
+	// Wait until it caught up with its checkpoint and follows changes.
+	if err := h.waitLive(ctx, procs, h.pgsyncPool, index); err != nil {
 		return res, err
 	}
 	for i, rate := range h.pgsyncRates {

@@ -257,16 +257,17 @@ func markdown(r *results) string {
 
 	if len(r.Scale) > 0 {
 		p("### Scale: assembler processes (distributed mode, external nats-server)\n\n")
-		p("| assemblers | backfill docs/s | CPU-s / 1k docs (all) | CPU-s / 1k docs (assemblers) | live p99 ms at %d/s |\n|---:|---:|---:|---:|---:|\n", r.Params.ScaleRate)
+		p("| assemblers | backfill docs/s | backfill CPU-s / 1k docs (all; assemblers) | live offered/s | live end-to-end/s | live p50 / p99 ms | live CPU-s / 1k changes (all; assemblers) |\n|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, s := range r.Scale {
-			bf, all, asm, p99 := "—", "—", "—", "—"
+			bf, bcpu, off, e2e, lat, lcpu := "—", "—", "—", "—", "—", "—"
 			if s.Backfill != nil {
-				bf, all, asm = f0(s.Backfill.DocsPerSec), f2(s.Backfill.CPUPer1kDocs), f2(s.AssemblerCPUPer1kDocs)
+				bf, bcpu = f0(s.Backfill.DocsPerSec), f2(s.Backfill.CPUPer1kDocs)+"; "+f2(s.AssemblerCPUPer1kDocs)
 			}
-			if s.Live != nil {
-				p99 = f0(s.Live.P99ms)
+			if l := s.Live; l != nil {
+				off, e2e, lat = fmt.Sprint(l.OfferedRate), f0(l.PipelineRate), f0(l.P50ms)+" / "+f0(l.P99ms)
+				lcpu = f2(l.CPUPer1kChanges) + "; " + f2(s.AssemblerCPUPer1kChanges)
 			}
-			p("| %d | %s | %s | %s | %s |\n", s.Assemblers, bf, all, asm, p99)
+			p("| %d | %s | %s | %s | %s | %s | %s |\n", s.Assemblers, bf, bcpu, off, e2e, lat, lcpu)
 		}
 		p("\n")
 	}
