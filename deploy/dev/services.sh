@@ -279,14 +279,17 @@ os_stamp() {
 	cat "$OS_SRC/pom.xml" "$OS_SRC"/src/main/java/*.java "$OS_SRC"/src/main/resources/* | sha1sum | cut -c1-40
 }
 
-# The launcher is rebuilt only when its sources change (mvn alone costs ~10 s warm).
+# The built launcher (classes + jars) is kept per source hash outside the checkout, so a
+# fresh clone on the same machine (CI) starts without Maven; mvn runs only when the
+# sources change (it costs 10-20 s even with ~/.m2 filled).
+OS_CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/flusso-dev"
+OS_BUILD_DIR=""
+
 os_build() {
-	local stamp t0
+	local stamp t0 tmp
 	stamp="$(os_stamp)"
-	if [[ -f "$OS_SRC/target/.flusso-stamp" && "$(<"$OS_SRC/target/.flusso-stamp")" == "$stamp" ]] &&
-		compgen -G "$OS_SRC/target/lib/opensearch-2*.jar" >/dev/null; then
-		return 0
-	fi
+	OS_BUILD_DIR="$OS_CACHE_ROOT/opensearch-$stamp"
+	compgen -G "$OS_BUILD_DIR/lib/opensearch-2*.jar" >/dev/null && return 0
 	command -v java >/dev/null || apt_install openjdk-17-jdk-headless
 	command -v mvn >/dev/null || apt_install maven
 	t0="$(now)"
@@ -296,7 +299,11 @@ os_build() {
 			tail -40 "$DEV/opensearch-build.log" >&2
 			die "mvn package failed in $OS_SRC (log: $DEV/opensearch-build.log)"
 		}
-	echo "$stamp" >"$OS_SRC/target/.flusso-stamp"
+	mkdir -p "$OS_CACHE_ROOT"
+	tmp="$(mktemp -d "$OS_CACHE_ROOT/.build.XXXXXX")"
+	cp -r "$OS_SRC/target/classes" "$OS_SRC/target/lib" "$tmp/"
+	# Another checkout may have finished the same build meanwhile: keep the first.
+	mv -T "$tmp" "$OS_BUILD_DIR" 2>/dev/null || rm -rf "$tmp"
 	OS_BUILD="built in $(since "$t0")"
 	log "OpenSearch launcher $OS_BUILD"
 }
@@ -320,7 +327,7 @@ os_start() {
 			-Djava.locale.providers=SPI,COMPAT \
 			-Dlog4j2.disable.jmx=true -Dio.netty.noUnsafe=true -Dfile.encoding=UTF-8 \
 			-Dflusso.dev.opensearch=1 \
-			-cp "$OS_SRC/target/classes:$OS_SRC/target/lib/*" Main \
+			-cp "$OS_BUILD_DIR/classes:$OS_BUILD_DIR/lib/*" Main \
 			path.home="$OS_DIR/home" \
 			http.port="$OS_PORT" transport.port="$OS_TRANSPORT_PORT"
 	) >>"$OS_DIR/opensearch.log" 2>&1 </dev/null &
@@ -359,6 +366,7 @@ os_down() { stop_pid "$OS_DIR/pid" flusso.dev.opensearch "${1:-0}"; }
 os_restart() {
 	local hard="$1"
 	alive "$OS_DIR/pid" flusso.dev.opensearch || die "opensearch is not running: run up first"
+	os_build
 	os_down "$hard"
 	os_start # same home: indexes are kept
 	log "opensearch restarted: $OS_STATUS"
