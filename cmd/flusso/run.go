@@ -152,6 +152,7 @@ func runOptions(c *cli.Context, cfg *config.Config) (run.Options, error) {
 		NATSURL:           c.String("nats-url"),
 		DataDir:           c.String("data-dir"),
 		Sinks:             c.StringSlice("sink"),
+		Version:           c.App.Version,
 	}
 	if c.IsSet("manage-publication") {
 		opts.ManagePublication = c.Generic("manage-publication").(*boolValue).v

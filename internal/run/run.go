@@ -9,8 +9,14 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/flusso/flusso/internal/logging"
+	"github.com/flusso/flusso/internal/server"
+	"github.com/flusso/flusso/internal/telemetry"
+	"github.com/flusso/flusso/pkg/backfill"
 
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
@@ -89,6 +95,7 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 	if err != nil {
 		return err
 	}
+	jobs := backfill.NewStore(kv)
 
 	dsn, overrides, err := cfg.Source.ConnString(env)
 	if err != nil {
@@ -118,6 +125,27 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 	}
 
 	p := &Pipeline{Broker: bc, Sinks: sinks, Indexes: indexes, roles: roles}
+	st := newStatus(p, jobs)
+	tel, err := telemetry.Setup(ctx, telemetry.Config{Version: opts.Version, Log: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
+	if err := tel.Register(func() telemetry.Snapshot { return st.Status(context.Background()).Snapshot() }); err != nil {
+		return err
+	}
+	srv, err := server.Listen(server.Config{
+		PublicAddress: opts.PublicAddress, PrivateAddress: opts.PrivateAddress,
+		AdminUser: opts.AdminUser, AdminPassword: opts.AdminPassword,
+		Source: st, Metrics: tel.Handler(), Log: log,
+	})
+	if err != nil {
+		return err
+	}
 	// Each stage gets its own compiled indexes: preparing one reads the
 	// live catalog, and stages do that concurrently.
 	compile := func() ([]*sqlbuild.Index, error) {
@@ -152,7 +180,7 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 			Indexes:           ci,
 			Broker:            bc,
 			Seeds:             seedPlanner(sinks),
-			Log:               log,
+			Log:               log.With(logging.ComponentKey, "capture"),
 		})
 		if err != nil {
 			return err
@@ -173,7 +201,7 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 		for i, ix := range indexes {
 			ai[i] = assembler.Index{Name: ix.Name, SQL: compiled[i], OnError: onError[ix.Name]}
 		}
-		p.Assembler = assembler.New(assembler.Config{Pool: pool, Broker: bc, Indexes: ai, Workers: 2, Log: log})
+		p.Assembler = assembler.New(assembler.Config{Pool: pool, Broker: bc, Indexes: ai, Workers: 2, Log: log.With(logging.ComponentKey, "assembler")})
 		run = append(run, p.Assembler.Run)
 	}
 	if slices.Contains(roles, Writer) {
@@ -185,15 +213,50 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 			if len(opts.Sinks) > 0 && !slices.Contains(opts.Sinks, s.Name()) {
 				continue
 			}
-			w := writer.New(writer.Config{Sink: s, Broker: bc, Indexes: wi, Batch: opts.QueueCapacity, Log: log})
+			w := writer.New(writer.Config{Sink: s, Broker: bc, Indexes: wi, Batch: opts.QueueCapacity,
+				Log: log.With(logging.ComponentKey, "writer"), OnFlush: tel.ObserveFlush})
 			p.Writers = append(p.Writers, w)
 			run = append(run, w.Run)
 		}
 	}
+	// Prepare every sink's indexes once, before the stages race to it.
+	for _, s := range sinks {
+		for _, ix := range indexes {
+			if _, err := s.Ensure(ctx, ix); err != nil {
+				return fmt.Errorf("sink %s: preparing index %s: %w", s.Name(), ix.Name, err)
+			}
+		}
+	}
+	st.refreshStates(ctx)
+	run = append(run, func(ctx context.Context) error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(10 * time.Second):
+				st.refreshStates(ctx)
+			}
+		}
+	})
 	if ready != nil {
 		ready(p)
 	}
-	return all(ctx, run)
+	go func() {
+		<-ctx.Done()
+		st.stopping.Store(true)
+	}()
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(serveCtx) }()
+	err = all(ctx, run)
+	if err != nil {
+		st.fail(err)
+	}
+	stopServing()
+	if serr := <-served; serr != nil && err == nil {
+		err = serr
+	}
+	return err
 }
 
 // all runs fns until ctx is done or the first fails, then stops the rest.

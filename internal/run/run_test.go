@@ -103,7 +103,7 @@ func (e *e2e) start(cfg *config.Config, data string) (stop func()) {
 		done <- Run(ctx, Options{
 			Config: cfg, Slot: "flusso", Publication: "flusso", ManagePublication: true,
 			QueueCapacity: 1000, LagPoll: time.Second, IndexPrefix: e.prefix,
-			DataDir: data, Version: "test",
+			DataDir: data, Version: "test", PublicAddress: "127.0.0.1:0", PrivateAddress: "127.0.0.1:0",
 		})
 	}()
 	stopped := false

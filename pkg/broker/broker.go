@@ -7,7 +7,8 @@
 //	stream FLUSSO_CHANGES    subject flusso.changes            work queue; consumer "assembler"
 //	stream FLUSSO_DOCS       subjects flusso.docs.<index>      interest;   consumer "writer_<sink>" per sink
 //	stream FLUSSO_QUARANTINE subjects flusso.quarantine.<sink>.<index>  limits (kept for inspection and replay)
-//	KV     flusso_state      backfill checkpoints, seeding state of stateless sinks, the capture lease
+//	KV     flusso_state      backfill checkpoints, seeding state of stateless sinks
+//	KV     flusso_lease      the active capture's lease (entries expire after LeaseTTL)
 //
 // Both pipeline streams drop a message only once every consumer has acked
 // it, so the first sequence still stored tells how far a stage has durably
@@ -35,7 +36,11 @@ const (
 	QuarantinePrefix  = "flusso.quarantine."
 	AssemblerConsumer = "assembler"
 	StateBucket       = "flusso_state"
+	LeaseBucket       = "flusso_lease"
 )
+
+// LeaseTTL is how long a capture's lease outlives its last renewal.
+const LeaseTTL = 10 * time.Second
 
 // MaxPayload bounds one message; a built document larger than this cannot
 // travel and is reported as a rejection.
@@ -131,7 +136,7 @@ func (c *Conn) Setup(ctx context.Context, sinks []string) error {
 	if _, err := c.JS.CreateOrUpdateConsumer(ctx, ChangesStream, jetstream.ConsumerConfig{
 		Durable:       AssemblerConsumer,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       2 * time.Minute,
+		AckWait:       AckWait,
 		MaxAckPending: 100_000,
 		MaxDeliver:    -1,
 	}); err != nil {
@@ -144,7 +149,7 @@ func (c *Conn) Setup(ctx context.Context, sinks []string) error {
 		if _, err := c.JS.CreateOrUpdateConsumer(ctx, DocsStream, jetstream.ConsumerConfig{
 			Durable:       name,
 			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       2 * time.Minute,
+			AckWait:       AckWait,
 			MaxAckPending: 100_000,
 			MaxDeliver:    -1,
 		}); err != nil {
@@ -172,11 +177,20 @@ func (c *Conn) Setup(ctx context.Context, sinks []string) error {
 	}
 	if _, err := c.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      StateBucket,
-		Description: "flusso pipeline state: backfill checkpoints, seeding state, capture lease",
+		Description: "flusso pipeline state: backfill checkpoints, seeding state",
 		History:     1,
 		Storage:     jetstream.FileStorage,
 	}); err != nil {
 		return fmt.Errorf("creating key-value bucket %s: %w", StateBucket, err)
+	}
+	if _, err := c.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      LeaseBucket,
+		Description: "the active capture's lease; an entry not renewed within its max age expires",
+		History:     1,
+		TTL:         LeaseTTL,
+		Storage:     jetstream.FileStorage,
+	}); err != nil {
+		return fmt.Errorf("creating key-value bucket %s: %w", LeaseBucket, err)
 	}
 	return nil
 }
@@ -224,4 +238,30 @@ func IsNotFound(err error) bool {
 	return errors.Is(err, jetstream.ErrKeyNotFound) ||
 		errors.Is(err, jetstream.ErrStreamNotFound) ||
 		errors.Is(err, jetstream.ErrConsumerNotFound)
+}
+
+// AckWait is how long a consumer waits for an ack before redelivering. It
+// is short so the work of a crashed worker moves on quickly; live workers
+// extend it with KeepAlive while they are busy.
+const AckWait = 10 * time.Second
+
+// KeepAlive tells the server that msgs are still being worked on, every
+// AckWait/3, until the returned stop is called.
+func KeepAlive(msgs []jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(AckWait / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				for _, m := range msgs {
+					_ = m.InProgress()
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
 }

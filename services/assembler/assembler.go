@@ -49,8 +49,11 @@ type Config struct {
 	// BuildChunk how many documents one build statement makes (default 250).
 	Batch      int
 	BuildChunk int
-	Workers    int // goroutines in this process (default 1)
-	Log        *slog.Logger
+	// GroupKeys bounds the documents one group of a fetch may imply
+	// (default 2000).
+	GroupKeys int
+	Workers   int // goroutines in this process (default 1)
+	Log       *slog.Logger
 }
 
 // Assembler is the assembler stage.
@@ -68,6 +71,9 @@ type Assembler struct {
 func New(cfg Config) *Assembler {
 	if cfg.Batch <= 0 {
 		cfg.Batch = 500
+	}
+	if cfg.GroupKeys <= 0 {
+		cfg.GroupKeys = 2000
 	}
 	if cfg.BuildChunk <= 0 {
 		cfg.BuildChunk = 250
@@ -156,33 +162,58 @@ func (a *Assembler) work(ctx context.Context, cons jetstream.Consumer) error {
 		if len(msgs) == 0 {
 			continue
 		}
-		err = a.process(ctx, msgs)
-		if err != nil {
-			for _, m := range msgs {
-				_ = m.NakWithDelay(time.Second)
+		stop := broker.KeepAlive(msgs)
+		for len(msgs) > 0 {
+			group := nextGroup(msgs, a.cfg.GroupKeys)
+			msgs = msgs[len(group):]
+			if err := a.process(ctx, group); err != nil {
+				for _, m := range append(group, msgs...) {
+					_ = m.NakWithDelay(time.Second)
+				}
+				var bad *badDataError
+				if errors.As(err, &bad) {
+					return bad.err
+				}
+				if ctx.Err() != nil {
+					return nil
+				}
+				a.log.Warn("batch failed; it will be redelivered", "changes", len(group), "err", err)
+				time.Sleep(backoff)
+				backoff = min(backoff*2, 10*time.Second)
+				break
 			}
-			var bad *badDataError
-			if errors.As(err, &bad) {
-				return bad.err
+			backoff = 200 * time.Millisecond
+			for _, m := range group {
+				if err := m.Ack(); err != nil {
+					a.log.Warn("acking change", "err", err)
+				}
 			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			a.log.Warn("batch failed; it will be redelivered", "changes", len(msgs), "err", err)
-			time.Sleep(backoff)
-			backoff = min(backoff*2, 10*time.Second)
-			continue
+			a.changes.Add(uint64(len(group)))
+			a.batches.Add(1)
 		}
-		backoff = 200 * time.Millisecond
-		for _, m := range msgs {
-			if err := m.Ack(); err != nil {
-				a.log.Warn("acking change", "err", err)
-			}
-		}
-		a.changes.Add(uint64(len(msgs)))
-		a.batches.Add(1)
+		stop()
 	}
 	return nil
+}
+
+// nextGroup takes the leading messages of a fetch worth at most limit
+// documents (a backfill batch counts its keys, a row change one), at least
+// one message: each group is built, published and acked before the next,
+// so progress is steady and no group outlives the ack wait.
+func nextGroup(msgs []jetstream.Msg, limit int) []jetstream.Msg {
+	weight := 0
+	for i, m := range msgs {
+		w := 1
+		var ch flussopb.Change
+		if err := proto.Unmarshal(m.Data(), &ch); err == nil && ch.Op == flussopb.ChangeOp_BACKFILL {
+			w = len(ch.Keys)
+		}
+		if i > 0 && weight+w > limit {
+			return msgs[:i]
+		}
+		weight += w
+	}
+	return msgs
 }
 
 // work for one index within a batch.

@@ -66,10 +66,12 @@ type Capture struct {
 	jobs   *backfill.Store
 	tables map[schema.TableRef]bool
 
-	confirmed atomic.Uint64 // LSN confirmed to the slot
-	lagBytes  atomic.Int64
-	captured  atomic.Uint64 // row changes published
-	commits   atomic.Uint64 // transactions seen
+	confirmed   atomic.Uint64 // LSN confirmed to the slot
+	lagBytes    atomic.Int64
+	lagMeasured atomic.Bool
+	streaming   atomic.Bool
+	captured    atomic.Uint64 // row changes published
+	commits     atomic.Uint64 // transactions seen
 }
 
 // New prepares a capture.
@@ -96,6 +98,8 @@ func New(cfg Config) (*Capture, error) {
 type Stats struct {
 	ConfirmedLSN string
 	LagBytes     int64
+	LagMeasured  bool
+	Streaming    bool // holding the lease and following the slot
 	Captured     uint64
 	Commits      uint64
 }
@@ -105,20 +109,51 @@ func (c *Capture) Stats() Stats {
 	return Stats{
 		ConfirmedLSN: lsnString(c.confirmed.Load()),
 		LagBytes:     c.lagBytes.Load(),
+		LagMeasured:  c.lagMeasured.Load(),
+		Streaming:    c.streaming.Load(),
 		Captured:     c.captured.Load(),
 		Commits:      c.commits.Load(),
 	}
 }
 
-// Run captures until ctx is done. Problems found before streaming starts
-// (bad credentials, wal_level, missing privileges) are returned at once;
-// a connection lost later is retried with backoff.
+// Run captures until ctx is done. A capture first takes the deployment's
+// lease (standing by while another holds it). Problems found before
+// streaming starts (bad credentials, wal_level, missing privileges) are
+// returned at once; a connection lost later is retried with backoff.
 func (c *Capture) Run(ctx context.Context) error {
 	jobs, err := backfill.Open(ctx, c.cfg.Broker)
 	if err != nil {
 		return err
 	}
 	c.jobs = jobs
+	for {
+		l, err := c.acquire(ctx)
+		if err != nil {
+			return nil // ctx is done
+		}
+		lctx, lost := context.WithCancelCause(ctx)
+		go func() {
+			if err := l.hold(lctx); err != nil {
+				lost(err)
+			}
+		}()
+		err = c.lead(lctx)
+		cause := context.Cause(lctx)
+		lost(nil)
+		l.release()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if cause != nil && !errors.Is(cause, context.Canceled) {
+			c.log.Warn("stepping down", "reason", cause)
+			continue
+		}
+		return err
+	}
+}
+
+// lead is the capture's work while it holds the lease.
+func (c *Capture) lead(ctx context.Context) error {
 	if err := c.preflight(ctx); err != nil {
 		return err
 	}

@@ -71,6 +71,8 @@ func (c *Capture) session(ctx context.Context) error {
 		return fmt.Errorf("starting replication from slot %s: %w", c.cfg.Slot, err)
 	}
 	c.log.Info("streaming", "slot", c.cfg.Slot, "publication", c.cfg.Publication, "from", confirmed)
+	c.streaming.Store(true)
+	defer c.streaming.Store(false)
 
 	t := newTracker(confirmed)
 	acks := make(chan *openTxn, 256)
@@ -343,6 +345,7 @@ func (c *Capture) pollLag(ctx context.Context, db *pgx.Conn) {
 		err := db.QueryRow(ctx, `SELECT coalesce(pg_current_wal_lsn() - confirmed_flush_lsn, 0)::bigint FROM pg_replication_slots WHERE slot_name = $1`, c.cfg.Slot).Scan(&lag)
 		if err == nil {
 			c.lagBytes.Store(lag)
+			c.lagMeasured.Store(true)
 		}
 		select {
 		case <-ctx.Done():

@@ -39,6 +39,8 @@ type Config struct {
 	// Batch is how many documents one fetch takes (default 1000).
 	Batch int
 	Log   *slog.Logger
+	// OnFlush observes each bulk write's duration (metrics); may be nil.
+	OnFlush func(sink string, d time.Duration)
 }
 
 // Writer is the writer stage of one sink.
@@ -122,7 +124,10 @@ func (w *Writer) Run(ctx context.Context) error {
 		if len(msgs) == 0 {
 			continue
 		}
-		if err := w.process(ctx, cons, msgs); err != nil {
+		stop := broker.KeepAlive(msgs)
+		err = w.process(ctx, cons, msgs)
+		stop()
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -219,7 +224,11 @@ func (w *Writer) write(ctx context.Context, run []decoded) error {
 	if err != nil {
 		return fmt.Errorf("sink %s: writing %d documents: %w", w.cfg.Sink.Name(), len(out), err)
 	}
-	w.lastFlush.Store(int64(time.Since(start)))
+	took := time.Since(start)
+	w.lastFlush.Store(int64(took))
+	if w.cfg.OnFlush != nil {
+		w.cfg.OnFlush(w.cfg.Sink.Name(), took)
+	}
 	w.batches.Add(1)
 	bad := map[[2]string]bool{}
 	for _, r := range rejected {

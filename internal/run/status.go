@@ -1,0 +1,227 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flusso/flusso/internal/server"
+	"github.com/flusso/flusso/pkg/backfill"
+	"github.com/flusso/flusso/pkg/broker"
+	"github.com/flusso/flusso/pkg/sink"
+)
+
+// status is the pipeline's view for the HTTP surfaces: it implements
+// server.Source over the stages this process runs and the shared broker
+// state every process sees.
+type status struct {
+	p       *Pipeline
+	jobs    *backfill.Store
+	started time.Time
+
+	stopping atomic.Bool
+	failed   atomic.Bool
+	errors   atomic.Uint64
+	lastErr  atomic.Value // string
+
+	mu     sync.Mutex
+	cached server.Status
+	at     time.Time
+	states map[string]sink.State // index → state in the first stateful sink
+}
+
+func newStatus(p *Pipeline, jobs *backfill.Store) *status {
+	return &status{p: p, jobs: jobs, started: time.Now(), states: map[string]sink.State{}}
+}
+
+// fail records a stage error.
+func (s *status) fail(err error) {
+	s.errors.Add(1)
+	s.lastErr.Store(err.Error())
+	s.failed.Store(true)
+}
+
+// Status implements server.Source; it is cached for a second since every
+// request and scrape asks.
+func (s *status) Status(ctx context.Context) server.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.at) < time.Second {
+		return s.cached
+	}
+	s.cached, s.at = s.compute(ctx), time.Now()
+	return s.cached
+}
+
+func (s *status) compute(ctx context.Context) server.Status {
+	st := server.Status{Uptime: time.Since(s.started), Errors: s.errors.Load()}
+	if e, ok := s.lastErr.Load().(string); ok {
+		st.LastError = e
+	}
+	built := map[string]uint64{}
+	quarantined := map[string]uint64{}
+	if c := s.p.Capture; c != nil {
+		cs := c.Stats()
+		st.ChangesCaptured, st.ChangesCommitted, st.ConfirmedLSN = cs.Captured, cs.Commits, cs.ConfirmedLSN
+		if cs.LagBytes >= 0 && cs.LagMeasured {
+			lag := uint64(cs.LagBytes)
+			st.SlotLagBytes = &lag
+		}
+	}
+	if a := s.p.Assembler; a != nil {
+		as := a.Stats()
+		for k, v := range as.Built {
+			built[k] += v
+			st.DocumentsBuilt += v
+		}
+		for k, v := range as.Quarantined {
+			quarantined[k] += v
+		}
+	}
+	for _, w := range s.p.Writers {
+		ws := w.Stats()
+		st.Batches += ws.Batches
+		st.LastFlush = max(st.LastFlush, ws.LastFlush)
+		for k, v := range ws.Quarantined {
+			quarantined[k] += v
+		}
+	}
+	var changesDone uint64
+	if pr, err := s.p.Broker.Progress(ctx, broker.ChangesStream); err == nil {
+		st.Backlog.Changes, changesDone = pr.Pending, pr.Done
+	}
+	if pr, err := s.p.Broker.Progress(ctx, broker.DocsStream); err == nil {
+		st.Backlog.Documents = pr.Pending
+	}
+	if st.ChangesCaptured > 0 {
+		st.ChangesInFlight = st.Backlog.Changes
+	}
+	jobs, _ := s.jobs.List(ctx)
+	running := false
+	for _, ix := range s.p.Indexes {
+		is := server.IndexStatus{Name: ix.Name, State: server.Seeded, DocumentsBuilt: built[ix.Name], DocumentsQuarantined: quarantined[ix.Name]}
+		if state, ok := s.states[ix.Name]; ok { // s.mu is held by Status
+			is.Generation = uint64(state.Generation)
+			if !state.Seeded {
+				is.State = server.Pending
+			}
+		}
+		for _, j := range jobs {
+			if j.Index != ix.Name || j.Phase == backfill.Done {
+				continue
+			}
+			running = true
+			is.State = server.IndexBackfilling
+			is.Backfill = server.NewBackfill(rowsDone(j, changesDone), uint64(max(j.Total, j.Rows)), time.Since(j.Created))
+		}
+		st.DocumentsQuarantined += is.DocumentsQuarantined
+		st.Indexes = append(st.Indexes, is)
+	}
+	switch {
+	case s.failed.Load():
+		st.Phase = server.Failed
+	case s.stopping.Load():
+		st.Phase = server.Stopping
+	case s.p.Capture != nil && !s.p.Capture.Stats().Streaming:
+		st.Phase = server.Starting
+	case running:
+		st.Phase = server.Backfilling
+	default:
+		st.Phase = server.Live
+	}
+	return st
+}
+
+// rowsDone estimates the rows of a job whose documents are built: keys
+// published, less those still waiting on the changes stream.
+func rowsDone(j *backfill.Job, changesDone uint64) uint64 {
+	rows := uint64(j.Rows)
+	if j.LastSeq > changesDone {
+		behind := (j.LastSeq - changesDone) * 500
+		if behind >= rows {
+			return 0
+		}
+		rows -= behind
+	}
+	return rows
+}
+
+// refreshStates re-reads each index's state in the first sink that keeps
+// one, for /status and /indexes.
+func (s *status) refreshStates(ctx context.Context) {
+	for _, ix := range s.p.Indexes {
+		for _, sk := range s.p.Sinks {
+			st, err := sk.Ensure(ctx, ix)
+			if err != nil {
+				continue
+			}
+			s.mu.Lock()
+			s.states[ix.Name] = st
+			s.mu.Unlock()
+			break
+		}
+	}
+}
+
+// Indexes implements server.Source.
+func (s *status) Indexes(ctx context.Context) ([]server.IndexInfo, error) {
+	if len(s.p.Sinks) == 0 {
+		return nil, errors.New("this process runs no sink (assembler only): ask a capture or writer process")
+	}
+	s.refreshStates(ctx)
+	st := s.Status(ctx)
+	out := make([]server.IndexInfo, 0, len(st.Indexes))
+	for _, ix := range st.Indexes {
+		info := server.IndexInfo{Name: ix.Name, State: ix.State, Generation: ix.Generation}
+		s.mu.Lock()
+		if state, ok := s.states[ix.Name]; ok {
+			info.Docs = uint64(max(state.Docs, 0))
+		}
+		s.mu.Unlock()
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// Reindex implements server.Source: it starts the next generation in every
+// sink that keeps generations and queues a backfill job for the capture.
+func (s *status) Reindex(ctx context.Context, index string) error {
+	var target *sink.Index
+	for i := range s.p.Indexes {
+		if s.p.Indexes[i].Name == index {
+			target = &s.p.Indexes[i]
+		}
+	}
+	if target == nil {
+		return server.ErrUnknownIndex
+	}
+	if len(s.p.Sinks) == 0 {
+		return errors.New("this process runs no sink (assembler only): send the reindex to a capture or writer process")
+	}
+	if j, err := s.jobs.Get(ctx, index); err != nil {
+		return err
+	} else if j != nil && j.Phase != backfill.Done {
+		return server.ErrReindexRunning
+	}
+	targets := map[string]uint32{}
+	for _, sk := range s.p.Sinks {
+		gen, err := sk.BeginReindex(ctx, index)
+		if err != nil {
+			return fmt.Errorf("sink %s: %w", sk.Name(), err)
+		}
+		if gen != 0 {
+			targets[sk.Name()] = gen
+		}
+	}
+	if len(targets) == 0 {
+		return fmt.Errorf("no sink of index %s keeps generations to rebuild", index)
+	}
+	err := s.jobs.Request(ctx, &backfill.Job{Index: index, Hash: target.Hash, Targets: targets, Reason: "reindex"})
+	if errors.Is(err, backfill.ErrRunning) {
+		return server.ErrReindexRunning
+	}
+	return err
+}
