@@ -6,7 +6,9 @@ package harness
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -213,3 +215,14 @@ func (p *Proc) Pid() int {
 
 // String names the process for messages.
 func (p *Proc) String() string { return p.Name + "[" + strconv.Itoa(p.Pid()) + "]" }
+
+// Status fetches the process's /status document (for failure messages).
+func (p *Proc) Status() string {
+	resp, err := http.Get("http://" + p.Public + "/status")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}

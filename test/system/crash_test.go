@@ -48,6 +48,7 @@ func TestCrashDuringBackfillAndStream(t *testing.T) {
 	d := newDeployment(t, `
 		CREATE TABLE accounts (id bigserial PRIMARY KEY, ver bigint NOT NULL DEFAULT 0, name text NOT NULL);
 		CREATE TABLE notes (id bigserial PRIMARY KEY, account_id bigint NOT NULL REFERENCES accounts ON DELETE CASCADE, body text NOT NULL);
+		CREATE INDEX ON notes (account_id);
 		INSERT INTO accounts (name) SELECT 'account ' || g FROM generate_series(1, `+strconv.Itoa(rows)+`) g;
 		INSERT INTO notes (account_id, body) SELECT g, 'note of ' || g FROM generate_series(1, `+strconv.Itoa(rows)+`, 7) g;`)
 	d.writeConfig(map[string]string{"accounts": accountsSchema}, "stop")
@@ -212,7 +213,7 @@ func waitFor(t *testing.T, what string, within time.Duration, p *harness.Proc, c
 			t.Fatalf("%s exited (%v) while waiting for %s:\n%s", p.Name, err, what, p.Tail())
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s:\n%s", what, p.Tail())
+			t.Fatalf("timed out waiting for %s:\n%s\nstatus: %s", what, p.Tail(), p.Status())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
