@@ -128,6 +128,9 @@ func Build(ctx context.Context, pool *pgxpool.Pool, ix *sqlbuild.Index, workers,
 
 // BulkResult is the raw bulk-indexing rate.
 type BulkResult struct {
+	// Overwrite: the documents replaced existing ones (the live case)
+	// instead of filling an empty index (the backfill case).
+	Overwrite   bool          `json:"overwrite"`
 	Docs        int64         `json:"docs"`
 	Concurrency int           `json:"concurrency"`
 	BatchDocs   int           `json:"batch_docs"`
@@ -139,8 +142,10 @@ type BulkResult struct {
 // gives the schema (auto-refresh off, replicas as given), indexes every
 // document of the file with concurrency bulk requests of batch documents in
 // flight, and refreshes; the time covers the indexing and the refresh.
-func Bulk(ctx context.Context, osURL, index string, ix *schema.Index, replicas, batch, concurrency int, path string) (BulkResult, error) {
-	res := BulkResult{Concurrency: concurrency, BatchDocs: batch}
+// With overwrite the index is kept and the documents replace the ones a
+// previous call indexed: what a live update costs OpenSearch.
+func Bulk(ctx context.Context, osURL, index string, ix *schema.Index, replicas, batch, concurrency int, path string, overwrite bool) (BulkResult, error) {
+	res := BulkResult{Concurrency: concurrency, BatchDocs: batch, Overwrite: overwrite}
 	opts := mapping.Options{TextAnalysis: mapping.Builtin, AutoSubfields: true}
 	body, err := json.Marshal(map[string]any{
 		"settings": mapping.Settings(ix, opts, 1, replicas),
@@ -150,9 +155,11 @@ func Bulk(ctx context.Context, osURL, index string, ix *schema.Index, replicas, 
 		return res, err
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency + 1}, Timeout: 120 * time.Second}
-	_, _ = do(ctx, client, http.MethodDelete, osURL+"/"+url.PathEscape(index), nil)
-	if _, err := do(ctx, client, http.MethodPut, osURL+"/"+url.PathEscape(index), body); err != nil {
-		return res, fmt.Errorf("creating %s: %w", index, err)
+	if !overwrite {
+		_, _ = do(ctx, client, http.MethodDelete, osURL+"/"+url.PathEscape(index), nil)
+		if _, err := do(ctx, client, http.MethodPut, osURL+"/"+url.PathEscape(index), body); err != nil {
+			return res, fmt.Errorf("creating %s: %w", index, err)
+		}
 	}
 
 	f, err := os.Open(path)

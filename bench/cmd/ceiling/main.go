@@ -62,11 +62,13 @@ func main() {
 		for _, ch := range c {
 			n = n*10 + int(ch-'0')
 		}
-		r, err := ceiling.Bulk(ctx, *osURL, *index, sch, 0, *batch, n, docs)
-		if err != nil {
-			log.Fatal(err)
+		for _, overwrite := range []bool{false, true} {
+			r, err := ceiling.Bulk(ctx, *osURL, *index, sch, 0, *batch, n, docs, overwrite)
+			if err != nil {
+				log.Fatal(err)
+			}
+			log.Printf("bulk, %d in flight, overwrite %v: %d docs, %.1f s: %.0f docs/s", n, overwrite, r.Docs, r.Took.Seconds(), r.DocsPerSec)
 		}
-		log.Printf("bulk, %d in flight: %d docs, %.1f s: %.0f docs/s", n, r.Docs, r.Took.Seconds(), r.DocsPerSec)
 	}
 	ceiling.Drop(ctx, *osURL, *index)
 }

@@ -19,6 +19,7 @@ import (
 type liveResult struct {
 	System       string  `json:"system"`
 	Label        string  `json:"label,omitempty"`
+	Skipped      string  `json:"skipped,omitempty"`
 	OfferedRate  int     `json:"offered_changes_per_sec"`
 	TxSize       int     `json:"changes_per_transaction"`
 	LoadSeconds  float64 `json:"load_seconds"`

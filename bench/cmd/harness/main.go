@@ -46,14 +46,18 @@ type harness struct {
 	scaleRate   int
 	// scaleBackfill seeds a fresh index in every distributed run.
 	scaleBackfill bool
-	liveFor       time.Duration
-	drainLimit    time.Duration
-	txSize        int
-	flussoBin     string
-	natsBin       string
-	venv          string
-	redisPort     int
-	natsPort      int
+	// ceilingConc are the bulk concurrencies of the ceiling runs;
+	// overwriteCeiling adds an overwrite pass to each.
+	ceilingConc      []int
+	overwriteCeiling bool
+	liveFor          time.Duration
+	drainLimit       time.Duration
+	txSize           int
+	flussoBin        string
+	natsBin          string
+	venv             string
+	redisPort        int
+	natsPort         int
 
 	pgURL      *url.URL // admin URL of the cluster
 	osURL      string
@@ -74,10 +78,10 @@ func main() {
 	log.SetFlags(0)
 	h := &harness{}
 	var (
-		rates, pgRates, scale string
-		liveSecs              int
-		out                   string
-		skipPGSync            bool
+		rates, pgRates, scale, ceilConc string
+		liveSecs                        int
+		out                             string
+		skipPGSync                      bool
 	)
 	repo, _ := os.Getwd()
 	flag.StringVar(&h.repo, "repo", repo, "repository root")
@@ -86,6 +90,8 @@ func main() {
 	flag.StringVar(&rates, "rates", "500,2000,5000", "live change rates (changes/s) for flusso")
 	flag.StringVar(&pgRates, "pgsync-rates", "500,2000", "live change rates for PGSync (empty: backfill only)")
 	flag.StringVar(&scale, "scale", "1,2,3", "assembler process counts of the distributed runs (empty: skip)")
+	flag.StringVar(&ceilConc, "ceiling-concurrency", "1,2", "bulk requests in flight of the ceiling runs")
+	flag.BoolVar(&h.overwriteCeiling, "overwrite-ceiling", true, "also measure the ceiling of overwriting every document (live updates)")
 	flag.BoolVar(&h.scaleBackfill, "scale-backfill", false, "seed a fresh index in every distributed run too (slow)")
 	flag.IntVar(&h.scaleRate, "scale-rate", 2000, "live rate of each distributed run (0: backfill only)")
 	flag.IntVar(&liveSecs, "live-secs", 30, "seconds of each live phase")
@@ -105,7 +111,9 @@ func main() {
 	var err error
 	if h.rates, err = ints(rates); err == nil {
 		if h.pgsyncRates, err = ints(pgRates); err == nil {
-			h.scale, err = ints(scale)
+			if h.scale, err = ints(scale); err == nil {
+				h.ceilingConc, err = ints(ceilConc)
+			}
 		}
 	}
 	if err != nil {
@@ -218,6 +226,9 @@ func (h *harness) setup(ctx context.Context) error {
 		return fmt.Errorf("postgres is not reachable (make services): %w", err)
 	}
 	h.search = newSearch(h.osURL)
+	if u, err := url.Parse(h.osURL); err == nil && u.Port() != "" {
+		osPort = u.Port()
+	}
 	h.flussoDB, h.pgsyncDB = "bench_flusso", "bench_pgsync"
 	h.schemaPath = filepath.Join(h.repo, "bench", "schemas", "users.schema.yml")
 	if h.schema, err = schema.Load(h.schemaPath); err != nil {
@@ -351,14 +362,21 @@ func (h *harness) ceiling(ctx context.Context) error {
 	if br.Docs != int64(h.users) {
 		return fmt.Errorf("built %d documents, expected %d", br.Docs, h.users)
 	}
-	for _, c := range []int{1, 2} {
-		svc := services(h.flussoDB)
-		r, err := ceiling.Bulk(ctx, h.osURL, "bench_ceiling_users", h.schema, 0, 1000, c, docs)
-		if err != nil {
-			return err
+	// Fill an empty index (the backfill's ceiling), then overwrite every
+	// document once (what live updates cost OpenSearch).
+	for _, c := range h.ceilingConc {
+		for _, overwrite := range []bool{false, true} {
+			if overwrite && !h.overwriteCeiling {
+				continue
+			}
+			svc := services(h.flussoDB)
+			r, err := ceiling.Bulk(ctx, h.osURL, "bench_ceiling_users", h.schema, 0, 1000, c, docs, overwrite)
+			if err != nil {
+				return err
+			}
+			h.res.Ceiling = append(h.res.Ceiling, bulkRun{r, servicesDelta(services(h.flussoDB), svc)})
+			h.logf("ceiling: bulk (overwrite %v) with %d request(s) in flight: %d docs in %.1fs: %.0f docs/s", overwrite, c, r.Docs, r.Took.Seconds(), r.DocsPerSec)
 		}
-		h.res.Ceiling = append(h.res.Ceiling, bulkRun{r, servicesDelta(services(h.flussoDB), svc)})
-		h.logf("ceiling: bulk with %d request(s) in flight: %d docs in %.1fs: %.0f docs/s", c, r.Docs, r.Took.Seconds(), r.DocsPerSec)
 	}
 	_ = h.search.drop(ctx, "bench_ceiling_users")
 	_ = os.Remove(docs)
@@ -525,19 +543,45 @@ func (h *harness) flussoSingle(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for i, rate := range h.rates {
-		h.logf("flusso: live at %d changes/s for %s", rate, h.liveFor)
+	lives, err := h.liveSeries(ctx, "flusso", h.rates, 0, h.flussoPool, h.flussoDB, prefix+"users", procs)
+	h.res.Live = lives
+	return err
+}
+
+// liveSeries runs the live phases of one system in ascending rate order.
+// Each starts from a caught-up pipeline. Once a rate saturates the
+// pipeline (it needed longer to catch up than the load lasted), higher
+// rates would only measure the same saturation with a longer backlog to
+// wait out, so they are recorded as skipped.
+func (h *harness) liveSeries(ctx context.Context, system string, rates []int, stream uint64, db *pgxpool.Pool, dbName, index string, procs group) ([]*liveResult, error) {
+	var out []*liveResult
+	var saturated *liveResult
+	for i, rate := range rates {
+		if saturated != nil {
+			note := fmt.Sprintf("skipped: saturated at %d changes/s (end to end %.0f changes/s)", saturated.OfferedRate, saturated.PipelineRate)
+			h.logf("%s: live at %d changes/s %s", system, rate, note)
+			out = append(out, &liveResult{System: system, OfferedRate: rate, TxSize: h.txSize, Skipped: note,
+				P50ms: -1, P95ms: -1, P99ms: -1, MaxMs: -1, DrainSeconds: -1, PipelineRate: -1})
+			continue
+		}
+		if err := h.waitLive(ctx, procs, db, index); err != nil {
+			return out, fmt.Errorf("before live at %d/s: %w", rate, err)
+		}
+		h.logf("%s: live at %d changes/s for %s", system, rate, h.liveFor)
 		lr, err := runLive(ctx, liveSpec{
-			system: "flusso", db: h.flussoPool, admin: h.admin, dbName: h.flussoDB, search: h.search, index: prefix + "users",
-			gen: h.gen, stream: uint64(i), rate: rate, duration: h.liveFor, txSize: h.txSize, procs: procs, drainLimit: h.drainLimit,
+			system: system, db: db, admin: h.admin, dbName: dbName, search: h.search, index: index,
+			gen: h.gen, stream: stream + uint64(i), rate: rate, duration: h.liveFor, txSize: h.txSize, procs: procs, drainLimit: h.drainLimit,
 		})
 		if err != nil {
-			return fmt.Errorf("live at %d/s: %w", rate, err)
+			return out, fmt.Errorf("live at %d/s: %w", rate, err)
 		}
 		h.logLive(lr)
-		h.res.Live = append(h.res.Live, lr)
+		out = append(out, lr)
+		if lr.DrainSeconds < 0 || lr.DrainSeconds > lr.LoadSeconds {
+			saturated = lr
+		}
 	}
-	return nil
+	return out, nil
 }
 
 func (h *harness) logLive(lr *liveResult) {
@@ -664,7 +708,8 @@ func (h *harness) waitLive(ctx context.Context, procs group, db *pgxpool.Pool, i
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(2 * time.Minute)
+	limit := h.drainLimit + 2*time.Minute
+	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		if err := procs.failed(); err != nil {
 			return err
@@ -675,7 +720,7 @@ func (h *harness) waitLive(ctx context.Context, procs group, db *pgxpool.Pool, i
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return fmt.Errorf("a probe did not become visible in %s within 2 minutes of the start", index)
+	return fmt.Errorf("a probe did not become visible in %s within %s", index, limit)
 }
 
 func waitPort(ctx context.Context, port int, limit time.Duration) error {

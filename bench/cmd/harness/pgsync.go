@@ -251,17 +251,9 @@ func (h *harness) runPGSync(ctx context.Context) (*pgsyncResult, error) {
 	if err := h.waitLive(ctx, procs, h.pgsyncPool, index); err != nil {
 		return res, err
 	}
-	for i, rate := range h.pgsyncRates {
-		h.logf("pgsync: live at %d changes/s for %s", rate, h.liveFor)
-		lr, err := runLive(ctx, liveSpec{
-			system: "pgsync", db: h.pgsyncPool, admin: h.admin, dbName: h.pgsyncDB, search: h.search, index: index,
-			gen: h.gen, stream: uint64(100 + i), rate: rate, duration: h.liveFor, txSize: h.txSize, procs: procs, drainLimit: h.drainLimit,
-		})
-		if err != nil {
-			return res, fmt.Errorf("pgsync live at %d/s: %w", rate, err)
-		}
-		h.logLive(lr)
-		res.Live = append(res.Live, lr)
+	res.Live, err = h.liveSeries(ctx, "pgsync", h.pgsyncRates, 100, h.pgsyncPool, h.pgsyncDB, index, procs)
+	if err != nil {
+		return res, err
 	}
 	return res, nil
 }

@@ -251,6 +251,14 @@ func totalCPU(m map[string]usage) float64 {
 // Postgres figure is a lower bound). Other users of the same services
 // show up here too: the load average in the result file tells.
 func services(db string) map[string]float64 {
+	return servicesOf(db, osPort)
+}
+
+// osPort is the HTTP port of the OpenSearch under test: its JVM is the one
+// whose command line sets it.
+var osPort = "9200"
+
+func servicesOf(db, port string) map[string]float64 {
 	out := map[string]float64{}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -264,7 +272,7 @@ func services(db string) map[string]float64 {
 		}
 		cmd := strings.ReplaceAll(string(b), "\x00", " ")
 		switch {
-		case strings.Contains(cmd, "org.opensearch.bootstrap.OpenSearch"):
+		case strings.HasPrefix(cmd, "java ") && (strings.Contains(cmd, "http.port="+port+" ") || strings.Contains(cmd, "org.opensearch.bootstrap.OpenSearch")):
 			out["opensearch"] += cpuSeconds(pid)
 		case strings.HasPrefix(cmd, "postgres: ") && strings.Contains(cmd, " "+db+" "):
 			out["postgres"] += cpuSeconds(pid)
