@@ -37,6 +37,9 @@ services-down: ## stop the dev services
 test: services ## run every test against the real services (started if needed)
 	@source .dev/env && set -x && $(GO) test $(TEST_FLAGS) ./...
 
+chaos: services ## the chaos test at length: 5 minutes of kills and restarts, then a full diff
+	@source .dev/env && FLUSSO_CHAOS_SECS=$${FLUSSO_CHAOS_SECS:-300} $(GO) test -count=1 -timeout 60m -run 'TestChaos$$' -v ./test/system/ | grep -E 'chaos report|^(--- |ok|FAIL|PASS)'
+
 test-short: ## run the tests that need no services (go test -short)
 	$(GO) test -short -count=1 ./...
 
