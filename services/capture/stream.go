@@ -204,14 +204,14 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 					cur = nil
 					c.commits.Add(1)
 				case *pglogrepl.InsertMessage:
-					err = c.publishRow(ctx, cur, relations, m.RelationID, flussopb.ChangeOp_INSERT, nil, m.Tuple, final, &seq)
+					err = c.publishRow(ctx, cur, relations, m.RelationID, flussopb.ChangeOp_INSERT, 0, nil, m.Tuple, final, &seq)
 				case *pglogrepl.UpdateMessage:
-					err = c.publishRow(ctx, cur, relations, m.RelationID, flussopb.ChangeOp_UPDATE, m.OldTuple, m.NewTuple, final, &seq)
+					err = c.publishRow(ctx, cur, relations, m.RelationID, flussopb.ChangeOp_UPDATE, m.OldTupleType, m.OldTuple, m.NewTuple, final, &seq)
 				case *pglogrepl.DeleteMessage:
-					err = c.publishRow(ctx, cur, relations, m.RelationID, flussopb.ChangeOp_DELETE, m.OldTuple, nil, final, &seq)
+					err = c.publishRow(ctx, cur, relations, m.RelationID, flussopb.ChangeOp_DELETE, m.OldTupleType, m.OldTuple, nil, final, &seq)
 				case *pglogrepl.TruncateMessage:
 					for _, id := range m.RelationIDs {
-						if err = c.publishRow(ctx, cur, relations, id, flussopb.ChangeOp_TRUNCATE, nil, nil, final, &seq); err != nil {
+						if err = c.publishRow(ctx, cur, relations, id, flussopb.ChangeOp_TRUNCATE, 0, nil, nil, final, &seq); err != nil {
 							break
 						}
 					}
@@ -226,9 +226,10 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 }
 
 // publishRow publishes one row change of an open transaction, if an index
-// reads its table.
+// reads its table. oldType is how pgoutput tagged the old image: 'K' for
+// the replica identity key only, 'O' for the whole row.
 func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[uint32]*pglogrepl.RelationMessage,
-	relID uint32, op flussopb.ChangeOp, old, new *pglogrepl.TupleData, final pglogrepl.LSN, seq *uint32) error {
+	relID uint32, op flussopb.ChangeOp, oldType uint8, old, new *pglogrepl.TupleData, final pglogrepl.LSN, seq *uint32) error {
 	if cur == nil {
 		return fmt.Errorf("row change outside a transaction")
 	}
@@ -245,8 +246,8 @@ func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[ui
 		Schema:    rel.Namespace,
 		Table:     rel.RelationName,
 		Op:        op,
-		Old:       row(rel, old),
-		New:       row(rel, new),
+		Old:       row(rel, old, oldType == 'K'),
+		New:       row(rel, new, false),
 	}
 	data, err := proto.Marshal(ch)
 	if err != nil {
@@ -300,7 +301,11 @@ func (c *Capture) resolve(ctx context.Context, acks <-chan *openTxn, t *tracker)
 	}
 }
 
-func row(rel *pglogrepl.RelationMessage, tuple *pglogrepl.TupleData) *flussopb.Row {
+// row converts a tuple. A key-only image carries the other columns as
+// NULLs that stand for "not sent": they are left out, so that a consumer
+// never mistakes them for the row's values (a NULL foreign key would lead a
+// child's delete to no parent at all).
+func row(rel *pglogrepl.RelationMessage, tuple *pglogrepl.TupleData, keyOnly bool) *flussopb.Row {
 	if tuple == nil {
 		return nil
 	}
@@ -308,6 +313,9 @@ func row(rel *pglogrepl.RelationMessage, tuple *pglogrepl.TupleData) *flussopb.R
 	for i, col := range tuple.Columns {
 		if i >= len(rel.Columns) {
 			break
+		}
+		if keyOnly && rel.Columns[i].Flags&1 == 0 {
+			continue
 		}
 		d := &flussopb.Datum{}
 		switch col.DataType {

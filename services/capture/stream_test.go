@@ -1,0 +1,239 @@
+package capture_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/flusso/flusso/internal/testenv"
+	"github.com/flusso/flusso/proto/flussopb"
+)
+
+// null stands for SQL NULL in expected row images.
+const null = "<null>"
+
+// wantChange is what one message of the changes stream must say.
+type wantChange struct {
+	table string // schema.table
+	op    flussopb.ChangeOp
+	new   map[string]string // the whole new image; nil: none
+	old   map[string]string // the whole old image; nil: none
+}
+
+func TestChangesArriveWithKeysAndOldRows(t *testing.T) {
+	r := newRig(t, `
+		CREATE TABLE users (id int PRIMARY KEY, email text);
+		CREATE TABLE orders (id int PRIMARY KEY, user_id int, status text);
+		CREATE TABLE audit (id int PRIMARY KEY, note text);
+		CREATE SCHEMA other;
+		CREATE TABLE other.users (id int PRIMARY KEY, email text);
+		-- Publishes more than the index reads: the capture must filter.
+		CREATE PUBLICATION flusso FOR ALL TABLES;`, "")
+	r.start(r.config(map[string]string{"users": usersSchema}))
+	r.waitStreaming()
+
+	// The capture gave the related table the identity its deletes need.
+	var ident string
+	if err := r.db.QueryRow(context.Background(), `SELECT relreplident::text FROM pg_class WHERE oid = 'public.orders'::regclass`).Scan(&ident); err != nil || ident != "f" {
+		t.Fatalf("orders has replica identity %q (%v), want f (FULL)", ident, err)
+	}
+
+	sql := func(s string) func(*rig) { return func(r *rig) { r.exec(s) } }
+	tests := []struct {
+		name string
+		run  func(*rig)
+		want []wantChange
+	}{{
+		name: "root insert",
+		run:  sql(`INSERT INTO users VALUES (1, 'ada@x.io')`),
+		want: []wantChange{{table: "public.users", op: flussopb.ChangeOp_INSERT, new: map[string]string{"id": "1", "email": "ada@x.io"}}},
+	}, {
+		name: "root update keeping the key has no old image",
+		run:  sql(`UPDATE users SET email = 'ada@y.io' WHERE id = 1`),
+		want: []wantChange{{table: "public.users", op: flussopb.ChangeOp_UPDATE, new: map[string]string{"id": "1", "email": "ada@y.io"}}},
+	}, {
+		name: "root update of the key sends the old key only",
+		run:  sql(`UPDATE users SET id = 2 WHERE id = 1`),
+		want: []wantChange{{table: "public.users", op: flussopb.ChangeOp_UPDATE,
+			new: map[string]string{"id": "2", "email": "ada@y.io"}, old: map[string]string{"id": "1"}}},
+	}, {
+		name: "null values",
+		run:  sql(`INSERT INTO users VALUES (3, NULL)`),
+		want: []wantChange{{table: "public.users", op: flussopb.ChangeOp_INSERT, new: map[string]string{"id": "3", "email": null}}},
+	}, {
+		name: "related insert",
+		run:  sql(`INSERT INTO orders VALUES (10, 2, 'new')`),
+		want: []wantChange{{table: "public.orders", op: flussopb.ChangeOp_INSERT, new: map[string]string{"id": "10", "user_id": "2", "status": "new"}}},
+	}, {
+		name: "related update carries the full old row",
+		run:  sql(`UPDATE orders SET user_id = 3, status = 'paid' WHERE id = 10`),
+		want: []wantChange{{table: "public.orders", op: flussopb.ChangeOp_UPDATE,
+			new: map[string]string{"id": "10", "user_id": "3", "status": "paid"},
+			old: map[string]string{"id": "10", "user_id": "2", "status": "new"}}},
+	}, {
+		name: "related delete carries the full old row",
+		run:  sql(`DELETE FROM orders WHERE id = 10`),
+		want: []wantChange{{table: "public.orders", op: flussopb.ChangeOp_DELETE, old: map[string]string{"id": "10", "user_id": "3", "status": "paid"}}},
+	}, {
+		name: "root delete carries the key only",
+		run:  sql(`DELETE FROM users WHERE id = 2`),
+		want: []wantChange{{table: "public.users", op: flussopb.ChangeOp_DELETE, old: map[string]string{"id": "2"}}},
+	}, {
+		name: "a transaction over both tables, in statement order",
+		run: sql(`BEGIN;
+			INSERT INTO users VALUES (4, 'dee@x.io');
+			INSERT INTO orders VALUES (11, 4, 'new');
+			UPDATE orders SET status = 'paid' WHERE id = 11;
+			DELETE FROM orders WHERE id = 11;
+			COMMIT`),
+		want: []wantChange{
+			{table: "public.users", op: flussopb.ChangeOp_INSERT, new: map[string]string{"id": "4", "email": "dee@x.io"}},
+			{table: "public.orders", op: flussopb.ChangeOp_INSERT, new: map[string]string{"id": "11", "user_id": "4", "status": "new"}},
+			{table: "public.orders", op: flussopb.ChangeOp_UPDATE, new: map[string]string{"id": "11", "user_id": "4", "status": "paid"},
+				old: map[string]string{"id": "11", "user_id": "4", "status": "new"}},
+			{table: "public.orders", op: flussopb.ChangeOp_DELETE, old: map[string]string{"id": "11", "user_id": "4", "status": "paid"}},
+		},
+	}, {
+		// Nothing arrives; the next case reads exactly its own change.
+		name: "a transaction on tables no index reads publishes nothing",
+		run:  sql(`INSERT INTO audit VALUES (1, 'x'); INSERT INTO other.users VALUES (1, 'decoy')`),
+	}, {
+		name: "same-named table of another schema is left out",
+		run: sql(`BEGIN;
+			INSERT INTO other.users VALUES (5, 'decoy');
+			INSERT INTO audit VALUES (2, 'y');
+			INSERT INTO users VALUES (5, 'eve@x.io');
+			COMMIT`),
+		want: []wantChange{{table: "public.users", op: flussopb.ChangeOp_INSERT, new: map[string]string{"id": "5", "email": "eve@x.io"}}},
+	}, {
+		name: "interleaved transactions arrive whole, in commit order",
+		run: func(r *rig) {
+			ctx := context.Background()
+			other := testenv.Conn(t, r.dbURL)
+			a, err := r.db.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := other.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, step := range []struct {
+				tx  pgx.Tx
+				sql string
+			}{
+				{a, `INSERT INTO users VALUES (30, 'a1')`},
+				{b, `INSERT INTO users VALUES (40, 'b1')`},
+				{a, `INSERT INTO users VALUES (31, 'a2')`},
+				{b, `INSERT INTO users VALUES (41, 'b2')`},
+			} {
+				if _, err := step.tx.Exec(ctx, step.sql); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := b.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+		},
+		want: []wantChange{
+			{table: "public.users", op: flussopb.ChangeOp_INSERT, new: map[string]string{"id": "40", "email": "b1"}},
+			{table: "public.users", op: flussopb.ChangeOp_INSERT, new: map[string]string{"id": "41", "email": "b2"}},
+			{table: "public.users", op: flussopb.ChangeOp_INSERT, new: map[string]string{"id": "30", "email": "a1"}},
+			{table: "public.users", op: flussopb.ChangeOp_INSERT, new: map[string]string{"id": "31", "email": "a2"}},
+		},
+	}, {
+		name: "related truncate",
+		run:  sql(`TRUNCATE orders`),
+		want: []wantChange{{table: "public.orders", op: flussopb.ChangeOp_TRUNCATE}},
+	}, {
+		name: "root truncate",
+		run:  sql(`TRUNCATE users`),
+		want: []wantChange{{table: "public.users", op: flussopb.ChangeOp_TRUNCATE}},
+	}, {
+		name: "truncate of several tables, unread ones left out",
+		run:  sql(`TRUNCATE audit, users, orders`),
+		want: []wantChange{
+			{table: "public.users", op: flussopb.ChangeOp_TRUNCATE},
+			{table: "public.orders", op: flussopb.ChangeOp_TRUNCATE},
+		},
+	}, {
+		name: "sentinel: nothing else was published",
+		run:  sql(`INSERT INTO users VALUES (99, 'last')`),
+		want: []wantChange{{table: "public.users", op: flussopb.ChangeOp_INSERT, new: map[string]string{"id": "99", "email": "last"}}},
+	}}
+
+	var all []change
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.run(r)
+			got := r.read(len(tt.want), true)
+			for i, w := range tt.want {
+				g := got[i]
+				if name := g.Schema + "." + g.Table; name != w.table || g.Op != w.op {
+					t.Errorf("change %d is %s on %s, want %s on %s", i, g.Op, name, w.op, w.table)
+				}
+				if img := image(g.New); !maps.Equal(img, w.new) {
+					t.Errorf("change %d new image %v, want %v", i, img, w.new)
+				}
+				if img := image(g.Old); !maps.Equal(img, w.old) {
+					t.Errorf("change %d old image %v, want %v", i, img, w.old)
+				}
+			}
+			all = append(all, got...)
+		})
+	}
+	checkTransactions(t, all)
+}
+
+// checkTransactions checks that each transaction's messages are contiguous
+// on the stream, numbered from 0, in commit order, and carry the
+// deduplication id derived from the commit LSN and the number.
+func checkTransactions(t *testing.T, changes []change) {
+	t.Helper()
+	var lsn uint64
+	var next uint32
+	for i, c := range changes {
+		if i > 0 && c.seq != changes[i-1].seq+1 {
+			t.Errorf("stream sequence %d follows %d: a gap", c.seq, changes[i-1].seq)
+		}
+		switch {
+		case c.CommitLsn == lsn:
+			next++
+		case c.CommitLsn > lsn:
+			lsn, next = c.CommitLsn, 0
+		default:
+			t.Errorf("change at stream sequence %d has commit LSN %X after %X: transactions out of commit order or split", c.seq, c.CommitLsn, lsn)
+		}
+		if c.Seq != next {
+			t.Errorf("change at stream sequence %d is number %d of its transaction, want %d", c.seq, c.Seq, next)
+		}
+		if want := fmt.Sprintf("%X-%d", c.CommitLsn, c.Seq); c.msgID != want {
+			t.Errorf("change at stream sequence %d has message id %q, want %q", c.seq, c.msgID, want)
+		}
+	}
+}
+
+// image renders a row image as text values, null for SQL NULL.
+func image(r *flussopb.Row) map[string]string {
+	if r == nil {
+		return nil
+	}
+	out := map[string]string{}
+	for k, d := range r.Columns {
+		switch {
+		case d.Null:
+			out[k] = null
+		case d.Unchanged:
+			out[k] = "<unchanged>"
+		default:
+			out[k] = d.Text
+		}
+	}
+	return out
+}
