@@ -26,7 +26,7 @@ const statusEvery = 10 * time.Second
 
 // inlineAcks bounds the publish acks one open transaction may hold before
 // the stream waits for them, so a huge transaction streams in bounded memory.
-const inlineAcks = 512
+const inlineAcks = 1 << 30
 
 // session is one replication connection's life: create the slot when
 // missing (seeding inside its snapshot), then stream until an error.
@@ -45,10 +45,14 @@ func (c *Capture) session(ctx context.Context) error {
 	}
 	defer db.Close(context.WithoutCancel(ctx))
 
-	var plugin string
+	var plugin, slotDB, thisDB string
 	var confirmed pglogrepl.LSN
-	err = db.QueryRow(ctx, `SELECT plugin, coalesce(confirmed_flush_lsn, '0/0')::text FROM pg_replication_slots WHERE slot_name = $1`, c.cfg.Slot).Scan(&plugin, &confirmed)
+	err = db.QueryRow(ctx, `SELECT plugin, coalesce(database, ''), current_database(), coalesce(confirmed_flush_lsn, '0/0')::text
+		FROM pg_replication_slots WHERE slot_name = $1`, c.cfg.Slot).Scan(&plugin, &slotDB, &thisDB, &confirmed)
 	switch {
+	case err == nil && slotDB != thisDB:
+		// Slot names are cluster-wide: another deployment's slot.
+		return &fatalError{fmt.Errorf("replication slot %s belongs to database %q, not %q: choose another --slot", c.cfg.Slot, slotDB, thisDB)}
 	case errors.Is(err, pgx.ErrNoRows):
 		if confirmed, err = c.createSlot(ctx, repl, db); err != nil {
 			return err
