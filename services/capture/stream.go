@@ -26,7 +26,7 @@ const statusEvery = 10 * time.Second
 
 // inlineAcks bounds the publish acks one open transaction may hold before
 // the stream waits for them, so a huge transaction streams in bounded memory.
-const inlineAcks = 1 << 30
+const inlineAcks = 512
 
 // session is one replication connection's life: create the slot when
 // missing (seeding inside its snapshot), then stream until an error.
