@@ -101,7 +101,7 @@ func (e *e2e) start(cfg *config.Config, data string) (stop func()) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Options{
-			Config: cfg, Slot: "flusso", Publication: "flusso", ManagePublication: true,
+			Config: cfg, Slot: "flusso_" + strings.TrimSuffix(e.prefix, "_"), Publication: "flusso", ManagePublication: true,
 			QueueCapacity: 1000, LagPoll: time.Second, IndexPrefix: e.prefix,
 			DataDir: data, Version: "test", PublicAddress: "127.0.0.1:0", PrivateAddress: "127.0.0.1:0",
 		})

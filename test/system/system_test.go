@@ -69,15 +69,19 @@ func (d *deployment) writeConfig(schemas map[string]string, onError string) {
 // proc prepares a flusso process of this deployment on the external broker.
 func (d *deployment) proc(name string, args ...string) *harness.Proc {
 	d.t.Helper()
-	args = append([]string{"--config", "flusso.toml", "--nats-url", d.nats.URL, "--lock", name + ".lock"}, args...)
+	args = append([]string{"--config", "flusso.toml", "--nats-url", d.nats.URL, "--lock", name + ".lock", "--slot", d.slot()}, args...)
 	return harness.NewProc(d.t, name, d.dir, args...)
 }
+
+// slot is the deployment's replication slot: slot names are cluster-wide
+// and tests share the cluster.
+func (d *deployment) slot() string { return "flusso_" + strings.TrimSuffix(d.prefix, "_") }
 
 // confirmed reads the slot's confirmed position.
 func (d *deployment) confirmed() uint64 {
 	d.t.Helper()
 	var lsn *string
-	err := d.db.QueryRow(context.Background(), `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'flusso'`).Scan(&lsn)
+	err := d.db.QueryRow(context.Background(), `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, d.slot()).Scan(&lsn)
 	if err != nil || lsn == nil {
 		return 0
 	}
