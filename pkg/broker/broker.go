@@ -265,3 +265,12 @@ func KeepAlive(msgs []jetstream.Msg) (stop func()) {
 	}()
 	return func() { close(done) }
 }
+
+// Headers lists the headers of msgs, in order (for tracing a batch).
+func Headers(msgs []jetstream.Msg) []map[string][]string {
+	out := make([]map[string][]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.Headers()
+	}
+	return out
+}

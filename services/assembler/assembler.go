@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flusso/flusso/internal/telemetry"
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
 	"github.com/flusso/flusso/pkg/sqlbuild"
@@ -226,6 +227,8 @@ type plan struct {
 
 // process builds and publishes everything a batch of changes implies.
 func (a *Assembler) process(ctx context.Context, msgs []jetstream.Msg) error {
+	ctx, span := telemetry.StartBatch(ctx, "assembler.build", broker.Headers(msgs))
+	defer span.End()
 	var version uint64
 	var live []sqlbuild.Change
 	backfills := map[string]map[string][]string{} // index → sinks key → keys
@@ -287,7 +290,7 @@ func (a *Assembler) process(ctx context.Context, msgs []jetstream.Msg) error {
 func (a *Assembler) emit(ctx context.Context, ix Index, p plan, version uint64) ([]jetstream.PubAckFuture, error) {
 	var pubs []jetstream.PubAckFuture
 	if p.purge {
-		f, err := a.publish(&flussopb.Document{Index: ix.Name, Op: flussopb.DocOp_PURGE, Version: version})
+		f, err := a.publish(ctx, &flussopb.Document{Index: ix.Name, Op: flussopb.DocOp_PURGE, Version: version})
 		if err != nil {
 			return nil, err
 		}
@@ -369,7 +372,7 @@ func (a *Assembler) build(ctx context.Context, ix Index, keys []string, sinks []
 			} else {
 				doc.Op, doc.Body = flussopb.DocOp_UPSERT, d.Body
 			}
-			f, err := a.publish(doc)
+			f, err := a.publish(ctx, doc)
 			if err != nil {
 				if errors.Is(err, nats.ErrMaxPayload) {
 					if err := a.reject(ix, d.ID, fmt.Errorf("document is larger than the %d-byte message limit", broker.MaxPayload)); err != nil {
@@ -402,7 +405,7 @@ func (a *Assembler) reject(ix Index, id string, cause error) error {
 	return nil
 }
 
-func (a *Assembler) publish(doc *flussopb.Document) (jetstream.PubAckFuture, error) {
+func (a *Assembler) publish(ctx context.Context, doc *flussopb.Document) (jetstream.PubAckFuture, error) {
 	data, err := proto.Marshal(doc)
 	if err != nil {
 		return nil, fmt.Errorf("encoding document: %w", err)
@@ -410,7 +413,9 @@ func (a *Assembler) publish(doc *flussopb.Document) (jetstream.PubAckFuture, err
 	if len(data) > broker.MaxPayload-1024 {
 		return nil, nats.ErrMaxPayload
 	}
-	f, err := a.cfg.Broker.JS.PublishMsgAsync(&nats.Msg{Subject: broker.DocsSubject(doc.Index), Data: data})
+	msg := &nats.Msg{Subject: broker.DocsSubject(doc.Index), Data: data, Header: nats.Header{}}
+	telemetry.Inject(ctx, msg.Header)
+	f, err := a.cfg.Broker.JS.PublishMsgAsync(msg)
 	if err != nil {
 		return nil, fmt.Errorf("publishing document %s of %s: %w", doc.Id, doc.Index, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -13,8 +14,11 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flusso/flusso/internal/telemetry"
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/proto/flussopb"
@@ -45,20 +49,22 @@ func (c *Capture) session(ctx context.Context) error {
 	}
 	defer db.Close(context.WithoutCancel(ctx))
 
-	var plugin, slotDB, thisDB string
+	var kind, plugin, slotDB, thisDB string
 	var confirmed pglogrepl.LSN
-	err = db.QueryRow(ctx, `SELECT plugin, coalesce(database, ''), current_database(), coalesce(confirmed_flush_lsn, '0/0')::text
-		FROM pg_replication_slots WHERE slot_name = $1`, c.cfg.Slot).Scan(&plugin, &slotDB, &thisDB, &confirmed)
+	err = db.QueryRow(ctx, `SELECT slot_type, coalesce(plugin, ''), coalesce(database, ''), current_database(), coalesce(confirmed_flush_lsn, '0/0')::text
+		FROM pg_replication_slots WHERE slot_name = $1`, c.cfg.Slot).Scan(&kind, &plugin, &slotDB, &thisDB, &confirmed)
 	switch {
-	case err == nil && slotDB != thisDB:
-		// Slot names are cluster-wide: another deployment's slot.
-		return &fatalError{fmt.Errorf("replication slot %s belongs to database %q, not %q: choose another --slot", c.cfg.Slot, slotDB, thisDB)}
 	case errors.Is(err, pgx.ErrNoRows):
 		if confirmed, err = c.createSlot(ctx, repl, db); err != nil {
 			return err
 		}
 	case err != nil:
 		return fmt.Errorf("reading replication slot %s: %w", c.cfg.Slot, err)
+	case kind != "logical":
+		return &fatalError{fmt.Errorf("replication slot %s is a %s slot, not a logical one: choose another --slot", c.cfg.Slot, kind)}
+	case slotDB != thisDB:
+		// Slot names are cluster-wide: another deployment's slot.
+		return &fatalError{fmt.Errorf("replication slot %s belongs to database %q, not %q: choose another --slot", c.cfg.Slot, slotDB, thisDB)}
 	case plugin != "pgoutput":
 		return &fatalError{fmt.Errorf("replication slot %s uses plugin %s, not pgoutput: drop it or choose another --slot", c.cfg.Slot, plugin)}
 	}
@@ -78,16 +84,24 @@ func (c *Capture) session(ctx context.Context) error {
 	c.streaming.Store(true)
 	defer c.streaming.Store(false)
 
+	// The helpers end before the connections close (deferred above): the
+	// lag poll shares db, and a backfill of this session must not overlap
+	// one of the next.
+	var helpers sync.WaitGroup
+	defer func() {
+		cancel(nil)
+		helpers.Wait()
+	}()
 	t := newTracker(confirmed)
 	acks := make(chan *openTxn, 256)
-	go func() { cancel(c.resolve(ctx, acks, t)) }()
-	go func() { cancel(c.watermark(ctx, t)) }()
-	go func() {
+	helpers.Go(func() { cancel(c.resolve(ctx, acks, t)) })
+	helpers.Go(func() { cancel(c.watermark(ctx, t)) })
+	helpers.Go(func() {
 		if err := c.runJobs(ctx, nil, 0); err != nil && ctx.Err() == nil {
 			cancel(err)
 		}
-	}()
-	go c.pollLag(ctx, db)
+	})
+	helpers.Go(func() { c.pollLag(ctx, db) })
 
 	err = c.stream(ctx, repl, t, acks)
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
@@ -259,6 +273,13 @@ func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[ui
 	}
 	msg := &nats.Msg{Subject: broker.ChangesSubject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%X-%d", uint64(final), *seq))
+	// Each change starts a trace; the assembler and writer continue it.
+	_, span := telemetry.Tracer().Start(ctx, "capture.change", trace.WithAttributes(
+		attribute.String("db.table", rel.Namespace+"."+rel.RelationName),
+		attribute.String("flusso.op", op.String()),
+		attribute.String("flusso.commit_lsn", final.String())))
+	telemetry.Inject(trace.ContextWithSpan(ctx, span), msg.Header)
+	span.End()
 	f, err := c.cfg.Broker.JS.PublishMsgAsync(msg)
 	if err != nil {
 		return fmt.Errorf("publishing change of %s.%s: %w", rel.Namespace, rel.RelationName, err)
