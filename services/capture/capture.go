@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -57,6 +58,9 @@ type Config struct {
 	Log               *slog.Logger
 	// BatchKeys is how many root keys one backfill message carries.
 	BatchKeys int
+	// Progress is where backfills draw a progress bar; nil draws on stderr
+	// when it is a terminal (io.Discard: nowhere).
+	Progress io.Writer
 }
 
 // Capture is the capture stage.
@@ -84,6 +88,9 @@ func New(cfg Config) (*Capture, error) {
 	}
 	if cfg.LagPoll <= 0 {
 		cfg.LagPoll = 10 * time.Second
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = terminal()
 	}
 	c := &Capture{cfg: cfg, log: cfg.Log.With("stage", "capture"), tables: map[schema.TableRef]bool{}}
 	for _, ix := range cfg.Indexes {
@@ -154,8 +161,17 @@ func (c *Capture) Run(ctx context.Context) error {
 
 // lead is the capture's work while it holds the lease.
 func (c *Capture) lead(ctx context.Context) error {
-	if err := c.preflight(ctx); err != nil {
-		return err
+	for {
+		published, err := c.preflight(ctx)
+		if err != nil {
+			return err
+		}
+		if published {
+			break
+		}
+		if !c.awaitPublication(ctx) {
+			return nil
+		}
 	}
 	if !c.cfg.SkipBackfill {
 		if err := c.planSeeds(ctx); err != nil {
@@ -191,54 +207,55 @@ type fatalError struct{ err error }
 
 func (e *fatalError) Error() string { return e.err.Error() }
 
-// preflight checks the server and manages the publication.
-func (c *Capture) preflight(ctx context.Context) error {
+// preflight checks the server and manages the publication. It reports
+// whether the publication exists: until it does, no slot may be created or
+// followed (see awaitPublication).
+func (c *Capture) preflight(ctx context.Context) (published bool, err error) {
 	conn, err := pgx.Connect(ctx, c.cfg.DatabaseURL)
 	if err != nil {
-		return explainConnect(c.cfg.DatabaseURL, err)
+		return false, explainConnect(c.cfg.DatabaseURL, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var level string
 	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
-		return fmt.Errorf("reading wal_level: %w", err)
+		return false, fmt.Errorf("reading wal_level: %w", err)
 	}
 	if level != "logical" {
-		return fmt.Errorf("postgres has wal_level = %s; flusso needs logical replication: set wal_level = logical in postgresql.conf and restart Postgres", level)
+		return false, fmt.Errorf("postgres has wal_level = %s; flusso needs logical replication: set wal_level = logical in postgresql.conf and restart Postgres", level)
 	}
+	var user string
 	var canReplicate bool
-	if err := conn.QueryRow(ctx, "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&canReplicate); err != nil {
-		return fmt.Errorf("reading the role's attributes: %w", err)
+	if err := conn.QueryRow(ctx, "SELECT rolname, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&user, &canReplicate); err != nil {
+		return false, fmt.Errorf("reading the role's attributes: %w", err)
 	}
 	if !canReplicate {
-		var user string
-		_ = conn.QueryRow(ctx, "SELECT current_user").Scan(&user)
-		return fmt.Errorf("role %q lacks the REPLICATION attribute needed to follow a replication slot: run ALTER ROLE %s REPLICATION as a superuser", user, schema.QuoteIdent(user))
+		return false, fmt.Errorf("role %q lacks the REPLICATION attribute needed to follow a replication slot: run ALTER ROLE %s REPLICATION as a superuser", user, schema.QuoteIdent(user))
 	}
 	schemas := make([]*schema.Index, len(c.cfg.Indexes))
 	for i, ix := range c.cfg.Indexes {
 		schemas[i] = ix.Schema
 		if err := ix.Keys.Prepare(ctx, conn); err != nil {
-			return fmt.Errorf("index %s: %w", ix.Name, err)
+			return false, fmt.Errorf("index %s: %w", ix.Name, err)
 		}
 	}
 	plan, err := publication.Check(ctx, conn, c.cfg.Publication, publication.NeedOf(schemas))
 	if err != nil {
-		return err
+		return false, err
 	}
 	if len(plan.MissingRows) > 0 {
 		names := make([]string, len(plan.MissingRows))
 		for i, t := range plan.MissingRows {
 			names[i] = t.String()
 		}
-		return fmt.Errorf("the schemas read tables that do not exist: %s", strings.Join(names, ", "))
+		return false, fmt.Errorf("the schemas read tables that do not exist: %s", strings.Join(names, ", "))
 	}
 	if plan.Empty() {
-		return nil
+		return true, nil
 	}
 	if !c.cfg.ManagePublication {
 		c.log.Warn("publication does not cover what the indexes need and manage_publication is off; run this SQL",
 			"sql", strings.Join(plan.Statements(), "; "))
-		return nil
+		return plan.Exists, nil
 	}
 	err = publication.Apply(ctx, conn, plan)
 	var denied *publication.DeniedError
@@ -246,12 +263,56 @@ func (c *Capture) preflight(ctx context.Context) error {
 	case errors.As(err, &denied):
 		c.log.Warn("cannot manage the publication with this role; run this SQL as the table owner, capture goes on",
 			"sql", strings.Join(denied.Statements, "; "), "err", denied.Cause)
+		return plan.Exists, nil
 	case err != nil:
-		return err
-	default:
-		c.log.Info("publication updated", "publication", c.cfg.Publication, "sql", strings.Join(plan.Statements(), "; "))
+		return false, err
 	}
-	return nil
+	c.log.Info("publication updated", "publication", c.cfg.Publication, "sql", strings.Join(plan.Statements(), "; "))
+	return true, nil
+}
+
+// publicationPoll is how often a capture waiting for its publication looks.
+const publicationPoll = 2 * time.Second
+
+// awaitPublication waits until the publication exists, and reports false
+// if ctx ended first. Following a slot without it would be worse than
+// waiting: pgoutput looks the publication up as of each change's position,
+// so the first change decoded from before it existed stops the slot for
+// good ("publication does not exist").
+func (c *Capture) awaitPublication(ctx context.Context) bool {
+	c.log.Warn("waiting for the publication to exist before following the replication slot", "publication", c.cfg.Publication)
+	remind := time.Now().Add(time.Minute)
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(publicationPoll):
+		}
+		exists, err := c.publicationExists(ctx)
+		switch {
+		case err != nil:
+			c.log.Warn("checking for the publication", "publication", c.cfg.Publication, "err", err)
+		case exists:
+			c.log.Info("publication found", "publication", c.cfg.Publication)
+			return true
+		case time.Now().After(remind):
+			remind = time.Now().Add(time.Minute)
+			c.log.Warn("still waiting for the publication; run the SQL logged above as the table owner", "publication", c.cfg.Publication)
+		}
+	}
+}
+
+func (c *Capture) publicationExists(ctx context.Context) (bool, error) {
+	conn, err := pgx.Connect(ctx, c.cfg.DatabaseURL)
+	if err != nil {
+		return false, explainConnect(c.cfg.DatabaseURL, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_publication WHERE pubname = $1)`, c.cfg.Publication).Scan(&exists); err != nil {
+		return false, fmt.Errorf("reading publication %s: %w", c.cfg.Publication, err)
+	}
+	return exists, nil
 }
 
 // planSeeds requests a backfill job for every index some sink lacks,
@@ -305,17 +366,32 @@ func sameTargets(a, b map[string]uint32) bool {
 func explainConnect(dsn string, err error) error {
 	where := redact(dsn)
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "28P01", "28000":
-			return fmt.Errorf("postgres at %s refused the credentials (%s): check the user and password in DATABASE_URL or [source].connection_url", where, pgErr.Message)
-		case "3D000":
-			return fmt.Errorf("postgres at %s: %s: create it or fix the database name", where, pgErr.Message)
-		}
-		return fmt.Errorf("connecting to postgres at %s: %w", where, err)
+	isPg := errors.As(err, &pgErr)
+	switch {
+	case isPg && (pgErr.Code == "28P01" || pgErr.Code == "28000"):
+		err = fmt.Errorf("postgres at %s refused the credentials (%s): check the user and password in DATABASE_URL or [source].connection_url", where, pgErr.Message)
+	case isPg && pgErr.Code == "3D000":
+		err = fmt.Errorf("postgres at %s: %s: create it or fix the database name", where, pgErr.Message)
+	case isPg:
+		err = fmt.Errorf("connecting to postgres at %s: %w", where, err)
+	default:
+		err = fmt.Errorf("cannot reach postgres at %s (%w): check that it runs and the host and port", where, err)
 	}
-	return fmt.Errorf("cannot reach postgres at %s (%v): check that it runs and the host and port", where, err)
+	// pgx puts each address it tried on a line of its own (localhost is two).
+	if msg := err.Error(); strings.ContainsAny(msg, "\n\t") {
+		return &oneLine{msg: strings.Join(strings.Fields(msg), " "), err: err}
+	}
+	return err
 }
+
+// oneLine is an error whose message was flattened onto one line.
+type oneLine struct {
+	msg string
+	err error
+}
+
+func (e *oneLine) Error() string { return e.msg }
+func (e *oneLine) Unwrap() error { return e.err }
 
 // redact drops the password from a connection URL for messages.
 func redact(dsn string) string {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,6 +58,8 @@ type rig struct {
 	slot  string
 	logs  *logBuffer
 	cap   *capture.Capture
+	// exited is set once the capture's Run returned.
+	exited atomic.Bool
 }
 
 // newRig creates a database with ddl and a broker set up for one sink.
@@ -134,7 +137,11 @@ func (r *rig) start(cfg capture.Config) *capture.Capture {
 	r.cap = c
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	go func() {
+		err := c.Run(ctx)
+		r.exited.Store(true)
+		done <- err
+	}()
 	r.t.Cleanup(func() {
 		cancel()
 		select {

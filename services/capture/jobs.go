@@ -96,7 +96,9 @@ func (c *Capture) runJob(ctx context.Context, tx pgx.Tx, j *backfill.Job, versio
 	}
 	log := c.log.With("index", j.Index, "sinks", j.Sinks())
 	log.Info("backfill started", "rows_done", j.Rows, "rows_total", j.Total, "resumed", j.Started)
-	start, lastLog, startRows := time.Now(), time.Now(), j.Rows
+	start := time.Now()
+	prog := newProgress(log, c.cfg.Progress, j.Index, j.Rows)
+	defer prog.finish()
 	for {
 		keys, err := ix.Keys.Keys(ctx, tx, j.After, !j.Started, c.cfg.BatchKeys)
 		if err != nil {
@@ -127,15 +129,7 @@ func (c *Capture) runJob(ctx context.Context, tx pgx.Tx, j *backfill.Job, versio
 		if err := c.jobs.Save(ctx, j); err != nil {
 			return err
 		}
-		if time.Since(lastLog) > 5*time.Second {
-			lastLog = time.Now()
-			rate := float64(j.Rows-startRows) / time.Since(start).Seconds()
-			eta := "unknown"
-			if rate > 0 && j.Total > j.Rows {
-				eta = (time.Duration(float64(j.Total-j.Rows)/rate) * time.Second).String()
-			}
-			log.Info("backfill progress", "rows_done", j.Rows, "rows_total", j.Total, "rows_per_sec", int(rate), "eta", eta)
-		}
+		prog.update(j.Rows, j.Total)
 	}
 	j.Phase = backfill.Published
 	if err := c.jobs.Save(ctx, j); err != nil {
