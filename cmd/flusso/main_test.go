@@ -317,6 +317,7 @@ func TestRunOptions(t *testing.T) {
 		DataDir:           ".flusso",          // default
 		Roles:             []run.Role{"assembler", "writer"},
 		Sinks:             []string{"primary"},
+		Version:           buildVersion(), // stamped on stdout envelopes
 	}
 	if got.Config == nil || len(got.Config.Indexes) != 1 {
 		t.Fatalf("config = %+v", got.Config)
