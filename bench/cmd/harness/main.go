@@ -46,6 +46,8 @@ type harness struct {
 	scaleRate   int
 	// scaleBackfill seeds a fresh index in every distributed run.
 	scaleBackfill bool
+	// writers is the writer processes of a distributed run.
+	writers int
 	// ceilingConc are the bulk concurrencies of the ceiling runs;
 	// overwriteCeiling adds an overwrite pass to each.
 	ceilingConc      []int
@@ -92,6 +94,7 @@ func main() {
 	flag.StringVar(&scale, "scale", "1,2,3", "assembler process counts of the distributed runs (empty: skip)")
 	flag.StringVar(&ceilConc, "ceiling-concurrency", "1,2", "bulk requests in flight of the ceiling runs")
 	flag.BoolVar(&h.overwriteCeiling, "overwrite-ceiling", true, "also measure the ceiling of overwriting every document (live updates)")
+	flag.IntVar(&h.writers, "writers", 1, "writer processes of each distributed run")
 	flag.BoolVar(&h.scaleBackfill, "scale-backfill", false, "seed a fresh index in every distributed run too (slow)")
 	flag.IntVar(&h.scaleRate, "scale-rate", 2000, "live rate of each distributed run (0: backfill only)")
 	flag.IntVar(&liveSecs, "live-secs", 30, "seconds of each live phase")
@@ -592,6 +595,7 @@ func (h *harness) logLive(lr *liveResult) {
 // scaleRes is one distributed run.
 type scaleRes struct {
 	Assemblers int          `json:"assemblers"`
+	Writers    int          `json:"writers"`
 	Backfill   *backfillRes `json:"backfill,omitempty"`
 	// AssemblerCPUPer1kDocs is the CPU the assembler processes spent per
 	// 1,000 documents, summed over them: flat when coordination is cheap.
@@ -599,7 +603,10 @@ type scaleRes struct {
 	Live                  *liveResult `json:"live,omitempty"`
 	// AssemblerCPUPer1kChanges is the same for the live phase.
 	AssemblerCPUPer1kChanges float64 `json:"assembler_cpu_seconds_per_1k_changes,omitempty"`
-	NATSVersion              string  `json:"nats_version"`
+	// Backlog is the work waiting at each stage, once a second, over the
+	// whole run.
+	Backlog     []backlogPoint `json:"backlog"`
+	NATSVersion string         `json:"nats_version"`
 }
 
 // flussoDistributed runs flusso as separate processes around an external
@@ -622,9 +629,9 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 	if err != nil {
 		return nil, err
 	}
-	res := &scaleRes{Assemblers: k, NATSVersion: natsVersion(h.natsBin)}
+	res := &scaleRes{Assemblers: k, Writers: h.writers, NATSVersion: natsVersion(h.natsBin)}
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", h.natsPort)
-	h.logf("flusso distributed: capture+writer and %d assembler process(es) on %s", k, natsURL)
+	h.logf("flusso distributed: capture+writer, %d more writer(s) and %d assembler process(es) on %s", h.writers-1, k, natsURL)
 	svc := services(h.flussoDB)
 	start := time.Now()
 	ns, err := startProc("nats-server", "broker", filepath.Join(dir, "nats.log"), nil,
@@ -643,6 +650,12 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 	if err := waitPort(ctx, h.natsPort, 10*time.Second); err != nil {
 		return nil, err
 	}
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	backlog := sampleBacklog(sampleCtx, natsURL, start)
+	defer func() {
+		stopSampling()
+		res.Backlog = <-backlog
+	}()
 	// Assemblers first: the capture starts publishing as soon as it runs.
 	port := 19500
 	var assemblers group
@@ -654,6 +667,18 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 		port += 2
 		procs = append(procs, a)
 		assemblers = append(assemblers, a)
+	}
+	// Writers next, the capture last. One writer shares the capture's
+	// process; more are processes of their own sharing the sink's consumer,
+	// which is how the distributed mode puts several bulk requests in
+	// flight.
+	for i := 2; i <= h.writers; i++ {
+		w, err := h.flussoProc(fmt.Sprintf("writer-%d", i), dir, cfg, slot, prefix, natsURL, port, "writer")
+		if err != nil {
+			return nil, err
+		}
+		port += 2
+		procs = append(procs, w)
 	}
 	cw, err := h.flussoProc("capture-writer", dir, cfg, slot, prefix, natsURL, port, "capture", "writer")
 	if err != nil {

@@ -241,7 +241,7 @@ func markdown(r *results) string {
 	}
 	for _, s := range r.Scale {
 		if s.Backfill != nil {
-			row(fmt.Sprintf("flusso distributed, %d assembler process(es)", s.Assemblers), s.Backfill)
+			row(fmt.Sprintf("flusso distributed, %d assembler process(es), %d writer(s)", s.Assemblers, s.Writers), s.Backfill)
 		}
 	}
 	if r.PGSync != nil && r.PGSync.Backfill != nil {
@@ -281,7 +281,7 @@ func markdown(r *results) string {
 
 	if len(r.Scale) > 0 {
 		p("### Scale: assembler processes (distributed mode, external nats-server)\n\n")
-		p("| assemblers | backfill docs/s | backfill CPU-s / 1k docs (all; assemblers) | live offered/s | live end-to-end/s | live p50 / p99 ms | live CPU-s / 1k changes (all; assemblers) |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+		p("| assemblers (writers) | backfill docs/s | backfill CPU-s / 1k docs (all; assemblers) | live offered/s | live end-to-end/s | live p50 / p99 ms | live CPU-s / 1k changes (all; assemblers) |\n|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, s := range r.Scale {
 			bf, bcpu, off, e2e, lat, lcpu := "—", "—", "—", "—", "—", "—"
 			if s.Backfill != nil {
@@ -291,7 +291,7 @@ func markdown(r *results) string {
 				off, e2e, lat = fmt.Sprint(l.OfferedRate), f0(l.PipelineRate), f0(l.P50ms)+" / "+f0(l.P99ms)
 				lcpu = f2(l.CPUPer1kChanges) + "; " + f2(s.AssemblerCPUPer1kChanges)
 			}
-			p("| %d | %s | %s | %s | %s | %s | %s |\n", s.Assemblers, bf, bcpu, off, e2e, lat, lcpu)
+			p("| %d (%d) | %s | %s | %s | %s | %s | %s |\n", s.Assemblers, s.Writers, bf, bcpu, off, e2e, lat, lcpu)
 		}
 		p("\n")
 	}
