@@ -763,22 +763,27 @@ func TestOpenSearchRestart(t *testing.T) {
 	// While the node is down: a write with one retry fails, one with
 	// enough retries lands once it is back.
 	var hastyErr, patientErr error
-	done := make(chan struct{})
+	done, restarted := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		// The restart may first wait for other tests to let go of the
+		// node: watch until it is down or the restart is over.
+		for ; ; time.Sleep(20 * time.Millisecond) {
 			if _, err := http.Get(c.base); err != nil {
 				break
 			}
-			if time.Now().After(deadline) {
+			select {
+			case <-restarted:
 				hastyErr, patientErr = nil, fmt.Errorf("OpenSearch did not go down")
 				return
+			default:
 			}
 		}
 		_, hastyErr = hasty.Write(ctxT(t), []sink.Doc{upsert("hasty", 1, `{}`)})
 		_, patientErr = patient.Write(ctxT(t), []sink.Doc{upsert("during", 1, `{"name":"written while down"}`)})
 	}()
 	testenv.RestartService(t, "opensearch", true)
+	close(restarted)
 	<-done
 	if hastyErr == nil {
 		t.Error("a write with max_retries 1 against a stopped OpenSearch succeeded")
