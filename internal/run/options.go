@@ -4,6 +4,10 @@
 package run
 
 import (
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+
 	"time"
 
 	"github.com/flusso/flusso/pkg/config"
@@ -41,6 +45,12 @@ type Options struct {
 	// with its data in DataDir.
 	NATSURL string
 	DataDir string
+	// NATS credentials and TLS for an external server (all optional).
+	NATSCreds string // a .creds file (JWT + nkey)
+	NATSNKey  string // an nkey seed file
+	NATSCA    string // CA certificate file to verify the server
+	NATSCert  string // client certificate file (mutual TLS)
+	NATSKey   string // client key file
 	// Roles to run; empty runs every role. Sinks restricts writers to these
 	// sink names (empty: every sink).
 	Roles []Role
@@ -48,4 +58,29 @@ type Options struct {
 
 	// Version is the build's version, stamped on stdout envelopes.
 	Version string
+}
+
+// natsOptions turns the credential and TLS settings into client options.
+func (o Options) natsOptions() ([]nats.Option, error) {
+	var out []nats.Option
+	if o.NATSCreds != "" {
+		out = append(out, nats.UserCredentials(o.NATSCreds))
+	}
+	if o.NATSNKey != "" {
+		opt, err := nats.NkeyOptionFromSeed(o.NATSNKey)
+		if err != nil {
+			return nil, fmt.Errorf("reading the NATS nkey seed %s: %w", o.NATSNKey, err)
+		}
+		out = append(out, opt)
+	}
+	if o.NATSCA != "" {
+		out = append(out, nats.RootCAs(o.NATSCA))
+	}
+	if (o.NATSCert == "") != (o.NATSKey == "") {
+		return nil, fmt.Errorf("a NATS client certificate needs both --nats-tls-cert and --nats-tls-key")
+	}
+	if o.NATSCert != "" {
+		out = append(out, nats.ClientCert(o.NATSCert, o.NATSKey))
+	}
+	return out, nil
 }

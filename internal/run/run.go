@@ -79,7 +79,11 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 		natsURL = emb.URL()
 		log.Info("embedded NATS JetStream started", "data", dir)
 	}
-	bc, err := broker.Connect(ctx, natsURL, "flusso")
+	natsOpts, err := opts.natsOptions()
+	if err != nil {
+		return err
+	}
+	bc, err := broker.Connect(ctx, natsURL, "flusso", natsOpts...)
 	if err != nil {
 		return err
 	}
