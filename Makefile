@@ -51,8 +51,10 @@ BENCH_FLAGS ?=
 
 bench: services ## quick benchmark (50,000 users): flusso vs the bulk ceiling and PGSync, in one run
 	@bench/pgsync/setup.sh
-	@source .dev/env && $(GO) run ./bench/cmd/harness -users 50000 -live-secs 30 -drain-secs 60 $(BENCH_FLAGS)
+	@source .dev/env && $(GO) run ./bench/cmd/harness -users 50000 -live-secs 20 -drain-secs 60 \
+		-ceiling-concurrency 2 -scale-rate 1000 -pgsync-rates 500,2000 $(BENCH_FLAGS)
 
 bench-full: services ## full benchmark (1,000,000 users; takes hours on 2 cores)
 	@bench/pgsync/setup.sh
-	@source .dev/env && $(GO) run ./bench/cmd/harness -users 1000000 -live-secs 60 -drain-secs 300 $(BENCH_FLAGS)
+	@source .dev/env && $(GO) run ./bench/cmd/harness -users 1000000 -live-secs 60 -drain-secs 300 \
+		-scale-backfill -scale-rate 1000 $(BENCH_FLAGS)
