@@ -150,6 +150,15 @@ type openTxn struct {
 	lastSeq uint64
 }
 
+// stoppingPings is how many reply-requested keepalives within a second,
+// with no data between them, tell that the server is shutting down. A
+// stopping walsender asks again and again for the flush position to reach
+// its last one, and Postgres cannot stop until it does (a healthy one asks
+// at most every wal_sender_timeout/2). The sinks may not hold that much
+// yet, so the capture lets go of the slot instead and resumes from what it
+// confirmed once the server is back.
+const stoppingPings = 50
+
 // stream reads the replication stream until an error or ctx is done.
 func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, acks chan<- *openTxn) error {
 	relations := map[uint32]*pglogrepl.RelationMessage{}
@@ -159,6 +168,8 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 	var received pglogrepl.LSN
 	sent := pglogrepl.LSN(0)
 	nextStatus := time.Now()
+	var pings int // reply requests since pingsFrom with no data between
+	var pingsFrom time.Time
 
 	for ctx.Err() == nil {
 		if conf := t.Confirmed(); conf != sent || time.Now().After(nextStatus) {
@@ -192,8 +203,16 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 				}
 				if ka.ReplyRequested {
 					nextStatus = time.Time{}
+					if time.Since(pingsFrom) > time.Second {
+						pings, pingsFrom = 0, time.Now()
+					}
+					if pings++; pings >= stoppingPings {
+						return fmt.Errorf("postgres is shutting down and waits for slot %s to be confirmed up to %s, past what the sinks hold (%s): leaving the slot so it can stop",
+							c.cfg.Slot, ka.ServerWALEnd, t.Confirmed())
+					}
 				}
 			case pglogrepl.XLogDataByteID:
+				pings = 0
 				xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
 				if err != nil {
 					return fmt.Errorf("decoding WAL data: %w", err)
