@@ -27,10 +27,12 @@ type status struct {
 	errors   atomic.Uint64
 	lastErr  atomic.Value // string
 
-	mu     sync.Mutex
-	cached server.Status
-	at     time.Time
-	states map[string]sink.State // index → state in the first stateful sink
+	mu         sync.Mutex
+	cached     server.Status
+	at         time.Time
+	states     map[string]sink.State // index → state in the first stateful sink
+	statesAt   time.Time
+	refreshing atomic.Bool
 }
 
 func newStatus(p *Pipeline, jobs *backfill.Store) *status {
@@ -110,7 +112,16 @@ func (s *status) compute(ctx context.Context) server.Status {
 			}
 		}
 		for _, j := range jobs {
-			if j.Index != ix.Name || j.Phase == backfill.Done {
+			if j.Index != ix.Name {
+				continue
+			}
+			if j.Phase == backfill.Done {
+				// Finished since the sink states were read: its markers are
+				// on their way; read the states again soon.
+				if j.Finished.After(s.statesAt) {
+					is.State = server.Seeded
+					s.refreshSoon(ctx)
+				}
 				continue
 			}
 			running = true
@@ -149,9 +160,26 @@ func rowsDone(j *backfill.Job, changesDone uint64) uint64 {
 	return rows
 }
 
+// refreshSoon re-reads the sink states in the background, once at a time.
+func (s *status) refreshSoon(ctx context.Context) {
+	if !s.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer s.refreshing.Store(false)
+		s.refreshStates(context.WithoutCancel(ctx))
+	}()
+}
+
 // refreshStates re-reads each index's state in the first sink that keeps
 // one, for /status and /indexes.
 func (s *status) refreshStates(ctx context.Context) {
+	read := time.Now()
+	defer func() {
+		s.mu.Lock()
+		s.statesAt = read
+		s.mu.Unlock()
+	}()
 	for _, ix := range s.p.Indexes {
 		for _, sk := range s.p.Sinks {
 			st, err := sk.Ensure(ctx, ix)
