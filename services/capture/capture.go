@@ -139,7 +139,9 @@ func (c *Capture) Run(ctx context.Context) error {
 			return nil // ctx is done
 		}
 		lctx, lost := context.WithCancelCause(ctx)
+		held := make(chan struct{})
 		go func() {
+			defer close(held)
 			if err := l.hold(lctx); err != nil {
 				lost(err)
 			}
@@ -147,6 +149,7 @@ func (c *Capture) Run(ctx context.Context) error {
 		err = c.lead(lctx)
 		cause := context.Cause(lctx)
 		lost(nil)
+		<-held
 		l.release()
 		if ctx.Err() != nil {
 			return nil
