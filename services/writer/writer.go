@@ -107,6 +107,11 @@ func (w *Writer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("opening consumer %s: %w", name, err)
 	}
+	// held are messages fetched behind a marker that cannot be applied yet,
+	// in stream order; fetching goes on meanwhile, since what the marker
+	// waits for may be redelivered to this very writer.
+	var held []jetstream.Msg
+	beat := time.Now()
 	for ctx.Err() == nil {
 		batch, err := cons.Fetch(w.cfg.Batch, jetstream.FetchMaxWait(250*time.Millisecond))
 		if err != nil {
@@ -114,18 +119,29 @@ func (w *Writer) Run(ctx context.Context) error {
 				return nil
 			}
 			w.log.Warn("fetching documents", "err", err)
-			time.Sleep(500 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(500 * time.Millisecond):
+			}
 			continue
 		}
-		var msgs []jetstream.Msg
+		var fetched []jetstream.Msg
 		for m := range batch.Messages() {
-			msgs = append(msgs, m)
+			fetched = append(fetched, m)
 		}
-		if len(msgs) == 0 {
+		if len(fetched) == 0 && len(held) == 0 {
 			continue
 		}
+		if len(held) > 0 && time.Since(beat) > broker.AckWait/3 {
+			for _, m := range held {
+				_ = m.InProgress()
+			}
+			beat = time.Now()
+		}
+		msgs := inOrder(held, fetched)
 		stop := broker.KeepAlive(msgs)
-		err = w.process(ctx, cons, msgs)
+		held, err = w.process(ctx, cons, msgs)
 		stop()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -133,7 +149,10 @@ func (w *Writer) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		if meta, err := msgs[len(msgs)-1].Metadata(); err == nil && meta.NumPending == 0 {
+		if len(held) > 0 || len(fetched) == 0 {
+			continue
+		}
+		if meta, err := fetched[len(fetched)-1].Metadata(); err == nil && meta.NumPending == 0 {
 			// Caught up: make what was written searchable now.
 			if err := w.cfg.Sink.Refresh(ctx); err != nil {
 				w.log.Warn("refreshing after catching up", "err", err)
@@ -143,9 +162,35 @@ func (w *Writer) Run(ctx context.Context) error {
 	return nil
 }
 
-// process writes a fetched batch: runs of documents go in bulk, markers
-// (seeded, purge) are applied in stream order between them.
-func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, msgs []jetstream.Msg) error {
+// inOrder merges held and fetched messages by stream sequence. A message
+// delivered again replaces its earlier delivery.
+func inOrder(held, fetched []jetstream.Msg) []jetstream.Msg {
+	if len(held) == 0 {
+		return fetched
+	}
+	bySeq := map[uint64]jetstream.Msg{}
+	for _, m := range append(held, fetched...) {
+		if meta, err := m.Metadata(); err == nil {
+			bySeq[meta.Sequence.Stream] = m
+		}
+	}
+	seqs := make([]uint64, 0, len(bySeq))
+	for seq := range bySeq {
+		seqs = append(seqs, seq)
+	}
+	slices.Sort(seqs)
+	out := make([]jetstream.Msg, len(seqs))
+	for i, seq := range seqs {
+		out[i] = bySeq[seq]
+	}
+	return out
+}
+
+// process writes messages in stream order: runs of documents go in bulk,
+// markers (seeded, purge) are applied between them once everything before
+// them is written. It returns the messages from a marker that is not ready
+// yet on, to be processed again with the next fetch.
+func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, msgs []jetstream.Msg) ([]jetstream.Msg, error) {
 	var run []jetstream.Msg
 	var docs []decoded
 	flush := func() error {
@@ -172,6 +217,14 @@ func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, msgs []je
 			run = append(run, m) // not for this sink: acked with its run
 			continue
 		}
+		if _, ok := w.indexes[d.Index]; !ok {
+			// Left on the stream by a deployment that had the index
+			// enabled: nobody here owns it, and keeping it would block
+			// every document behind it.
+			w.log.Warn("dropping a document of an index not enabled here", "index", d.Index, "id", d.Id, "op", d.Op.String())
+			run = append(run, m)
+			continue
+		}
 		if d.Op == flussopb.DocOp_UPSERT || d.Op == flussopb.DocOp_DELETE_DOC {
 			run = append(run, m)
 			docs = append(docs, decoded{msg: m, doc: &d})
@@ -179,19 +232,34 @@ func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, msgs []je
 		}
 		if err := flush(); err != nil {
 			nakAll(msgs[i:])
-			return err
+			return nil, err
 		}
-		if err := w.marker(ctx, cons, m, &d); err != nil {
+		ready, err := w.markerReady(ctx, cons, m)
+		if err != nil {
 			nakAll(msgs[i:])
-			return err
+			return nil, err
+		}
+		if !ready {
+			return msgs[i:], nil
+		}
+		if err := w.marker(ctx, m, &d); err != nil {
+			nakAll(msgs[i:])
+			return nil, err
 		}
 	}
-	return flush()
+	return nil, flush()
 }
 
 type decoded struct {
 	msg jetstream.Msg
 	doc *flussopb.Document
+}
+
+// docKey identifies one document operation for coalescing: builds of the
+// same id aimed at different generations are different writes.
+type docKey struct {
+	index, id  string
+	generation uint32
 }
 
 // write sends one run of documents to the sink and applies on_error to
@@ -200,29 +268,63 @@ func (w *Writer) write(ctx context.Context, run []decoded) error {
 	if len(run) == 0 {
 		return nil
 	}
-	// Coalesce: of several builds of one document keep the newest.
-	latest := map[[2]string]int{}
-	var out []sink.Doc
-	for _, r := range run {
-		d := r.doc
-		sd := sink.Doc{Index: d.Index, ID: d.Id, Version: d.Version, Generation: d.Generation, Body: d.Body, Op: sink.Upsert}
-		if d.Op == flussopb.DocOp_DELETE_DOC {
-			sd.Op, sd.Body = sink.Delete, nil
+	docs := make([]sink.Doc, len(run))
+	for i, r := range run {
+		docs[i] = toSinkDoc(r.doc)
+	}
+	rejected, err := w.send(ctx, docs)
+	if err != nil {
+		return err
+	}
+	var stop, skip []sink.Rejection
+	for _, r := range rejected {
+		if w.indexes[r.Doc.Index].OnError == config.Skip {
+			skip = append(skip, r)
+		} else {
+			stop = append(stop, r)
 		}
-		k := [2]string{d.Index, d.Id}
+	}
+	if len(stop) > 0 {
+		if err := w.rebuild(ctx, stop); err != nil {
+			return err
+		}
+	}
+	for _, r := range skip {
+		if err := w.quarantine(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func toSinkDoc(d *flussopb.Document) sink.Doc {
+	sd := sink.Doc{Index: d.Index, ID: d.Id, Version: d.Version, Generation: d.Generation, Body: d.Body, Op: sink.Upsert}
+	if d.Op == flussopb.DocOp_DELETE_DOC {
+		sd.Op, sd.Body = sink.Delete, nil
+	}
+	return sd
+}
+
+// send coalesces docs (of several builds of one document only the newest
+// is written) and writes them, returning what the sink rejected.
+func (w *Writer) send(ctx context.Context, docs []sink.Doc) ([]sink.Rejection, error) {
+	latest := map[docKey]int{}
+	var out []sink.Doc
+	for _, d := range docs {
+		k := docKey{d.Index, d.ID, d.Generation}
 		if i, ok := latest[k]; ok {
-			if out[i].Version <= sd.Version {
-				out[i] = sd
+			if out[i].Version <= d.Version {
+				out[i] = d
 			}
 			continue
 		}
 		latest[k] = len(out)
-		out = append(out, sd)
+		out = append(out, d)
 	}
 	start := time.Now()
 	rejected, err := w.cfg.Sink.Write(ctx, out)
 	if err != nil {
-		return fmt.Errorf("sink %s: writing %d documents: %w", w.cfg.Sink.Name(), len(out), err)
+		return nil, fmt.Errorf("sink %s: writing %d documents: %w", w.cfg.Sink.Name(), len(out), err)
 	}
 	took := time.Since(start)
 	w.lastFlush.Store(int64(took))
@@ -230,22 +332,132 @@ func (w *Writer) write(ctx context.Context, run []decoded) error {
 		w.cfg.OnFlush(w.cfg.Sink.Name(), took)
 	}
 	w.batches.Add(1)
-	bad := map[[2]string]bool{}
+	bad := map[docKey]bool{}
 	for _, r := range rejected {
-		bad[[2]string{r.Doc.Index, r.Doc.ID}] = true
-		ix := w.indexes[r.Doc.Index]
-		if ix.OnError != config.Skip {
-			return fmt.Errorf("sink %s rejected document %s of index %s: %s (on_error = stop: fix the data or set on_error = \"skip\"; it is redelivered on restart)",
-				w.cfg.Sink.Name(), r.Doc.ID, r.Doc.Index, r.Reason)
-		}
-		if err := w.quarantine(ctx, r); err != nil {
-			return err
-		}
+		bad[docKey{r.Doc.Index, r.Doc.ID, r.Doc.Generation}] = true
 	}
 	for _, d := range out {
-		if !bad[[2]string{d.Index, d.ID}] {
+		if !bad[docKey{d.Index, d.ID, d.Generation}] {
 			count(&w.written, d.Index, 1)
 		}
+	}
+	return rejected, nil
+}
+
+// rebuild handles rejections under on_error = stop. The refused build may
+// be stale: after a stop the stream redelivers it as it was built, even
+// once the data is fixed. So each rejected document is built again from the
+// current data (a BACKFILL change for this sink, versioned like the refused
+// build) and its next build written in its place; only if that is refused
+// too does the run stop. The refused messages stay unacknowledged until
+// then, so nothing past them is confirmed.
+func (w *Writer) rebuild(ctx context.Context, rejected []sink.Rejection) error {
+	first := rejected[0]
+	w.log.Warn("sink rejected documents under on_error = stop; building them again from the current data before stopping",
+		"documents", len(rejected), "index", first.Doc.Index, "id", first.Doc.ID, "reason", first.Reason)
+
+	type want struct {
+		version uint64
+		reason  string
+	}
+	waiting := map[[2]string]want{}
+	byIndex := map[string][]string{}
+	versions := map[string]uint64{}
+	for _, r := range rejected {
+		k := [2]string{r.Doc.Index, r.Doc.ID}
+		if cur, ok := waiting[k]; ok && cur.version >= r.Doc.Version {
+			continue
+		}
+		if _, ok := waiting[k]; !ok {
+			byIndex[r.Doc.Index] = append(byIndex[r.Doc.Index], r.Doc.ID)
+		}
+		waiting[k] = want{r.Doc.Version, r.Reason}
+		versions[r.Doc.Index] = max(versions[r.Doc.Index], r.Doc.Version)
+	}
+
+	// Watch the documents stream from its current end, so no build
+	// published after the request is missed.
+	stream, err := w.cfg.Broker.JS.Stream(ctx, broker.DocsStream)
+	if err != nil {
+		return fmt.Errorf("opening stream %s: %w", broker.DocsStream, err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("reading stream %s: %w", broker.DocsStream, err)
+	}
+	var subjects []string
+	for index, ids := range byIndex {
+		subjects = append(subjects, broker.DocsSubject(index))
+		ch := &flussopb.Change{Op: flussopb.ChangeOp_BACKFILL, Index: index, Keys: ids,
+			Sinks: []string{w.cfg.Sink.Name()}, CommitLsn: versions[index]}
+		data, err := proto.Marshal(ch)
+		if err != nil {
+			return fmt.Errorf("encoding a rebuild request: %w", err)
+		}
+		if _, err := w.cfg.Broker.JS.Publish(ctx, broker.ChangesSubject, data); err != nil {
+			return fmt.Errorf("requesting a rebuild of %d documents of %s: %w", len(ids), index, err)
+		}
+	}
+	slices.Sort(subjects)
+	// An explicit consumer, removed when done: on an interest stream any
+	// consumer holds what it has not been delivered yet, and so the slot.
+	watch, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubjects:    subjects,
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       info.State.LastSeq + 1,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: 30 * time.Second,
+		MemoryStorage:     true,
+	})
+	if err != nil {
+		return fmt.Errorf("watching %s for rebuilt documents: %w", broker.DocsStream, err)
+	}
+	defer func() {
+		if err := stream.DeleteConsumer(context.WithoutCancel(ctx), watch.CachedInfo().Name); err != nil {
+			w.log.Warn("removing the rebuild watch; it expires on its own", "err", err)
+		}
+	}()
+	for len(waiting) > 0 {
+		batch, err := watch.Fetch(256, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("watching %s for rebuilt documents: %w", broker.DocsStream, err)
+		}
+		var next []sink.Doc
+		for m := range batch.Messages() {
+			var d flussopb.Document
+			if proto.Unmarshal(m.Data(), &d) != nil || (d.Op != flussopb.DocOp_UPSERT && d.Op != flussopb.DocOp_DELETE_DOC) ||
+				(len(d.Sinks) > 0 && !slices.Contains(d.Sinks, w.cfg.Sink.Name())) {
+				continue
+			}
+			if want, ok := waiting[[2]string{d.Index, d.Id}]; ok && d.Version >= want.version {
+				next = append(next, toSinkDoc(&d))
+			}
+		}
+		if err := batch.Error(); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("watching %s for rebuilt documents: %w", broker.DocsStream, err)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if len(next) == 0 {
+			continue
+		}
+		again, err := w.send(ctx, next)
+		if err != nil {
+			return err
+		}
+		if len(again) > 0 {
+			r := again[0]
+			return fmt.Errorf("index %s, document %s: sink %s rejected it: %s (on_error = stop: fix the data and restart, or set on_error = \"skip\"; nothing after it is confirmed until then)",
+				r.Doc.Index, r.Doc.ID, w.cfg.Sink.Name(), r.Reason)
+		}
+		for _, d := range next {
+			delete(waiting, [2]string{d.Index, d.ID})
+		}
+		w.log.Info("rebuilt documents accepted", "documents", len(next))
 	}
 	return nil
 }
@@ -262,10 +474,11 @@ func (w *Writer) quarantine(ctx context.Context, r sink.Rejection) error {
 		return fmt.Errorf("encoding quarantined document: %w", err)
 	}
 	msg := &nats.Msg{Subject: broker.QuarantineSubject(w.cfg.Sink.Name(), r.Doc.Index), Data: data, Header: nats.Header{}}
-	msg.Header.Set("Flusso-Index", r.Doc.Index)
-	msg.Header.Set("Flusso-Id", r.Doc.ID)
-	msg.Header.Set("Flusso-Reason", r.Reason)
-	msg.Header.Set("Flusso-Version", strconv.FormatUint(r.Doc.Version, 10))
+	msg.Header.Set(HeaderSink, w.cfg.Sink.Name())
+	msg.Header.Set(HeaderIndex, r.Doc.Index)
+	msg.Header.Set(HeaderID, r.Doc.ID)
+	msg.Header.Set(HeaderReason, r.Reason)
+	msg.Header.Set(HeaderVersion, strconv.FormatUint(r.Doc.Version, 10))
 	if _, err := w.cfg.Broker.JS.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("quarantining document %s of %s: %w", r.Doc.ID, r.Doc.Index, err)
 	}
@@ -274,28 +487,28 @@ func (w *Writer) quarantine(ctx context.Context, r sink.Rejection) error {
 	return nil
 }
 
-// marker applies a SEEDED or PURGE marker once everything before it on the
-// stream is written by every writer of this sink.
-func (w *Writer) marker(ctx context.Context, cons jetstream.Consumer, m jetstream.Msg, d *flussopb.Document) error {
+// markerReady reports whether every message before marker m is acked by
+// the writers of this sink, so its marker can be applied in stream order.
+func (w *Writer) markerReady(ctx context.Context, cons jetstream.Consumer, m jetstream.Msg) (bool, error) {
 	meta, err := m.Metadata()
 	if err != nil {
-		return fmt.Errorf("reading marker metadata: %w", err)
+		return false, fmt.Errorf("reading marker metadata: %w", err)
 	}
-	for {
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return fmt.Errorf("reading consumer state: %w", err)
-		}
-		if info.AckFloor.Stream+1 >= meta.Sequence.Stream {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		_ = m.InProgress()
+	// The acks just sent must reach the server before it is asked.
+	fctx, cancel := context.WithTimeout(ctx, broker.AckWait)
+	defer cancel()
+	if err := w.cfg.Broker.NC.FlushWithContext(fctx); err != nil {
+		return false, fmt.Errorf("flushing acks: %w", err)
 	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reading consumer state: %w", err)
+	}
+	return info.AckFloor.Stream+1 >= meta.Sequence.Stream, nil
+}
+
+// marker applies a SEEDED or PURGE marker and acks it.
+func (w *Writer) marker(ctx context.Context, m jetstream.Msg, d *flussopb.Document) error {
 	switch d.Op {
 	case flussopb.DocOp_SEEDED:
 		if err := w.cfg.Sink.MarkSeeded(ctx, d.Index, d.Generation); err != nil {

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/flusso/flusso/pkg/broker"
+	"github.com/flusso/flusso/services/writer"
+)
+
+// natsTimeout bounds reaching the deployment's NATS.
+const natsTimeout = 10 * time.Second
+
+func quarantineCommand() *cli.Command {
+	where := []cli.Flag{
+		&cli.StringFlag{Name: "nats-url", Usage: "the deployment's external NATS `URL`; works while the pipeline runs", EnvVars: []string{"FLUSSO_NATS_URL"}},
+		&cli.StringFlag{Name: "data-dir", Usage: "`DIR` of a stopped pipeline's embedded NATS data, used without --nats-url", EnvVars: []string{"FLUSSO_DATA_DIR"}, Value: ".flusso"},
+		&cli.StringFlag{Name: "index", Usage: "only documents of index `NAME`"},
+		&cli.StringFlag{Name: "sink", Usage: "only documents refused by sink `NAME` (\"" + writer.AssemblerSink + "\": could not be built)"},
+	}
+	return &cli.Command{
+		Name:  "quarantine",
+		Usage: "list or replay documents set aside under on_error = \"skip\"",
+		Description: "Quarantined documents are kept on the FLUSSO_QUARANTINE stream of the deployment's NATS.\n" +
+			"With --nats-url the commands work while the pipeline runs. The embedded NATS of a\n" +
+			"single-process pipeline is reachable only from inside it: stop the pipeline and point\n" +
+			"--data-dir at its data directory instead.",
+		OnUsageError: usageError,
+		Subcommands: []*cli.Command{{
+			Name:         "list",
+			Usage:        "list quarantined documents: sink, index, id, version and the reason they were refused",
+			OnUsageError: usageError,
+			Flags:        append(where, formatFlag()),
+			Action: func(c *cli.Context) error {
+				if err := noArgs(c); err != nil {
+					return err
+				}
+				return withQuarantine(c, func(ctx context.Context, conn *broker.Conn, f writer.Filter) error {
+					entries, err := writer.ListQuarantine(ctx, conn.JS, f)
+					if err != nil {
+						return fail(err)
+					}
+					if c.String("format") == "json" {
+						if entries == nil {
+							entries = []writer.Entry{}
+						}
+						return fail(writeJSON(c.App.Writer, entries))
+					}
+					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "SEQ\tTIME\tSINK\tINDEX\tID\tVERSION\tREASON")
+					for _, e := range entries {
+						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", e.Seq, e.Time.Format(time.RFC3339), e.Sink, e.Index, e.ID, e.Version, e.Reason)
+					}
+					return fail(tw.Flush())
+				})
+			},
+		}, {
+			Name:  "replay",
+			Usage: "rebuild quarantined documents from the current data and remove them from quarantine",
+			Description: "Each document is built again from Postgres by the assemblers and written to the sink\n" +
+				"that refused it; one refused again is quarantined again. Fix the data first. With\n" +
+				"--data-dir the rebuilds happen when the pipeline next runs.",
+			OnUsageError: usageError,
+			Flags:        where,
+			Action: func(c *cli.Context) error {
+				if err := noArgs(c); err != nil {
+					return err
+				}
+				return withQuarantine(c, func(ctx context.Context, conn *broker.Conn, f writer.Filter) error {
+					entries, err := writer.ListQuarantine(ctx, conn.JS, f)
+					if err != nil {
+						return fail(err)
+					}
+					res, err := writer.Replay(ctx, conn.JS, entries)
+					if err != nil {
+						return fail(err)
+					}
+					for _, e := range res.Skipped {
+						fmt.Fprintf(c.App.ErrWriter, "flusso: warning: entry %d (%s/%s) records no version and stays in quarantine; change its row to rebuild it\n", e.Seq, e.Index, e.ID)
+					}
+					fmt.Fprintf(c.App.Writer, "replayed %d entries: %d documents will be rebuilt from the current data\n", res.Entries, res.Documents)
+					return nil
+				})
+			},
+		}},
+	}
+}
+
+// withQuarantine connects to the deployment's NATS, from --nats-url or by
+// starting the embedded server on a stopped pipeline's --data-dir, and runs
+// fn with the filter the flags give.
+func withQuarantine(c *cli.Context, fn func(context.Context, *broker.Conn, writer.Filter) error) error {
+	f := writer.Filter{Index: c.String("index"), Sink: c.String("sink")}
+	url := c.String("nats-url")
+	if url == "" {
+		dataDir := c.String("data-dir")
+		store := filepath.Join(dataDir, "nats")
+		if _, err := os.Stat(store); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("no embedded NATS data in %s: pass the pipeline's --data-dir, or --nats-url for a deployment on an external NATS", store)
+		}
+		release, err := lockDataDir(dataDir)
+		if err != nil {
+			return fail(err)
+		}
+		defer release()
+		emb, err := broker.StartEmbedded(store, 0)
+		if err != nil {
+			return fail(err)
+		}
+		defer emb.Close()
+		url = emb.URL()
+	}
+	ctx, cancel := context.WithTimeout(c.Context, natsTimeout)
+	conn, err := broker.Connect(ctx, url, "flusso quarantine")
+	cancel()
+	if err != nil {
+		return fail(err)
+	}
+	defer conn.Close()
+	return fn(c.Context, conn, f)
+}
+
+// lockDataDir takes the data directory's lock, held by whoever runs the
+// embedded server on it: two servers on one store would corrupt it.
+func lockDataDir(dir string) (release func(), err error) {
+	path := filepath.Join(dir, "nats.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("the embedded NATS in %s is in use (a pipeline runs on it): stop it first, or use --nats-url with an external NATS", dir)
+		}
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}

@@ -1,0 +1,500 @@
+package run
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/flusso/flusso/internal/harness"
+	"github.com/flusso/flusso/internal/testenv"
+	"github.com/flusso/flusso/pkg/broker"
+	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/services/writer"
+)
+
+// The tests in this file prove the writer semantics through the whole
+// pipeline: on_error, quarantine and its tooling, reindex through the
+// control surface, fan-out, schema changes, prefixes and ordering.
+
+// itemsSchema maps a text column onto an integer field, so a row whose n is
+// not a number is a document OpenSearch refuses item by item.
+const itemsSchema = `version: 1
+table: items
+primary_key: id
+fields:
+  - integer: id
+  - custom: n
+    postgres: [text]
+    opensearch: integer
+`
+
+const itemsTable = `CREATE TABLE items (id int PRIMARY KEY, n text NOT NULL);
+	INSERT INTO items VALUES (1, '1'), (2, '2'), (3, '3');`
+
+// deployment is a flusso.toml for a test: the primary OpenSearch sink,
+// extra sinks, and indexes with their on_error.
+type deployment struct {
+	onError string // global on_error; empty keeps the default
+	sinks   string // more [sinks.*] tables
+	indexes []indexSpec
+}
+
+type indexSpec struct {
+	name, schema string
+	onError      string // empty inherits the global one
+}
+
+// load writes the deployment into the test's directory and loads it.
+func (e *e2e) load(d deployment) *config.Config {
+	e.t.Helper()
+	var b strings.Builder
+	if d.onError != "" {
+		fmt.Fprintf(&b, "on_error = %q\n\n", d.onError)
+	}
+	fmt.Fprintf(&b, "[source]\ntype = \"postgres\"\nconnection_url = %q\n\n", e.dbURL)
+	fmt.Fprintf(&b, "[sinks.primary]\ntype = \"opensearch\"\nurl = %q\nnumber_of_replicas = 0\nrefresh_interval = \"1s\"\n\n", e.os)
+	b.WriteString(d.sinks)
+	for _, ix := range d.indexes {
+		file := ix.name + ".schema.yml"
+		if err := os.WriteFile(filepath.Join(e.dir, file), []byte(ix.schema), 0o644); err != nil {
+			e.t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "\n[[index]]\nname = %q\nschema = %q\nenabled = true\n", ix.name, file)
+		if ix.onError != "" {
+			fmt.Fprintf(&b, "on_error = %q\n", ix.onError)
+		}
+	}
+	path := filepath.Join(e.dir, "flusso.toml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		e.t.Fatalf("loading config: %v\n%s", err, b.String())
+	}
+	return cfg
+}
+
+// slot is the test's replication slot: slot names are cluster-wide.
+func (e *e2e) slot() string { return "flusso_" + strings.TrimSuffix(e.prefix, "_") }
+
+// options are the run options of a test pipeline: embedded NATS in data,
+// HTTP surfaces on free ports.
+func (e *e2e) options(cfg *config.Config, data string) Options {
+	return Options{
+		Config: cfg, Slot: e.slot(), Publication: "flusso", ManagePublication: true,
+		QueueCapacity: 1000, LagPoll: time.Second, IndexPrefix: e.prefix,
+		DataDir: data, Version: "test",
+		PublicAddress: harness.FreeAddr(e.t), PrivateAddress: harness.FreeAddr(e.t),
+		AdminUser: "admin", AdminPassword: "secret",
+	}
+}
+
+// pipe is one pipeline running in the background.
+type pipe struct {
+	t      *testing.T
+	opts   Options
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// launch runs a pipeline until stop, or until it fails.
+func (e *e2e) launch(opts Options) *pipe {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &pipe{t: e.t, opts: opts, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		p.err = Run(ctx, opts)
+		close(p.done)
+	}()
+	e.t.Cleanup(func() { _ = p.stop() })
+	return p
+}
+
+// stop cancels the pipeline and returns how it ended.
+func (p *pipe) stop() error {
+	p.cancel()
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("pipeline did not stop within 30s")
+	}
+}
+
+// stopClean stops the pipeline and fails the test unless it ended cleanly.
+func (p *pipe) stopClean() {
+	p.t.Helper()
+	if err := p.stop(); err != nil {
+		p.t.Fatalf("pipeline ended with: %v", err)
+	}
+}
+
+// failure waits for the pipeline to stop on its own and returns why.
+func (p *pipe) failure() error {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		if p.err == nil {
+			p.t.Fatal("pipeline ended without an error")
+		}
+		return p.err
+	case <-time.After(2 * time.Minute):
+		p.t.Fatal("pipeline still runs; it should have stopped")
+		return nil
+	}
+}
+
+// running fails the test if the pipeline ended.
+func (p *pipe) running() {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		p.t.Fatalf("pipeline ended: %v", p.err)
+	default:
+	}
+}
+
+// await polls cond until it holds; what names it in the failure.
+func await(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	last := ""
+	for time.Now().Before(deadline) {
+		var ok bool
+		if ok, last = cond(); ok {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s; last seen: %s", what, last)
+}
+
+// call performs an HTTP request and returns status and body.
+func call(t *testing.T, method, url string, body []byte, auth ...string) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if len(auth) == 2 {
+		req.SetBasicAuth(auth[0], auth[1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	return resp.StatusCode, b
+}
+
+// docsAt returns the documents under an index or alias by id (after a
+// refresh), nil when it does not exist.
+func (e *e2e) docsAt(name string) map[string]map[string]any {
+	e.t.Helper()
+	call(e.t, http.MethodPost, e.os+"/"+name+"/_refresh", nil)
+	status, body := call(e.t, http.MethodGet, e.os+"/"+name+"/_search?size=10000&version=true", nil)
+	if status == http.StatusNotFound {
+		return nil
+	}
+	if status != http.StatusOK {
+		e.t.Fatalf("search %s: %d %s", name, status, body)
+	}
+	var out struct {
+		Hits struct {
+			Hits []struct {
+				ID      string         `json:"_id"`
+				Version int64          `json:"_version"`
+				Source  map[string]any `json:"_source"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		e.t.Fatalf("decoding search of %s: %v", name, err)
+	}
+	docs := map[string]map[string]any{}
+	for _, h := range out.Hits.Hits {
+		h.Source["_version"] = float64(h.Version)
+		docs[h.ID] = h.Source
+	}
+	return docs
+}
+
+// awaitDocs waits until the documents under the convenience alias of index
+// satisfy cond.
+func (e *e2e) awaitDocs(what, index string, cond func(map[string]map[string]any) bool) {
+	e.t.Helper()
+	await(e.t, what, func() (bool, string) {
+		d := e.docsAt(e.prefix + index)
+		b, _ := json.Marshal(d)
+		return cond(d), string(b)
+	})
+}
+
+// field reads a field of a document of docs, nil when absent.
+func field(docs map[string]map[string]any, id, name string) any {
+	return docs[id][name]
+}
+
+// slotState is the test's replication slot as Postgres has it.
+func (e *e2e) slotState() (active bool, confirmed pglogrepl.LSN) {
+	e.t.Helper()
+	var lsn string
+	err := e.db.QueryRow(context.Background(),
+		`SELECT active, coalesce(confirmed_flush_lsn, '0/0')::text FROM pg_replication_slots WHERE slot_name = $1`, e.slot()).Scan(&active, &lsn)
+	if err != nil {
+		e.t.Fatalf("reading slot %s: %v", e.slot(), err)
+	}
+	confirmed, err = pglogrepl.ParseLSN(lsn)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return active, confirmed
+}
+
+// walNow is the server's current WAL position.
+func (e *e2e) walNow() pglogrepl.LSN {
+	e.t.Helper()
+	var lsn string
+	if err := e.db.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
+		e.t.Fatal(err)
+	}
+	l, err := pglogrepl.ParseLSN(lsn)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return l
+}
+
+// execXID runs statements in one transaction and returns its xid as the
+// replication stream names it.
+func (e *e2e) execXID(sql string) string {
+	e.t.Helper()
+	ctx := context.Background()
+	tx, err := e.db.Begin(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	if _, err := tx.Exec(ctx, sql); err != nil {
+		e.t.Fatalf("exec %q: %v", sql, err)
+	}
+	var xid string
+	if err := tx.QueryRow(ctx, `SELECT (txid_current() % 4294967296)::text`).Scan(&xid); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	return xid
+}
+
+// unconfirmed lists the transactions the stopped pipeline's slot still
+// holds, by xid: what a restart will stream again.
+func (e *e2e) unconfirmed() map[string]bool {
+	e.t.Helper()
+	await(e.t, "the slot to be released", func() (bool, string) {
+		active, _ := e.slotState()
+		return !active, "active"
+	})
+	rows, err := e.db.Query(context.Background(),
+		`SELECT DISTINCT xid::text FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL, 'proto_version', '1', 'publication_names', 'flusso')`, e.slot())
+	if err != nil {
+		e.t.Fatalf("peeking slot %s: %v", e.slot(), err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var xid string
+		if err := rows.Scan(&xid); err != nil {
+			e.t.Fatal(err)
+		}
+		out[xid] = true
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// awaitConfirmed waits until the slot is confirmed past lsn: everything
+// committed before it is durable in every sink.
+func (e *e2e) awaitConfirmed(lsn pglogrepl.LSN) {
+	e.t.Helper()
+	await(e.t, "the slot to be confirmed past "+lsn.String(), func() (bool, string) {
+		_, confirmed := e.slotState()
+		return confirmed >= lsn, "confirmed " + confirmed.String()
+	})
+}
+
+func TestOnErrorStopHoldsTheSlotUntilTheDataIsFixed(t *testing.T) {
+	e := newE2E(t, itemsTable)
+	cfg := e.load(deployment{indexes: []indexSpec{{name: "items", schema: itemsSchema}}})
+	data := t.TempDir()
+
+	p := e.launch(e.options(cfg, data))
+	e.awaitDocs("the backfill", "items", func(d map[string]map[string]any) bool { return len(d) == 3 })
+
+	bad := e.execXID(`UPDATE items SET n = 'abc' WHERE id = 2`)
+	e.exec(`UPDATE items SET n = '33' WHERE id = 3`)
+	err := p.failure()
+	for _, want := range []string{"index items", "document 2", "sink primary", "failed to parse field [n]"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the stop message %q does not name %q", err, want)
+		}
+	}
+	if !e.unconfirmed()[bad] {
+		t.Fatalf("the slot was confirmed past the refused transaction %s", bad)
+	}
+	if got := field(e.docsAt(e.prefix+"items"), "2", "n"); got != "2" {
+		t.Fatalf("document 2 holds n = %v; the refused build must not land", got)
+	}
+
+	// A restart with the data unchanged stops again at the same document.
+	p = e.launch(e.options(cfg, data))
+	if err := p.failure(); !strings.Contains(err.Error(), "document 2") {
+		t.Fatalf("restart without a fix: %v", err)
+	}
+
+	e.exec(`UPDATE items SET n = '2222' WHERE id = 2`)
+	p = e.launch(e.options(cfg, data))
+	e.awaitDocs("the fixed document and the one after it", "items", func(d map[string]map[string]any) bool {
+		return field(d, "2", "n") == "2222" && field(d, "3", "n") == "33"
+	})
+	caughtUp := e.walNow()
+	e.exec(`UPDATE items SET n = '11' WHERE id = 1`)
+	e.awaitConfirmed(caughtUp)
+	p.running()
+	p.stopClean()
+}
+
+// publicURL is the base URL of a pipeline's public surface.
+func (p *pipe) publicURL() string { return "http://" + p.opts.PublicAddress }
+
+// privateURL is the base URL of a pipeline's control surface.
+func (p *pipe) privateURL() string { return "http://" + p.opts.PrivateAddress }
+
+// status reads the pipeline's /status.
+func (p *pipe) status() map[string]any {
+	p.t.Helper()
+	code, body := call(p.t, http.MethodGet, p.publicURL()+"/status", nil)
+	if code != http.StatusOK {
+		p.t.Fatalf("/status: %d %s", code, body)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(body, &st); err != nil {
+		p.t.Fatalf("decoding /status: %v", err)
+	}
+	return st
+}
+
+// indexStatus finds one index in a /status document.
+func indexStatus(st map[string]any, name string) map[string]any {
+	list, _ := st["indexes"].([]any)
+	for _, ix := range list {
+		if m, _ := ix.(map[string]any); m["name"] == name {
+			return m
+		}
+	}
+	return nil
+}
+
+// quarantined reads the quarantine stream of the NATS at url.
+func quarantined(t *testing.T, url string, f writer.Filter) []writer.Entry {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := broker.Connect(ctx, url, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	entries, err := writer.ListQuarantine(ctx, conn.JS, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return entries
+}
+
+func TestOnErrorSkipQuarantinesAndGoesOn(t *testing.T) {
+	cases := []struct {
+		name             string
+		global, override string
+		skip             bool
+	}{
+		{name: "global skip", global: "skip", skip: true},
+		{name: "index skip over global stop", override: "skip", skip: true},
+		{name: "index stop over global skip", global: "skip", override: "stop"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newE2E(t, itemsTable)
+			cfg := e.load(deployment{onError: tc.global, indexes: []indexSpec{{name: "items", schema: itemsSchema, onError: tc.override}}})
+			opts := e.options(cfg, "")
+			opts.NATSURL = testenv.NATS(t)
+			p := e.launch(opts)
+			e.awaitDocs("the backfill", "items", func(d map[string]map[string]any) bool { return len(d) == 3 })
+
+			e.exec(`UPDATE items SET n = 'abc' WHERE id = 2`)
+			e.exec(`UPDATE items SET n = '33' WHERE id = 3`)
+			if !tc.skip {
+				if err := p.failure(); !strings.Contains(err.Error(), "index items, document 2") {
+					t.Fatalf("on_error = stop for the index: the run ended with %v", err)
+				}
+				return
+			}
+			e.exec(`INSERT INTO items VALUES (4, '4')`)
+			e.awaitDocs("the documents after the refused one", "items", func(d map[string]map[string]any) bool {
+				return field(d, "3", "n") == "33" && field(d, "4", "n") == "4"
+			})
+			if got := field(e.docsAt(e.prefix+"items"), "2", "n"); got != "2" {
+				t.Errorf("document 2 holds n = %v; the refused build must not land", got)
+			}
+
+			await(t, "documents_quarantined in /status", func() (bool, string) {
+				st := p.status()
+				ix := indexStatus(st, "items")
+				return st["documents_quarantined"] == 1.0 && ix["documents_quarantined"] == 1.0, fmt.Sprint(st)
+			})
+			metric := regexp.MustCompile(`(?m)^flusso_documents_quarantined_total\{[^}]*index="items"[^}]*\} 1$`)
+			await(t, "flusso_documents_quarantined_total", func() (bool, string) {
+				_, body := call(t, http.MethodGet, p.publicURL()+"/metrics", nil)
+				return metric.Match(body), string(body)
+			})
+			entries := quarantined(t, opts.NATSURL, writer.Filter{Index: "items"})
+			if len(entries) != 1 {
+				t.Fatalf("quarantine holds %d entries, want 1: %+v", len(entries), entries)
+			}
+			q := entries[0]
+			if q.Sink != "primary" || q.Index != "items" || q.ID != "2" || q.Version == 0 || !strings.Contains(q.Reason, "failed to parse field [n]") {
+				t.Errorf("quarantine entry %+v does not say sink, index, id, version and reason", q)
+			}
+
+			e.exec(`UPDATE items SET n = '5' WHERE id = 4`)
+			e.awaitDocs("a later change", "items", func(d map[string]map[string]any) bool { return field(d, "4", "n") == "5" })
+			p.running()
+			p.stopClean()
+		})
+	}
+}
