@@ -87,6 +87,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			runCommand(),
 			indexesCommand(),
 			reindexCommand(),
+			quarantineCommand(),
 		},
 		// Errors are printed once, by execute, with the exit code it picks.
 		ExitErrHandler: func(*cli.Context, error) {},
