@@ -48,6 +48,9 @@ type harness struct {
 	scaleBackfill bool
 	// writers is the writer processes of a distributed run.
 	writers int
+	// rev is the commit flusso is built from ("": the work tree); commit
+	// is its short hash.
+	rev, commit string
 	// ceilingConc are the bulk concurrencies of the ceiling runs;
 	// overwriteCeiling adds an overwrite pass to each.
 	ceilingConc      []int
@@ -94,6 +97,7 @@ func main() {
 	flag.StringVar(&scale, "scale", "1,2,3", "assembler process counts of the distributed runs (empty: skip)")
 	flag.StringVar(&ceilConc, "ceiling-concurrency", "1,2", "bulk requests in flight of the ceiling runs")
 	flag.BoolVar(&h.overwriteCeiling, "overwrite-ceiling", true, "also measure the ceiling of overwriting every document (live updates)")
+	flag.StringVar(&h.rev, "rev", "HEAD", "commit to build flusso from; empty builds the work tree as it is")
 	flag.IntVar(&h.writers, "writers", 1, "writer processes of each distributed run")
 	flag.BoolVar(&h.scaleBackfill, "scale-backfill", false, "seed a fresh index in every distributed run too (slow)")
 	flag.IntVar(&h.scaleRate, "scale-rate", 2000, "live rate of each distributed run (0: backfill only)")
@@ -246,13 +250,41 @@ func (h *harness) setup(ctx context.Context) error {
 			*p = filepath.Join(h.repo, *p)
 		}
 	}
-	h.logf("building flusso into %s", h.flussoBin)
+	if err := h.build(ctx); err != nil {
+		return err
+	}
+	h.res.Env = h.environment(ctx)
+	return nil
+}
+
+// build builds the flusso binary under test. From a revision (the
+// default, HEAD) it builds an exported copy of that commit, so that the
+// figures belong to a commit and not to whatever is half-edited in the
+// work tree; with -rev "" it builds the work tree.
+func (h *harness) build(ctx context.Context) error {
+	dir := h.repo
+	if h.rev != "" {
+		out, err := exec.CommandContext(ctx, "git", "-C", h.repo, "rev-parse", "--short", h.rev).Output()
+		if err != nil {
+			return fmt.Errorf("resolving -rev %s: %w", h.rev, err)
+		}
+		h.commit = strings.TrimSpace(string(out))
+		dir = filepath.Join(h.work, "src")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		export := exec.CommandContext(ctx, "sh", "-c", "git -C \"$1\" archive \"$2\" | tar -x -C \"$3\"", "sh", h.repo, h.commit, dir)
+		export.Stderr = os.Stderr
+		if err := export.Run(); err != nil {
+			return fmt.Errorf("exporting %s: %w", h.commit, err)
+		}
+	}
+	h.logf("building flusso %s into %s", map[bool]string{true: "from the work tree", false: h.commit}[h.rev == ""], h.flussoBin)
 	build := exec.CommandContext(ctx, "go", "build", "-o", h.flussoBin, "./cmd/flusso")
-	build.Dir, build.Stdout, build.Stderr = h.repo, os.Stderr, os.Stderr
+	build.Dir, build.Stdout, build.Stderr = dir, os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("building flusso: %w", err)
 	}
-	h.res.Env = h.environment(ctx)
 	return nil
 }
 
@@ -843,10 +875,13 @@ func (h *harness) environment(ctx context.Context) environment {
 		}
 		rows.Close()
 	}
-	if out, err := exec.Command("git", "-C", h.repo, "rev-parse", "--short", "HEAD").Output(); err == nil {
-		env.FlussoCommit = strings.TrimSpace(string(out))
-		if st, err := exec.Command("git", "-C", h.repo, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
-			env.FlussoCommit += "+dirty"
+	env.FlussoCommit = h.commit
+	if h.rev == "" {
+		if out, err := exec.Command("git", "-C", h.repo, "rev-parse", "--short", "HEAD").Output(); err == nil {
+			env.FlussoCommit = strings.TrimSpace(string(out))
+			if st, err := exec.Command("git", "-C", h.repo, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+				env.FlussoCommit += "+dirty"
+			}
 		}
 	}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
