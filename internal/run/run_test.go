@@ -72,9 +72,9 @@ func (e *e2e) exec(sql string, args ...any) {
 func (e *e2e) config(schemas map[string]string, extra string) *config.Config {
 	e.t.Helper()
 	var b strings.Builder
+	b.WriteString(extra) // top-level keys must come before the tables
 	fmt.Fprintf(&b, "[source]\ntype = \"postgres\"\nconnection_url = %q\n\n", e.dbURL)
 	fmt.Fprintf(&b, "[sinks.primary]\ntype = \"opensearch\"\nurl = %q\nnumber_of_replicas = 0\nrefresh_interval = \"1s\"\n\n", e.os)
-	b.WriteString(extra)
 	for name, body := range schemas {
 		file := name + ".schema.yml"
 		if err := os.WriteFile(filepath.Join(e.dir, file), []byte(body), 0o644); err != nil {

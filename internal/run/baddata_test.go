@@ -1,0 +1,71 @@
+package run
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// peopleSchema declares age an integer; the column is text, so a row
+// holding "abc" cannot be built.
+const peopleSchema = `version: 1
+table: people
+primary_key: id
+fields:
+  - integer: id
+  - keyword: name
+  - integer: age
+`
+
+// TestBadDataFollowsOnError: a value that does not fit its declared type
+// is reported with index, document and field; under stop the run ends
+// with that message, under skip the document is quarantined and the rest
+// land.
+func TestBadDataFollowsOnError(t *testing.T) {
+	tests := []struct {
+		policy string
+	}{{"stop"}, {"skip"}}
+	for _, tt := range tests {
+		t.Run(tt.policy, func(t *testing.T) {
+			e := newE2E(t, `
+				CREATE TABLE people (id serial PRIMARY KEY, name text NOT NULL, age text);
+				INSERT INTO people (name, age) VALUES ('ada', '36'), ('bob', 'abc'), ('cy', '41');`)
+			cfg := e.config(map[string]string{"people": peopleSchema}, `on_error = "`+tt.policy+`"`+"\n")
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			done := make(chan error, 1)
+			var p *Pipeline
+			ready := make(chan struct{})
+			go func() {
+				done <- Start(ctx, e.options(cfg, t.TempDir()), func(pl *Pipeline) { p = pl; close(ready) })
+			}()
+			if tt.policy == "stop" {
+				err := <-done
+				if err == nil {
+					t.Fatal("the run went on past a document it could not build")
+				}
+				for _, want := range []string{`"people"`, `"2"`, "age", "on_error = stop"} {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error %q does not name %s", err, want)
+					}
+				}
+				return
+			}
+			e.eventually("the good documents", func(d map[string]map[string]any) bool {
+				_, bad := d["2"]
+				return len(d) == 2 && !bad && d["3"]["age"] == float64(41)
+			}, "people")
+			<-ready
+			if q := p.Assembler.Stats().Quarantined["people"]; q != 1 {
+				t.Errorf("quarantined %d documents of people, want 1", q)
+			}
+			e.exec(`UPDATE people SET age = '7' WHERE id = 2`)
+			e.eventually("the fixed document", func(d map[string]map[string]any) bool { return d["2"]["age"] == float64(7) }, "people")
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("pipeline: %v", err)
+			}
+		})
+	}
+}
