@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,6 +70,10 @@ type Capture struct {
 	log    *slog.Logger
 	jobs   *backfill.Store
 	tables map[schema.TableRef]bool
+	// publishing is held by the stream for a whole transaction and by a
+	// backfill for one key batch, so that a transaction's changes are
+	// contiguous on the changes stream.
+	publishing sync.Mutex
 
 	confirmed   atomic.Uint64 // LSN confirmed to the slot
 	lagBytes    atomic.Int64

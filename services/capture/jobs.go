@@ -120,7 +120,9 @@ func (c *Capture) runJob(ctx context.Context, tx pgx.Tx, j *backfill.Job, versio
 		}
 		msg := &nats.Msg{Subject: broker.ChangesSubject, Data: data, Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("bf-%s-%s", j.ID(), keys[0]))
+		c.publishing.Lock()
 		ack, err := c.cfg.Broker.JS.PublishMsg(ctx, msg)
+		c.publishing.Unlock()
 		if err != nil {
 			return fmt.Errorf("publishing backfill batch: %w", err)
 		}

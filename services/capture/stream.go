@@ -170,6 +170,11 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 	nextStatus := time.Now()
 	var pings int // reply requests since pingsFrom with no data between
 	var pingsFrom time.Time
+	defer func() {
+		if cur != nil {
+			c.publishing.Unlock()
+		}
+	}()
 
 	for ctx.Err() == nil {
 		if conf := t.Confirmed(); conf != sent || time.Now().After(nextStatus) {
@@ -225,20 +230,26 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 				case *pglogrepl.RelationMessage:
 					relations[m.RelationID] = m
 				case *pglogrepl.BeginMessage:
+					if cur != nil {
+						return fmt.Errorf("begin at %s inside the transaction of %s", m.FinalLSN, final)
+					}
+					c.publishing.Lock()
 					cur, final, seq = &openTxn{}, m.FinalLSN, 0
 					t.Open()
 				case *pglogrepl.CommitMessage:
 					if cur == nil {
 						return fmt.Errorf("commit at %s without a begin", m.CommitLSN)
 					}
-					cur.end = m.TransactionEndLSN
+					txn := cur
+					cur = nil
+					c.publishing.Unlock()
+					txn.end = m.TransactionEndLSN
 					received = max(received, m.TransactionEndLSN)
 					select {
-					case acks <- cur:
+					case acks <- txn:
 					case <-ctx.Done():
 						return nil
 					}
-					cur = nil
 					c.commits.Add(1)
 				case *pglogrepl.InsertMessage:
 					err = c.publishRow(ctx, cur, relations, m.RelationID, flussopb.ChangeOp_INSERT, 0, nil, m.Tuple, final, &seq)

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"maps"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/flusso/flusso/internal/testenv"
+	"github.com/flusso/flusso/pkg/backfill"
+	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/proto/flussopb"
 )
 
@@ -236,4 +239,55 @@ func image(r *flussopb.Row) map[string]string {
 		}
 	}
 	return out
+}
+
+// TestBackfillNeverSplitsATransaction requests a backfill (as a reindex
+// does) and commits a transaction while its key batches are published:
+// none may land between the transaction's changes.
+func TestBackfillNeverSplitsATransaction(t *testing.T) {
+	const keys, rows = 100_000, 20_000
+	r := newRig(t, `
+		CREATE TABLE items (id int PRIMARY KEY, pad text NOT NULL);
+		INSERT INTO items SELECT g, 'x' FROM generate_series(1, `+fmt.Sprint(keys)+`) g;`, "")
+	cfg := r.config(map[string]string{"items": itemsSchema})
+	cfg.BatchKeys = 10 // many small batches: the backfill outlasts the transaction
+	c := r.start(cfg)
+	r.waitStreaming()
+
+	ctx := context.Background()
+	jobs, err := backfill.Open(ctx, r.bc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := cfg.Indexes[0]
+	if err := jobs.Request(ctx, &backfill.Job{Index: ix.Name, Hash: ix.Hash, Targets: map[string]uint32{"primary": 1}, Reason: "reindex"}); err != nil {
+		t.Fatal(err)
+	}
+	r.eventually("the backfill to start publishing", 30*time.Second, func() bool {
+		p, err := r.bc.Progress(ctx, broker.ChangesStream)
+		return err == nil && p.Last > 0
+	})
+	r.exec(`INSERT INTO items SELECT g, 'y' FROM generate_series($1::int + 1, $1::int + $2::int) g`, keys, rows)
+	r.eventually("the transaction to be published", time.Minute, func() bool { return c.Stats().Captured == rows })
+
+	var txn []change
+	batches, after := 0, 0 // backfill batches, those after the transaction
+	for len(txn) < rows {
+		for _, ch := range r.read(1000, true) {
+			switch {
+			case ch.Op != flussopb.ChangeOp_BACKFILL:
+				txn = append(txn, ch)
+			case len(txn) == rows:
+				after++
+			default:
+				batches++
+			}
+		}
+	}
+	if after == 0 {
+		t.Skipf("the backfill ended before the transaction: nothing to interleave")
+	}
+	// checkTransactions finds any gap in the transaction's stream sequences.
+	checkTransactions(t, txn)
+	t.Logf("%d backfill batches before a transaction of %d changes (stream sequences %d..%d), %d after", batches, rows, txn[0].seq, txn[len(txn)-1].seq, after)
 }
