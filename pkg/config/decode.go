@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flusso/flusso/internal/suggest"
 )
 
 // The keys each table accepts; anything else is an error. The JSON Schema
@@ -403,7 +405,7 @@ func (l *loader) unknownKeys(m map[string]any, base string, known []string) {
 		if slices.Contains(known, k) {
 			continue
 		}
-		if s := suggest(k, known); s != "" {
+		if s := suggest.Closest(k, known); s != "" {
 			l.errorf(child(base, k), "unknown key (did you mean %s?)", s)
 		} else {
 			l.errorf(child(base, k), "unknown key (expected one of %s)", strings.Join(known, ", "))
@@ -509,37 +511,6 @@ func describe(v any) string {
 		return "nothing"
 	}
 	return "a date or time"
-}
-
-// suggest returns the known key closest to k when it is a likely typo.
-func suggest(k string, known []string) string {
-	best, bestD := "", 3
-	for _, c := range known {
-		if d := editDistance(k, c); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // validateIdent checks a Postgres identifier as flusso accepts them for sink

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/flusso/flusso/internal/suggest"
 )
 
 // allKinds lists every field type key, in the order the format documents them.
@@ -209,7 +211,7 @@ func noTypeKey(o *object) string {
 		if _, known := siblings[k]; known {
 			continue
 		}
-		if s := suggest(k, names); s != "" {
+		if s := suggest.Closest(k, names); s != "" {
 			return fmt.Sprintf("%s; %q is not a type, did you mean %q?", msg, k, s)
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/flusso/flusso/internal/suggest"
 )
 
 // MaxFileSize bounds a schema file. Real schemas are a few KiB; the bound
@@ -392,45 +394,10 @@ func (p *parser) checkKeys(o *object, allowed []string, where string) {
 // else saying what is expected.
 func (p *parser) unknownKey(o *object, key, expected string, candidates []string) {
 	msg := fmt.Sprintf("unknown key %q", key)
-	if s := suggest(key, candidates); s != "" {
+	if s := suggest.Closest(key, candidates); s != "" {
 		msg += fmt.Sprintf("; did you mean %q?", s)
 	} else {
 		msg += " (" + expected + ")"
 	}
 	p.errorf(o.entries[key].key, o.path, "%s", msg)
-}
-
-// suggest returns the candidate closest to a mistyped key, or "".
-func suggest(key string, candidates []string) string {
-	if len(key) > 2*maxIdentSize {
-		return "" // not a typo; and distance is quadratic
-	}
-	best, bestDist := "", 3 // only close matches help
-	for _, c := range candidates {
-		if d := distance(key, c); d < bestDist {
-			best, bestDist = c, d
-		}
-	}
-	return best
-}
-
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
