@@ -154,7 +154,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 		if meta, err := fetched[len(fetched)-1].Metadata(); err == nil && meta.NumPending == 0 {
 			// Caught up: make what was written searchable now.
-			if err := w.cfg.Sink.Refresh(ctx); err != nil {
+			if err := w.cfg.Sink.Refresh(ctx); err != nil && ctx.Err() == nil {
 				w.log.Warn("refreshing after catching up", "err", err)
 			}
 		}
