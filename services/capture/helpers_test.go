@@ -159,7 +159,9 @@ func (r *rig) start(cfg capture.Config) *capture.Capture {
 // waitStreaming waits until the capture follows its slot.
 func (r *rig) waitStreaming() {
 	r.t.Helper()
-	r.eventually("the capture to stream", 30*time.Second, func() bool { return r.cap.Stats().Streaming })
+	// Creating the slot waits for every transaction running in the cluster,
+	// which other tests share.
+	r.eventually("the capture to stream", 2*time.Minute, func() bool { return r.cap.Stats().Streaming })
 }
 
 func (r *rig) eventually(what string, within time.Duration, cond func() bool) {

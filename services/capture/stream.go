@@ -25,8 +25,16 @@ import (
 )
 
 // statusEvery is how often the slot hears from us when nothing changes;
-// well under the server's wal_sender_timeout (60s by default).
-const statusEvery = 10 * time.Second
+// well under the server's wal_sender_timeout (60s by default). A status
+// sent after statusEvery without a word from the server asks it to answer,
+// and a server that leaves that unanswered for silenceLimit is taken for
+// gone: a connection lost without a reset (a dead peer, a dropped NAT
+// entry) would otherwise only fail once TCP gives up on it, many minutes
+// later. Variables so that tests can shorten them.
+var (
+	statusEvery  = 10 * time.Second
+	silenceLimit = time.Minute
+)
 
 // inlineAcks bounds the publish acks one open transaction may hold before
 // the stream waits for them, so a huge transaction streams in bounded memory.
@@ -114,6 +122,7 @@ func (c *Capture) session(ctx context.Context) error {
 // snapshot, publishes the keys of every pending backfill: changes after the
 // slot's consistent point stream afterwards, so nothing falls in between.
 func (c *Capture) createSlot(ctx context.Context, repl *pgconn.PgConn, db *pgx.Conn) (pglogrepl.LSN, error) {
+	c.log.Info("creating replication slot; it waits for the transactions running now to end", "slot", c.cfg.Slot)
 	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, c.cfg.Slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
 		SnapshotAction: "EXPORT_SNAPSHOT",
 		Mode:           pglogrepl.LogicalReplication,
@@ -176,10 +185,16 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 		}
 	}()
 
+	heard := time.Now() // the server's last message
+	var asked time.Time // the first request for an answer not answered yet
 	for ctx.Err() == nil {
 		if conf := t.Confirmed(); conf != sent || time.Now().After(nextStatus) {
-			if err := c.sendStatus(ctx, repl, received, conf); err != nil {
+			ask := time.Since(heard) >= statusEvery
+			if err := c.sendStatus(ctx, repl, received, conf, ask); err != nil {
 				return err
+			}
+			if ask && asked.IsZero() {
+				asked = time.Now()
 			}
 			sent, nextStatus = conf, time.Now().Add(statusEvery)
 		}
@@ -188,10 +203,14 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 		rcancel()
 		if err != nil {
 			if pgconn.Timeout(err) && ctx.Err() == nil {
+				if !asked.IsZero() && time.Since(asked) > silenceLimit {
+					return fmt.Errorf("no answer from postgres on replication slot %s for %v: the connection is lost", c.cfg.Slot, time.Since(asked).Round(time.Second))
+				}
 				continue
 			}
 			return fmt.Errorf("receiving from replication slot %s: %w", c.cfg.Slot, err)
 		}
+		heard, asked = time.Now(), time.Time{}
 		switch msg := raw.(type) {
 		case *pgproto3.ErrorResponse:
 			return fmt.Errorf("replication stream: %s", pgconn.ErrorResponseToPgError(msg))
@@ -386,12 +405,15 @@ func row(rel *pglogrepl.RelationMessage, tuple *pglogrepl.TupleData, keyOnly boo
 	return r
 }
 
-func (c *Capture) sendStatus(ctx context.Context, repl *pgconn.PgConn, received, confirmed pglogrepl.LSN) error {
+// sendStatus reports the positions to the server; ask requests an
+// immediate answer (a keepalive).
+func (c *Capture) sendStatus(ctx context.Context, repl *pgconn.PgConn, received, confirmed pglogrepl.LSN, ask bool) error {
 	err := pglogrepl.SendStandbyStatusUpdate(ctx, repl, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: max(received, confirmed),
 		WALFlushPosition: confirmed,
 		WALApplyPosition: confirmed,
 		ClientTime:       time.Now(),
+		ReplyRequested:   ask,
 	})
 	if err != nil {
 		return fmt.Errorf("sending standby status to slot %s: %w", c.cfg.Slot, err)
