@@ -11,7 +11,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/services/writer"
 )
 
@@ -186,13 +189,22 @@ func await(t *testing.T, what string, cond func() (bool, string)) {
 // call performs an HTTP request and returns status and body.
 func call(t *testing.T, method, url string, body []byte, auth ...string) (int, []byte) {
 	t.Helper()
+	code, b, err := tryCall(method, url, body, auth...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, b
+}
+
+// tryCall is call for a server that may not listen yet.
+func tryCall(method, url string, body []byte, auth ...string) (int, []byte, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
 	}
 	req, err := http.NewRequest(method, url, r)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if len(auth) == 2 {
@@ -200,14 +212,14 @@ func call(t *testing.T, method, url string, body []byte, auth ...string) (int, [
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
 	}
-	return resp.StatusCode, b
+	return resp.StatusCode, b, nil
 }
 
 // docsAt returns the documents under an index or alias by id (after a
@@ -396,10 +408,13 @@ func (p *pipe) publicURL() string { return "http://" + p.opts.PublicAddress }
 // privateURL is the base URL of a pipeline's control surface.
 func (p *pipe) privateURL() string { return "http://" + p.opts.PrivateAddress }
 
-// status reads the pipeline's /status.
+// status reads the pipeline's /status; nil while it does not answer yet.
 func (p *pipe) status() map[string]any {
 	p.t.Helper()
-	code, body := call(p.t, http.MethodGet, p.publicURL()+"/status", nil)
+	code, body, err := tryCall(http.MethodGet, p.publicURL()+"/status", nil)
+	if err != nil {
+		return nil
+	}
 	if code != http.StatusOK {
 		p.t.Fatalf("/status: %d %s", code, body)
 	}
@@ -591,4 +606,303 @@ func TestQuarantineListAndReplay(t *testing.T) {
 			p.stopClean()
 		})
 	}
+}
+
+const accountsSchema = `version: 1
+table: accounts
+primary_key: id
+fields:
+  - integer: id
+  - keyword: email
+  - integer: counter
+`
+
+const tagsSchema = `version: 1
+table: tags
+primary_key: id
+fields:
+  - integer: id
+  - keyword: label
+`
+
+// hashAlias is the prefixed hash alias of a configured index.
+func (e *e2e) hashAlias(cfg *config.Config, index string) string {
+	e.t.Helper()
+	for _, ix := range cfg.Indexes {
+		if ix.Name == index {
+			return e.prefix + index + "_" + schema.Hash(ix.Schema)
+		}
+	}
+	e.t.Fatalf("no index %s in the config", index)
+	return ""
+}
+
+// aliasHolders lists the indexes an alias points at.
+func (e *e2e) aliasHolders(alias string) []string {
+	e.t.Helper()
+	code, body := call(e.t, http.MethodGet, e.os+"/_alias/"+alias, nil)
+	if code == http.StatusNotFound {
+		return nil
+	}
+	var got map[string]any
+	if err := json.Unmarshal(body, &got); err != nil {
+		e.t.Fatalf("alias %s: %d %s", alias, code, body)
+	}
+	out := make([]string, 0, len(got))
+	for name := range got {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// concrete lists the concrete indexes matching a pattern.
+func (e *e2e) concrete(pattern string) []string {
+	e.t.Helper()
+	_, body := call(e.t, http.MethodGet, e.os+"/_cat/indices/"+pattern+"?format=json&h=index&expand_wildcards=all", nil)
+	var rows []struct{ Index string }
+	_ = json.Unmarshal(body, &rows)
+	out := make([]string, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, r.Index)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// compare checks that what alias holds equals a fresh build of the index.
+func (e *e2e) compare(cfg *config.Config, index, alias string) {
+	e.t.Helper()
+	for _, ix := range cfg.Indexes {
+		if ix.Name != index {
+			continue
+		}
+		res, err := harness.Compare(context.Background(), e.dbURL, e.os, alias, index, ix.Schema)
+		if err != nil {
+			e.t.Fatalf("comparing %s: %v", alias, err)
+		}
+		if !res.OK() || res.Compared == 0 {
+			e.t.Fatalf("%s differs from a fresh build: %s", alias, res)
+		}
+		return
+	}
+	e.t.Fatalf("no index %s in the config", index)
+}
+
+// searcher counts an index through its aliases until stopped and records
+// every answer that is not the full index.
+type searcher struct {
+	stop   chan struct{}
+	done   chan struct{}
+	mu     sync.Mutex
+	bad    []string
+	counts int
+}
+
+func (e *e2e) search(want int, aliases ...string) *searcher {
+	s := &searcher{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+			for _, alias := range aliases {
+				resp, err := http.Get(e.os + "/" + alias + "/_count")
+				if err != nil {
+					s.fail(fmt.Sprintf("%s: %v", alias, err))
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				var got struct {
+					Count  int `json:"count"`
+					Shards struct {
+						Failed int `json:"failed"`
+					} `json:"_shards"`
+				}
+				if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &got) != nil || got.Shards.Failed > 0 || got.Count != want {
+					s.fail(fmt.Sprintf("%s: %d %s", alias, resp.StatusCode, body))
+				}
+				s.mu.Lock()
+				s.counts++
+				s.mu.Unlock()
+			}
+		}
+	}()
+	return s
+}
+
+func (s *searcher) fail(msg string) {
+	s.mu.Lock()
+	s.bad = append(s.bad, msg)
+	s.mu.Unlock()
+}
+
+// finish stops the searcher and returns its failures and searches made.
+func (s *searcher) finish() ([]string, int) {
+	close(s.stop)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bad, s.counts
+}
+
+// indexes reads GET /indexes by name; nil while it does not answer yet.
+func (p *pipe) indexes() map[string]map[string]any {
+	p.t.Helper()
+	code, body, err := tryCall(http.MethodGet, p.privateURL()+"/indexes", nil, p.opts.AdminUser, p.opts.AdminPassword)
+	if err != nil {
+		return nil
+	}
+	if code != http.StatusOK {
+		p.t.Fatalf("/indexes: %d %s", code, body)
+	}
+	var list []map[string]any
+	if err := json.Unmarshal(body, &list); err != nil {
+		p.t.Fatalf("decoding /indexes: %v", err)
+	}
+	out := map[string]map[string]any{}
+	for _, ix := range list {
+		out[ix["name"].(string)] = ix
+	}
+	return out
+}
+
+func TestReindexThroughTheControlSurface(t *testing.T) {
+	const accounts = 3000
+	e := newE2E(t, fmt.Sprintf(`
+		CREATE TABLE accounts (id int PRIMARY KEY, email text NOT NULL, counter int NOT NULL DEFAULT 0);
+		INSERT INTO accounts SELECT i, 'user' || i || '@x.io', 0 FROM generate_series(1, %d) i;
+		CREATE TABLE tags (id int PRIMARY KEY, label text NOT NULL);
+		INSERT INTO tags VALUES (1, 'one'), (2, 'two');`, accounts))
+	cfg := e.load(deployment{indexes: []indexSpec{{name: "accounts", schema: accountsSchema}, {name: "tags", schema: tagsSchema}}})
+	p := e.launch(e.options(cfg, t.TempDir()))
+	hash := e.hashAlias(cfg, "accounts")
+	await(t, "both indexes seeded", func() (bool, string) {
+		ix := p.indexes()
+		return ix["accounts"]["state"] == "seeded" && ix["accounts"]["docs"] == float64(accounts) && ix["tags"]["state"] == "seeded", fmt.Sprint(ix)
+	})
+
+	reindex := func(index string, auth ...string) (int, string) {
+		if auth == nil {
+			auth = []string{p.opts.AdminUser, p.opts.AdminPassword}
+		}
+		code, body := call(t, http.MethodPost, p.privateURL()+"/reindex?index="+index, nil, auth...)
+		return code, string(body)
+	}
+	// The reindex backfill cannot read accounts while this lock is held:
+	// the reindex stays under way, deterministically, for what follows.
+	ctx := context.Background()
+	lock, err := testenv.Conn(t, e.dbURL).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx) //nolint:errcheck
+	if _, err := lock.Exec(ctx, `LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, index string
+		auth        []string
+		want        int
+	}{
+		{"bad credentials", "accounts", []string{"admin", "wrong"}, http.StatusUnauthorized},
+		{"unknown index", "nothing", nil, http.StatusNotFound},
+		{"accepted", "accounts", nil, http.StatusAccepted},
+		{"already running", "accounts", nil, http.StatusConflict},
+	} {
+		if code, body := reindex(c.index, c.auth...); code != c.want {
+			t.Fatalf("%s: POST /reindex?index=%s answered %d %s, want %d", c.name, c.index, code, body, c.want)
+		}
+	}
+	e.exec(`UPDATE tags SET label = 'uno' WHERE id = 1`)
+	e.awaitDocs("another index to keep flowing during the reindex", "tags", func(d map[string]map[string]any) bool {
+		return field(d, "1", "label") == "uno"
+	})
+	if gens := e.concrete(hash + "_*"); !slices.Equal(gens, []string{hash + "_1", hash + "_2"}) {
+		t.Fatalf("during the reindex the generations are %v, want _1 and _2", gens)
+	}
+	if g := p.indexes()["accounts"]["generation"]; g != 1.0 {
+		t.Fatalf("/indexes shows generation %v while the reindex runs, want 1", g)
+	}
+
+	s := e.search(accounts, hash, e.prefix+"accounts")
+	live := e.liveUpdates(`UPDATE accounts SET counter = counter + 1, email = 'u' || (counter + 1) || '@x.io' WHERE id = $1`, accounts)
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Watched in OpenSearch, not through /indexes: that reads state with
+	// Sink.Ensure, which re-points the aliases from a possibly stale meta
+	// document and so can undo the swap while it happens.
+	await(t, "the reindex to finish and retire the old generation", func() (bool, string) {
+		gens := e.concrete(hash + "_*")
+		return slices.Equal(gens, []string{hash + "_2"}), fmt.Sprint(gens)
+	})
+	if ix := p.indexes()["accounts"]; ix["generation"] != 2.0 || ix["state"] != "seeded" {
+		t.Errorf("/indexes shows %v after the reindex, want generation 2 seeded", ix)
+	}
+	updates := live.finish(t)
+	bad, searches := s.finish()
+	if len(bad) > 0 {
+		t.Errorf("%d of %d searches during the reindex failed or missed documents, first: %s", len(bad), searches, bad[0])
+	}
+	for _, alias := range []string{hash, e.prefix + "accounts"} {
+		if got := e.aliasHolders(alias); !slices.Equal(got, []string{hash + "_2"}) {
+			t.Errorf("alias %s points at %v, want the new generation", alias, got)
+		}
+	}
+	caughtUp := e.walNow()
+	e.exec(`UPDATE tags SET label = 'due' WHERE id = 2`)
+	e.awaitConfirmed(caughtUp)
+	e.compare(cfg, "accounts", hash)
+	if code, body := reindex("accounts"); code != http.StatusAccepted {
+		t.Errorf("a second reindex once the first is done: %d %s", code, body)
+	}
+	t.Logf("%d live updates and %d searches during the reindex", updates, searches)
+	p.running()
+	p.stopClean()
+}
+
+// liveWriter runs an update on random rows until finished.
+type liveWriter struct {
+	stop chan struct{}
+	done chan struct{}
+	n    int
+	err  error
+}
+
+func (e *e2e) liveUpdates(sql string, rows int) *liveWriter {
+	e.t.Helper()
+	conn := testenv.Conn(e.t, e.dbURL)
+	l := &liveWriter{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		for i := 0; ; i++ {
+			select {
+			case <-l.stop:
+				return
+			default:
+			}
+			if _, err := conn.Exec(context.Background(), sql, 1+(i*7919)%rows); err != nil {
+				l.err = err
+				return
+			}
+			l.n++
+		}
+	}()
+	return l
+}
+
+// finish stops the updates and returns how many were made.
+func (l *liveWriter) finish(t *testing.T) int {
+	t.Helper()
+	close(l.stop)
+	<-l.done
+	if l.err != nil {
+		t.Fatalf("live updates: %v", l.err)
+	}
+	return l.n
 }
