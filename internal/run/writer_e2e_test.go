@@ -906,3 +906,113 @@ func (l *liveWriter) finish(t *testing.T) int {
 	}
 	return l.n
 }
+
+// envelopes reads the stdout sink's envelopes out of a process log (its
+// stdout and stderr), from the log's n-th start on.
+func envelopes(t *testing.T, log string, fromStart int) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	starts := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "=== start ") {
+			starts++
+		}
+		if starts < fromStart || !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var env map[string]any
+		if json.Unmarshal([]byte(line), &env) == nil && env["sink"] == "audit" {
+			out = append(out, env)
+		}
+	}
+	return out
+}
+
+// segment is a process log from its n-th start on.
+func segment(t *testing.T, log string, fromStart int) string {
+	t.Helper()
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(string(b), "=== start ")
+	if len(parts) <= fromStart {
+		return ""
+	}
+	return strings.Join(parts[fromStart:], "=== start ")
+}
+
+func TestFanOutToOpenSearchAndStdout(t *testing.T) {
+	const rows = 50
+	e := newE2E(t, fmt.Sprintf(`CREATE TABLE tags (id int PRIMARY KEY, label text NOT NULL);
+		INSERT INTO tags SELECT i, 'tag' || i FROM generate_series(1, %d) i;`, rows))
+	e.load(deployment{sinks: "[sinks.audit]\ntype = \"stdout\"\n\n", indexes: []indexSpec{{name: "tags", schema: tagsSchema}}})
+	// The binary: the stdout sink writes to the process's standard output.
+	proc := harness.NewProc(t, "flusso", e.dir, "--config", "flusso.toml", "--data-dir", "data",
+		"--index-prefix", e.prefix, "--slot", e.slot(), "--lag-poll-secs", "1")
+	proc.Start()
+
+	stdoutHas := func(from int, want func(map[string]any) bool) func() (bool, string) {
+		return func() (bool, string) {
+			n := 0
+			for _, env := range envelopes(t, proc.LogFile, from) {
+				if want(env) {
+					n++
+				}
+			}
+			return n > 0, proc.Tail()
+		}
+	}
+	e.awaitDocs("the backfill in OpenSearch", "tags", func(d map[string]map[string]any) bool { return len(d) == rows })
+	await(t, "the backfill on stdout", func() (bool, string) {
+		ids := map[any]bool{}
+		for _, env := range envelopes(t, proc.LogFile, 1) {
+			if env["op"] == "upsert" && env["index"] == "tags" {
+				ids[env["id"]] = true
+			}
+		}
+		return len(ids) == rows, fmt.Sprintf("%d ids; log:\n%s", len(ids), proc.Tail())
+	})
+	e.exec(`UPDATE tags SET label = 'first' WHERE id = 1`)
+	e.awaitDocs("a live change in OpenSearch", "tags", func(d map[string]map[string]any) bool { return field(d, "1", "label") == "first" })
+	await(t, "a live change on stdout", stdoutHas(1, func(env map[string]any) bool {
+		doc, _ := env["document"].(map[string]any)
+		return env["id"] == "1" && doc["label"] == "first"
+	}))
+	// Both sinks must have recorded their seeding before the stop, or the
+	// restart rightly seeds again: stdout's is the last, in the state bucket.
+	seeded := regexp.MustCompile(`(?m)index seeded .*sink=audit .*index=tags`)
+	await(t, "the stdout sink to record its seeding", func() (bool, string) {
+		return seeded.MatchString(segment(t, proc.LogFile, 1)), proc.Tail()
+	})
+	before := e.docsAt(e.prefix + "tags")
+	proc.Stop()
+
+	proc.Start()
+	e.exec(`UPDATE tags SET label = 'second' WHERE id = 2`)
+	e.awaitDocs("a live change after the restart", "tags", func(d map[string]map[string]any) bool { return field(d, "2", "label") == "second" })
+	await(t, "a live change on stdout after the restart", stdoutHas(2, func(env map[string]any) bool {
+		doc, _ := env["document"].(map[string]any)
+		return env["id"] == "2" && doc["label"] == "second"
+	}))
+	if log := segment(t, proc.LogFile, 2); strings.Contains(log, "backfill requested") {
+		t.Errorf("the restart requested a backfill:\n%s", log)
+	}
+	for _, env := range envelopes(t, proc.LogFile, 2) {
+		// At most the last change before the stop may come again.
+		if env["id"] != "1" && env["id"] != "2" {
+			t.Errorf("stdout printed %v/%v again after the restart: re-backfilled", env["index"], env["id"])
+		}
+	}
+	after := e.docsAt(e.prefix + "tags")
+	for id, doc := range before {
+		if id != "2" && after[id]["_version"] != doc["_version"] {
+			t.Errorf("document %s was written again after the restart (version %v, was %v): re-backfilled", id, after[id]["_version"], doc["_version"])
+		}
+	}
+	proc.Stop()
+}
