@@ -1016,3 +1016,78 @@ func TestFanOutToOpenSearchAndStdout(t *testing.T) {
 	}
 	proc.Stop()
 }
+
+func TestSchemaChangeSeedsANewIndexBehindTheConvenienceAlias(t *testing.T) {
+	const accounts = 2000
+	e := newE2E(t, fmt.Sprintf(`
+		CREATE TABLE accounts (id int PRIMARY KEY, email text NOT NULL, counter int NOT NULL DEFAULT 7);
+		INSERT INTO accounts SELECT i, 'user' || i || '@x.io' FROM generate_series(1, %d) i;`, accounts))
+	const before = `version: 1
+table: accounts
+primary_key: id
+fields:
+  - integer: id
+  - keyword: email
+`
+	data := t.TempDir()
+	oldCfg := e.load(deployment{indexes: []indexSpec{{name: "accounts", schema: before}}})
+	oldHash := e.hashAlias(oldCfg, "accounts")
+	p := e.launch(e.options(oldCfg, data))
+	e.awaitDocs("the first schema's backfill", "accounts", func(d map[string]map[string]any) bool { return len(d) == accounts })
+	await(t, "the first schema seeded", func() (bool, string) {
+		ix := p.indexes()["accounts"]
+		return ix["state"] == "seeded", fmt.Sprint(ix)
+	})
+	p.stopClean()
+
+	newCfg := e.load(deployment{indexes: []indexSpec{{name: "accounts", schema: accountsSchema}}})
+	newHash := e.hashAlias(newCfg, "accounts")
+	if newHash == oldHash {
+		t.Fatal("adding a field did not change the schema hash")
+	}
+	// Hold the new schema's backfill back, so what readers see while it
+	// has not finished can be checked.
+	ctx := context.Background()
+	lock, err := testenv.Conn(t, e.dbURL).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx) //nolint:errcheck
+	if _, err := lock.Exec(ctx, `LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	convenience := e.prefix + "accounts"
+	s := e.search(accounts, convenience)
+	p = e.launch(e.options(newCfg, data))
+	await(t, "the new schema's index", func() (bool, string) {
+		got := e.aliasHolders(newHash)
+		return slices.Equal(got, []string{newHash + "_1"}), fmt.Sprint(got)
+	})
+	if got := e.aliasHolders(convenience); !slices.Equal(got, []string{oldHash + "_1"}) {
+		t.Fatalf("while the new index is seeded the convenience alias points at %v, want the old index", got)
+	}
+	if d := e.docsAt(convenience); len(d) != accounts || d["1"]["counter"] != nil {
+		t.Fatalf("while the new index is seeded the convenience alias serves %d documents of shape %v", len(d), d["1"])
+	}
+
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "the convenience alias to move to the new index", func() (bool, string) {
+		got := e.aliasHolders(convenience)
+		return slices.Equal(got, []string{newHash + "_1"}), fmt.Sprint(got)
+	})
+	if bad, searches := s.finish(); len(bad) > 0 {
+		t.Errorf("%d of %d searches through the convenience alias failed or missed documents, first: %s", len(bad), searches, bad[0])
+	}
+	if d := e.docsAt(convenience); len(d) != accounts || d["1"]["counter"] != 7.0 {
+		t.Fatalf("after the switch the convenience alias serves %d documents of shape %v", len(d), d["1"])
+	}
+	if got := e.aliasHolders(oldHash); !slices.Equal(got, []string{oldHash + "_1"}) {
+		t.Errorf("the old schema's hash alias points at %v; it is left for its clients", got)
+	}
+	e.exec(`UPDATE accounts SET counter = 8 WHERE id = 1`)
+	e.awaitDocs("a live change in the new index", "accounts", func(d map[string]map[string]any) bool { return d["1"]["counter"] == 8.0 })
+	e.compare(newCfg, "accounts", newHash)
+	p.stopClean()
+}
