@@ -761,13 +761,20 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 // now becomes searchable.
 func (h *harness) waitLive(ctx context.Context, procs group, db *pgxpool.Pool, index string) error {
 	pr := newProber(liveSpec{db: db, gen: h.gen, search: h.search, index: index}, time.Now())
-	v, err := pr.commit(ctx, true)
-	if err != nil {
-		return err
-	}
 	limit := h.drainLimit + 2*time.Minute
 	deadline := time.Now().Add(limit)
+	var v int64
+	var committed time.Time
 	for time.Now().Before(deadline) {
+		// A probe committed before the slot existed is never captured:
+		// commit a fresh one every few seconds until one shows.
+		if time.Since(committed) > 5*time.Second {
+			var err error
+			if v, err = pr.commit(ctx, true); err != nil {
+				return err
+			}
+			committed = time.Now()
+		}
 		if err := procs.failed(); err != nil {
 			return err
 		}
