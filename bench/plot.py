@@ -38,7 +38,9 @@ def backfill(ax, r) -> None:
     if r.get("postgres_build"):
         bars.append(("Postgres build\n(pkg/sqlbuild)", r["postgres_build"]["docs_per_sec"], "#9aa5b1"))
     for c in r.get("bulk_ceiling") or []:
-        bars.append((f"raw bulk\nceiling ×{c['concurrency']}", c["docs_per_sec"], "#52606d"))
+        kind = "overwrite" if c.get("overwrite") else ("fill, after" if c.get("after") else "fill")
+        color = "#829ab1" if c.get("overwrite") else "#52606d"
+        bars.append((f"raw bulk\n{kind} ×{c['concurrency']}", c["docs_per_sec"], color))
     if r.get("flusso_backfill"):
         bars.append(("flusso\n1 process", r["flusso_backfill"]["docs_per_sec"], "#2f80ed"))
     for s in r.get("flusso_distributed") or []:
@@ -53,7 +55,7 @@ def backfill(ax, r) -> None:
     ax.set_xticks(range(len(bars)), labels, fontsize=8)
     for i, v in enumerate(vals):
         ax.text(i, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=8)
-    ceiling = max([c["docs_per_sec"] for c in r.get("bulk_ceiling") or []] or [0])
+    ceiling = max([c["docs_per_sec"] for c in r.get("bulk_ceiling") or [] if not c.get("overwrite")] or [0])
     if ceiling:
         ax.axhline(0.7 * ceiling, color="#52606d", linestyle="--", linewidth=1)
         ax.text(len(bars) - 0.5, 0.7 * ceiling, "70% of ceiling", ha="right", va="bottom", fontsize=8)

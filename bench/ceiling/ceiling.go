@@ -130,7 +130,9 @@ func Build(ctx context.Context, pool *pgxpool.Pool, ix *sqlbuild.Index, workers,
 type BulkResult struct {
 	// Overwrite: the documents replaced existing ones (the live case)
 	// instead of filling an empty index (the backfill case).
-	Overwrite   bool          `json:"overwrite"`
+	Overwrite bool `json:"overwrite"`
+	// After: measured after the tool's backfill rather than before it.
+	After       bool          `json:"after,omitempty"`
 	Docs        int64         `json:"docs"`
 	Concurrency int           `json:"concurrency"`
 	BatchDocs   int           `json:"batch_docs"`

@@ -214,6 +214,9 @@ func markdown(r *results) string {
 	}
 	for _, cr := range r.Ceiling {
 		what := "raw bulk ceiling"
+		if cr.After {
+			what = "raw bulk ceiling, again after flusso's backfill"
+		}
 		if cr.Overwrite {
 			what = "raw bulk overwrite of every document (live ceiling)"
 		}
