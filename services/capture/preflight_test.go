@@ -2,6 +2,7 @@ package capture_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -307,4 +308,49 @@ func replicaCluster(t *testing.T) string {
 		"-o", "-p "+strconv.Itoa(port)+" -c listen_addresses=127.0.0.1 -k "+dir+" -c wal_level=replica -c fsync=off", "start")
 	t.Cleanup(func() { run(filepath.Join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop") })
 	return "postgres://flusso@127.0.0.1:" + strconv.Itoa(port) + "/postgres?sslmode=disable"
+}
+
+// TestSlotOlderThanItsPublication drops the publication while the capture
+// is stopped and changes a table meanwhile: the slot cannot decode that
+// change ever again, so the capture must stop with the way out instead of
+// retrying forever.
+func TestSlotOlderThanItsPublication(t *testing.T) {
+	r := newRig(t, `CREATE TABLE users (id int PRIMARY KEY, email text);
+		CREATE TABLE orders (id int PRIMARY KEY, user_id int, status text);`, "")
+	cfg := r.config(map[string]string{"users": usersSchema})
+	ctx, cancel := context.WithCancel(context.Background())
+	first, err := capture.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- first.Run(ctx) }()
+	r.eventually("the first capture to stream", 2*time.Minute, func() bool { return first.Stats().Streaming })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	r.exec(`DROP PUBLICATION flusso`)
+	r.exec(`INSERT INTO users VALUES (1, 'unseen')`)
+	second, err := capture.New(cfg) // creates the publication again
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = second.Run(ctx)
+	if ctx.Err() != nil {
+		t.Fatalf("the capture kept retrying; log:\n%s", r.logs)
+	}
+	msg := fmt.Sprint(err)
+	t.Logf("error: %s", msg)
+	for _, w := range []string{"publication", "pg_drop_replication_slot('" + r.slot + "')", "reindex"} {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error %q does not say %q", msg, w)
+		}
+	}
+	if strings.ContainsAny(msg, "\n\r") {
+		t.Errorf("error spans several lines: %q", msg)
+	}
 }

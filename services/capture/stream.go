@@ -213,7 +213,15 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 		heard, asked = time.Now(), time.Time{}
 		switch msg := raw.(type) {
 		case *pgproto3.ErrorResponse:
-			return fmt.Errorf("replication stream: %s", pgconn.ErrorResponseToPgError(msg))
+			pgErr := pgconn.ErrorResponseToPgError(msg)
+			if pgErr.Code == "42704" && strings.Contains(pgErr.Message, "publication") {
+				// pgoutput reads the publication as of each change: a change
+				// from when it did not exist fails the same way every time.
+				return &fatalError{fmt.Errorf("replication slot %s holds changes from when publication %s did not exist and cannot decode them (%s): "+
+					"drop the slot (SELECT pg_drop_replication_slot('%s')), start flusso again and reindex every index, since the changes it held are lost",
+					c.cfg.Slot, c.cfg.Publication, pgErr.Message, c.cfg.Slot)}
+			}
+			return fmt.Errorf("replication stream: %w", pgErr)
 		case *pgproto3.CopyData:
 			switch msg.Data[0] {
 			case pglogrepl.PrimaryKeepaliveMessageByteID:
