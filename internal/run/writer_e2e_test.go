@@ -1091,3 +1091,63 @@ fields:
 	e.compare(newCfg, "accounts", newHash)
 	p.stopClean()
 }
+
+// ownedState is what a deployment owns in OpenSearch under its prefix:
+// concrete indexes with their document counts, and aliases.
+func (e *e2e) ownedState() string {
+	e.t.Helper()
+	call(e.t, http.MethodPost, e.os+"/"+e.prefix+"*/_refresh?expand_wildcards=all", nil)
+	_, indexes := call(e.t, http.MethodGet, e.os+"/_cat/indices/"+e.prefix+"*?h=index,docs.count&s=index&expand_wildcards=all", nil)
+	_, aliases := call(e.t, http.MethodGet, e.os+"/_cat/aliases/"+e.prefix+"*?h=alias,index&s=alias", nil)
+	return string(indexes) + "--\n" + string(aliases)
+}
+
+func TestPrefixesIsolateDeploymentsOnOneCluster(t *testing.T) {
+	const table = `CREATE TABLE accounts (id int PRIMARY KEY, email text NOT NULL, counter int NOT NULL DEFAULT 0);
+		INSERT INTO accounts SELECT i, 'user' || i || '@x.io', 0 FROM generate_series(1, 100) i;`
+	one, two := newE2E(t, table), newE2E(t, table)
+	if one.prefix == two.prefix {
+		t.Fatal("the deployments need different prefixes")
+	}
+	// Same logical index, different schemas: different hashes too.
+	cfgOne := one.load(deployment{indexes: []indexSpec{{name: "accounts", schema: strings.TrimSuffix(accountsSchema, "  - integer: counter\n")}}})
+	cfgTwo := two.load(deployment{indexes: []indexSpec{{name: "accounts", schema: accountsSchema}}})
+	pOne := one.launch(one.options(cfgOne, t.TempDir()))
+	pTwo := two.launch(two.options(cfgTwo, t.TempDir()))
+	for _, d := range []struct {
+		e *e2e
+		p *pipe
+	}{{one, pOne}, {two, pTwo}} {
+		await(t, d.e.prefix+" seeded", func() (bool, string) {
+			ix := d.p.indexes()["accounts"]
+			return ix["state"] == "seeded" && ix["docs"] == 100.0, fmt.Sprint(ix)
+		})
+	}
+
+	// Deployment two goes through live changes, a reindex and a truncate
+	// (a purge of its index) while deployment one follows its own changes.
+	two.exec(`UPDATE accounts SET counter = 2 WHERE id <= 10`)
+	one.exec(`UPDATE accounts SET email = 'changed@x.io' WHERE id = 1`)
+	two.awaitDocs("deployment two's change", "accounts", func(d map[string]map[string]any) bool { return d["10"]["counter"] == 2.0 })
+	one.awaitDocs("deployment one's change", "accounts", func(d map[string]map[string]any) bool { return d["1"]["email"] == "changed@x.io" })
+	untouched := one.ownedState()
+	if code, body := call(t, http.MethodPost, pTwo.privateURL()+"/reindex?index=accounts", nil, "admin", "secret"); code != http.StatusAccepted {
+		t.Fatalf("reindex of deployment two: %d %s", code, body)
+	}
+	twoHash := two.hashAlias(cfgTwo, "accounts")
+	await(t, "deployment two's reindex", func() (bool, string) {
+		gens := two.concrete(twoHash + "_*")
+		return slices.Equal(gens, []string{twoHash + "_2"}), fmt.Sprint(gens)
+	})
+	two.exec(`TRUNCATE accounts`)
+	two.awaitDocs("deployment two's purge", "accounts", func(d map[string]map[string]any) bool { return len(d) == 0 })
+
+	if now := one.ownedState(); now != untouched {
+		t.Errorf("deployment two changed what deployment one owns:\nbefore:\n%s\nafter:\n%s", untouched, now)
+	}
+	one.compare(cfgOne, "accounts", one.hashAlias(cfgOne, "accounts"))
+	pOne.running()
+	pTwo.running()
+	pOne.stopClean()
+	pTwo.stopClean()
+}
