@@ -171,22 +171,22 @@ const stoppingPings = 50
 // stream reads the replication stream until an error or ctx is done.
 func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, acks chan<- *openTxn) error {
 	relations := map[uint32]*pglogrepl.RelationMessage{}
-	var cur *openTxn
-	var final pglogrepl.LSN
-	var seq uint32
-	var received pglogrepl.LSN
-	sent := pglogrepl.LSN(0)
-	nextStatus := time.Now()
-	var pings int // reply requests since pingsFrom with no data between
-	var pingsFrom time.Time
+	var (
+		cur            *openTxn // the transaction being received; it holds c.publishing
+		final          pglogrepl.LSN
+		seq            uint32
+		received, sent pglogrepl.LSN
+		nextStatus     = time.Now()
+		heard          = time.Now() // the server's last message
+		asked          time.Time    // the first request for an answer not answered yet
+		pings          int          // reply requests since pingsFrom with no data between
+		pingsFrom      time.Time
+	)
 	defer func() {
 		if cur != nil {
 			c.publishing.Unlock()
 		}
 	}()
-
-	heard := time.Now() // the server's last message
-	var asked time.Time // the first request for an answer not answered yet
 	for ctx.Err() == nil {
 		if conf := t.Confirmed(); conf != sent || time.Now().After(nextStatus) {
 			ask := time.Since(heard) >= statusEvery
