@@ -614,6 +614,9 @@ func (h *harness) liveSeries(ctx context.Context, system string, rates []int, st
 	for i, rate := range rates {
 		if saturated != nil {
 			note := fmt.Sprintf("skipped: saturated at %d changes/s (end to end %.0f changes/s)", saturated.OfferedRate, saturated.PipelineRate)
+			if saturated.PipelineRate < 0 {
+				note = fmt.Sprintf("skipped: saturated at %d changes/s (not caught up %s after the load)", saturated.OfferedRate, h.drainLimit)
+			}
 			h.logf("%s: live at %d changes/s %s", system, rate, note)
 			out = append(out, &liveResult{System: system, OfferedRate: rate, TxSize: h.txSize, Skipped: note,
 				P50ms: -1, P95ms: -1, P99ms: -1, MaxMs: -1, DrainSeconds: -1, PipelineRate: -1})
