@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -184,6 +185,7 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 			Indexes:           ci,
 			Broker:            bc,
 			Seeds:             seedPlanner(sinks),
+			Progress:          progressOut(),
 			Log:               log.With(logging.ComponentKey, "capture"),
 		})
 		if err != nil {
@@ -302,4 +304,14 @@ func seedPlanner(sinks []sink.Sink) capture.SeedPlanner {
 		}
 		return targets, nil
 	}
+}
+
+// progressOut is where backfills draw their bar: nowhere when logs are JSON
+// (a bar between JSON lines breaks their readers), else the capture's
+// default (stderr when it is a terminal).
+func progressOut() io.Writer {
+	if os.Getenv("FLUSSO_LOG_FORMAT") == "json" {
+		return io.Discard
+	}
+	return nil
 }
