@@ -192,7 +192,7 @@ func inOrder(held, fetched []jetstream.Msg) []jetstream.Msg {
 // yet on, to be processed again with the next fetch.
 func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, msgs []jetstream.Msg) ([]jetstream.Msg, error) {
 	var run []jetstream.Msg
-	var docs []decoded
+	var docs []*flussopb.Document
 	flush := func() error {
 		if len(run) == 0 {
 			return nil
@@ -227,7 +227,7 @@ func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, msgs []je
 		}
 		if d.Op == flussopb.DocOp_UPSERT || d.Op == flussopb.DocOp_DELETE_DOC {
 			run = append(run, m)
-			docs = append(docs, decoded{msg: m, doc: &d})
+			docs = append(docs, &d)
 			continue
 		}
 		if err := flush(); err != nil {
@@ -250,11 +250,6 @@ func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, msgs []je
 	return nil, flush()
 }
 
-type decoded struct {
-	msg jetstream.Msg
-	doc *flussopb.Document
-}
-
 // docKey identifies one document operation for coalescing: builds of the
 // same id aimed at different generations are different writes.
 type docKey struct {
@@ -264,13 +259,13 @@ type docKey struct {
 
 // write sends one run of documents to the sink and applies on_error to
 // what it rejects.
-func (w *Writer) write(ctx context.Context, run []decoded) error {
+func (w *Writer) write(ctx context.Context, run []*flussopb.Document) error {
 	if len(run) == 0 {
 		return nil
 	}
 	docs := make([]sink.Doc, len(run))
-	for i, r := range run {
-		docs[i] = toSinkDoc(r.doc)
+	for i, d := range run {
+		docs[i] = toSinkDoc(d)
 	}
 	rejected, err := w.send(ctx, docs)
 	if err != nil {
@@ -355,74 +350,20 @@ func (w *Writer) rebuild(ctx context.Context, rejected []sink.Rejection) error {
 	first := rejected[0]
 	w.log.Warn("sink rejected documents under on_error = stop; building them again from the current data before stopping",
 		"documents", len(rejected), "index", first.Doc.Index, "id", first.Doc.ID, "reason", first.Reason)
-
-	type want struct {
-		version uint64
-		reason  string
-	}
-	waiting := map[[2]string]want{}
-	byIndex := map[string][]string{}
-	versions := map[string]uint64{}
+	// waiting maps each document to the version its next build reaches.
+	waiting := map[[2]string]uint64{}
 	for _, r := range rejected {
 		k := [2]string{r.Doc.Index, r.Doc.ID}
-		if cur, ok := waiting[k]; ok && cur.version >= r.Doc.Version {
-			continue
-		}
-		if _, ok := waiting[k]; !ok {
-			byIndex[r.Doc.Index] = append(byIndex[r.Doc.Index], r.Doc.ID)
-		}
-		waiting[k] = want{r.Doc.Version, r.Reason}
-		versions[r.Doc.Index] = max(versions[r.Doc.Index], r.Doc.Version)
+		waiting[k] = max(waiting[k], r.Doc.Version)
 	}
-
-	// Watch the documents stream from its current end, so no build
-	// published after the request is missed.
-	stream, err := w.cfg.Broker.JS.Stream(ctx, broker.DocsStream)
+	watch, done, err := w.requestRebuild(ctx, waiting)
 	if err != nil {
-		return fmt.Errorf("opening stream %s: %w", broker.DocsStream, err)
+		return err
 	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("reading stream %s: %w", broker.DocsStream, err)
-	}
-	var subjects []string
-	for index, ids := range byIndex {
-		subjects = append(subjects, broker.DocsSubject(index))
-		ch := &flussopb.Change{Op: flussopb.ChangeOp_BACKFILL, Index: index, Keys: ids,
-			Sinks: []string{w.cfg.Sink.Name()}, CommitLsn: versions[index]}
-		data, err := proto.Marshal(ch)
-		if err != nil {
-			return fmt.Errorf("encoding a rebuild request: %w", err)
-		}
-		if _, err := w.cfg.Broker.JS.Publish(ctx, broker.ChangesSubject, data); err != nil {
-			return fmt.Errorf("requesting a rebuild of %d documents of %s: %w", len(ids), index, err)
-		}
-	}
-	slices.Sort(subjects)
-	// An explicit consumer, removed when done: on an interest stream any
-	// consumer holds what it has not been delivered yet, and so the slot.
-	watch, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		FilterSubjects:    subjects,
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       info.State.LastSeq + 1,
-		AckPolicy:         jetstream.AckNonePolicy,
-		InactiveThreshold: 30 * time.Second,
-		MemoryStorage:     true,
-	})
-	if err != nil {
-		return fmt.Errorf("watching %s for rebuilt documents: %w", broker.DocsStream, err)
-	}
-	defer func() {
-		if err := stream.DeleteConsumer(context.WithoutCancel(ctx), watch.CachedInfo().Name); err != nil {
-			w.log.Warn("removing the rebuild watch; it expires on its own", "err", err)
-		}
-	}()
+	defer done()
 	for len(waiting) > 0 {
 		batch, err := watch.Fetch(256, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
 			return fmt.Errorf("watching %s for rebuilt documents: %w", broker.DocsStream, err)
 		}
 		var next []sink.Doc
@@ -432,15 +373,15 @@ func (w *Writer) rebuild(ctx context.Context, rejected []sink.Rejection) error {
 				(len(d.Sinks) > 0 && !slices.Contains(d.Sinks, w.cfg.Sink.Name())) {
 				continue
 			}
-			if want, ok := waiting[[2]string{d.Index, d.Id}]; ok && d.Version >= want.version {
+			if version, ok := waiting[[2]string{d.Index, d.Id}]; ok && d.Version >= version {
 				next = append(next, toSinkDoc(&d))
 			}
 		}
-		if err := batch.Error(); err != nil && ctx.Err() == nil {
-			return fmt.Errorf("watching %s for rebuilt documents: %w", broker.DocsStream, err)
-		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if err := batch.Error(); err != nil {
+			return fmt.Errorf("watching %s for rebuilt documents: %w", broker.DocsStream, err)
 		}
 		if len(next) == 0 {
 			continue
@@ -460,6 +401,61 @@ func (w *Writer) rebuild(ctx context.Context, rejected []sink.Rejection) error {
 		w.log.Info("rebuilt documents accepted", "documents", len(next))
 	}
 	return nil
+}
+
+// requestRebuild asks the assemblers to build documents again for this
+// sink and returns a consumer of the documents published from then on,
+// with done to remove it.
+func (w *Writer) requestRebuild(ctx context.Context, docs map[[2]string]uint64) (jetstream.Consumer, func(), error) {
+	keys := map[string][]string{}
+	versions := map[string]uint64{}
+	for k, version := range docs {
+		keys[k[0]] = append(keys[k[0]], k[1])
+		versions[k[0]] = max(versions[k[0]], version)
+	}
+	// The watch starts at the stream's end as it is before the requests,
+	// so no build they cause is missed.
+	stream, err := w.cfg.Broker.JS.Stream(ctx, broker.DocsStream)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening stream %s: %w", broker.DocsStream, err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading stream %s: %w", broker.DocsStream, err)
+	}
+	var subjects []string
+	for index, ids := range keys {
+		subjects = append(subjects, broker.DocsSubject(index))
+		ch := &flussopb.Change{Op: flussopb.ChangeOp_BACKFILL, Index: index, Keys: ids,
+			Sinks: []string{w.cfg.Sink.Name()}, CommitLsn: versions[index]}
+		data, err := proto.Marshal(ch)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encoding a rebuild request: %w", err)
+		}
+		if _, err := w.cfg.Broker.JS.Publish(ctx, broker.ChangesSubject, data); err != nil {
+			return nil, nil, fmt.Errorf("requesting a rebuild of %d documents of %s: %w", len(ids), index, err)
+		}
+	}
+	slices.Sort(subjects)
+	// An explicit consumer, removed when done: on an interest stream any
+	// consumer holds what it has not been delivered yet, and so the slot.
+	watch, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubjects:    subjects,
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       info.State.LastSeq + 1,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: 30 * time.Second,
+		MemoryStorage:     true,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("watching %s for rebuilt documents: %w", broker.DocsStream, err)
+	}
+	done := func() {
+		if err := stream.DeleteConsumer(context.WithoutCancel(ctx), watch.CachedInfo().Name); err != nil {
+			w.log.Warn("removing the rebuild watch; it expires on its own", "err", err)
+		}
+	}
+	return watch, done, nil
 }
 
 // quarantine keeps a rejected document on the quarantine stream, with the
