@@ -88,12 +88,11 @@ func ListQuarantine(ctx context.Context, js jetstream.JetStream, f Filter) ([]En
 		return nil, fmt.Errorf("reading stream %s: %w", broker.QuarantineStream, err)
 	}
 	var out []Entry
-	for {
-		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
+	for uint64(len(out)) < total {
+		batch, err := cons.FetchNoWait(500)
 		if err != nil {
 			return nil, fmt.Errorf("reading stream %s: %w", broker.QuarantineStream, err)
 		}
-		var pending uint64
 		got := 0
 		for m := range batch.Messages() {
 			got++
@@ -102,16 +101,15 @@ func ListQuarantine(ctx context.Context, js jetstream.JetStream, f Filter) ([]En
 				return nil, fmt.Errorf("reading quarantine entry metadata: %w", err)
 			}
 			out = append(out, entryOf(m.Subject(), m.Headers(), m.Data(), meta))
-			pending = meta.NumPending
 		}
 		if err := batch.Error(); err != nil {
 			return nil, fmt.Errorf("reading stream %s: %w", broker.QuarantineStream, err)
 		}
-		// Entries added while reading are left for the next listing.
-		if got == 0 || pending == 0 || uint64(len(out)) >= total {
-			return out, nil
+		if got == 0 {
+			break // entries removed while reading
 		}
 	}
+	return out, nil
 }
 
 func entryOf(subject string, h nats.Header, data []byte, meta *jetstream.MsgMetadata) Entry {
