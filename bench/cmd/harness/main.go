@@ -56,6 +56,7 @@ type harness struct {
 	// overwriteCeiling adds an overwrite pass to each.
 	ceilingConc      []int
 	overwriteCeiling bool
+	skipCeiling      bool
 	liveFor          time.Duration
 	drainLimit       time.Duration
 	txSize           int
@@ -97,6 +98,7 @@ func main() {
 	flag.StringVar(&pgRates, "pgsync-rates", "500,2000", "live change rates for PGSync (empty: backfill only)")
 	flag.StringVar(&scale, "scale", "1,2,3", "assembler process counts of the distributed runs (empty: skip)")
 	flag.StringVar(&ceilConc, "ceiling-concurrency", "1,2", "bulk requests in flight of the ceiling runs")
+	flag.BoolVar(&h.skipCeiling, "skip-ceiling", false, "do not measure the build rate and the bulk ceiling")
 	flag.BoolVar(&h.overwriteCeiling, "overwrite-ceiling", true, "also measure the ceiling of overwriting every document (live updates)")
 	flag.StringVar(&h.rev, "rev", "HEAD", "commit to build flusso from; empty builds the work tree as it is")
 	flag.IntVar(&h.writers, "writers", 1, "writer processes of each distributed run")
@@ -180,8 +182,10 @@ func (h *harness) run(ctx context.Context, skipPGSync bool) error {
 		return err
 	}
 	defer h.flussoPool.Close()
-	if err := h.ceiling(ctx); err != nil {
-		return fmt.Errorf("ceiling: %w", err)
+	if !h.skipCeiling {
+		if err := h.ceiling(ctx); err != nil {
+			return fmt.Errorf("ceiling: %w", err)
+		}
 	}
 	if err := h.flussoSingle(ctx); err != nil {
 		return fmt.Errorf("flusso: %w", err)
@@ -422,6 +426,9 @@ func (h *harness) ceiling(ctx context.Context) error {
 // backfill: other load on the machine moves from minute to minute, and a
 // ceiling measured on both sides of the backfill brackets it.
 func (h *harness) ceilingAgain(ctx context.Context) {
+	if h.skipCeiling || len(h.ceilingConc) == 0 {
+		return
+	}
 	docs := filepath.Join(h.work, "docs.tsv")
 	defer os.Remove(docs)
 	defer h.search.drop(context.WithoutCancel(ctx), "bench_ceiling_users") //nolint:errcheck
