@@ -57,6 +57,9 @@ type harness struct {
 	ceilingConc      []int
 	overwriteCeiling bool
 	skipCeiling      bool
+	// skipSingle leaves out the one-process run (the distributed runs
+	// then need -scale-backfill).
+	skipSingle bool
 	liveFor          time.Duration
 	drainLimit       time.Duration
 	txSize           int
@@ -98,6 +101,7 @@ func main() {
 	flag.StringVar(&pgRates, "pgsync-rates", "500,2000", "live change rates for PGSync (empty: backfill only)")
 	flag.StringVar(&scale, "scale", "1,2,3", "assembler process counts of the distributed runs (empty: skip)")
 	flag.StringVar(&ceilConc, "ceiling-concurrency", "1,2", "bulk requests in flight of the ceiling runs")
+	flag.BoolVar(&h.skipSingle, "skip-single", false, "leave out the one-process run (distributed runs then need -scale-backfill)")
 	flag.BoolVar(&h.skipCeiling, "skip-ceiling", false, "do not measure the build rate and the bulk ceiling")
 	flag.BoolVar(&h.overwriteCeiling, "overwrite-ceiling", true, "also measure the ceiling of overwriting every document (live updates)")
 	flag.StringVar(&h.rev, "rev", "HEAD", "commit to build flusso from; empty builds the work tree as it is")
@@ -187,8 +191,10 @@ func (h *harness) run(ctx context.Context, skipPGSync bool) error {
 			return fmt.Errorf("ceiling: %w", err)
 		}
 	}
-	if err := h.flussoSingle(ctx); err != nil {
-		return fmt.Errorf("flusso: %w", err)
+	if !h.skipSingle {
+		if err := h.flussoSingle(ctx); err != nil {
+			return fmt.Errorf("flusso: %w", err)
+		}
 	}
 	for _, k := range h.scale {
 		sr, err := h.flussoDistributed(ctx, k)
