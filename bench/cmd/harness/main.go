@@ -60,14 +60,14 @@ type harness struct {
 	// skipSingle leaves out the one-process run (the distributed runs
 	// then need -scale-backfill).
 	skipSingle bool
-	liveFor          time.Duration
-	drainLimit       time.Duration
-	txSize           int
-	flussoBin        string
-	natsBin          string
-	venv             string
-	redisPort        int
-	natsPort         int
+	liveFor    time.Duration
+	drainLimit time.Duration
+	txSize     int
+	flussoBin  string
+	natsBin    string
+	venv       string
+	redisPort  int
+	natsPort   int
 
 	pgURL      *url.URL // admin URL of the cluster
 	osURL      string
