@@ -18,16 +18,15 @@ type results struct {
 	Env      environment `json:"environment"`
 	Params   params      `json:"params"`
 
-	Dataset  *dataset               `json:"dataset,omitempty"`
-	Build    *buildRun              `json:"postgres_build,omitempty"`
-	Ceiling  []bulkRun              `json:"bulk_ceiling,omitempty"`
-	Backfill *backfillRes           `json:"flusso_backfill,omitempty"`
-	Live     []*liveResult          `json:"flusso_live,omitempty"`
-	Scale    []*scaleRes            `json:"flusso_distributed,omitempty"`
-	PGSync   *pgsyncResult          `json:"pgsync,omitempty"`
-	Targets  []target               `json:"targets"`
-	Errors   []string               `json:"errors,omitempty"`
-	Extra    map[string]interface{} `json:"extra,omitempty"`
+	Dataset  *dataset      `json:"dataset,omitempty"`
+	Build    *buildRun     `json:"postgres_build,omitempty"`
+	Ceiling  []bulkRun     `json:"bulk_ceiling,omitempty"`
+	Backfill *backfillRes  `json:"flusso_backfill,omitempty"`
+	Live     []*liveResult `json:"flusso_live,omitempty"`
+	Scale    []*scaleRes   `json:"flusso_distributed,omitempty"`
+	PGSync   *pgsyncResult `json:"pgsync,omitempty"`
+	Targets  []target      `json:"targets"`
+	Errors   []string      `json:"errors,omitempty"`
 }
 
 type buildRun struct {
