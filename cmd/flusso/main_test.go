@@ -306,7 +306,7 @@ func TestRunOptions(t *testing.T) {
 		Slot:              "flag_slot",        // flag over env
 		Publication:       "flusso",           // default
 		ManagePublication: false,              // flag over [source]
-		QueueCapacity:     1024,               // default
+		QueueCapacity:     2000,               // default
 		PublicAddress:     "0.0.0.0:19464",    // [server]
 		PrivateAddress:    "127.0.0.1:29465",  // env over [server]
 		AdminUser:         "admin",            // default

@@ -40,7 +40,7 @@ func runCommand() *cli.Command {
 			managePublicationFlag(),
 			&cli.BoolFlag{Name: "skip-backfill", Usage: "follow live changes only, without seeding indexes", EnvVars: []string{"FLUSSO_SKIP_BACKFILL"}},
 			&cli.BoolFlag{Name: "pretty", Usage: "stdout sinks print indented JSON", EnvVars: []string{"FLUSSO_PRETTY"}},
-			&cli.IntFlag{Name: "queue-capacity", Usage: "documents in flight per writer", EnvVars: []string{"FLUSSO_QUEUE_CAPACITY"}, Value: 1024},
+			&cli.IntFlag{Name: "queue-capacity", Usage: "documents in flight per writer (two bulk requests of the default batch_size)", EnvVars: []string{"FLUSSO_QUEUE_CAPACITY"}, Value: 2000},
 			&cli.StringFlag{Name: "public-address", Usage: "`HOST:PORT` of the read-only HTTP surface (default: [server].public_address, then " + config.DefaultPublicAddress + ")", EnvVars: []string{"FLUSSO_PUBLIC_ADDRESS"}},
 			&cli.StringFlag{Name: "private-address", Usage: "`HOST:PORT` of the control HTTP surface (default: [server].private_address, then " + config.DefaultPrivateAddress + ")", EnvVars: []string{"FLUSSO_PRIVATE_ADDRESS"}},
 			adminUserFlag(),

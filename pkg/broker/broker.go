@@ -274,3 +274,38 @@ func Headers(msgs []jetstream.Msg) []map[string][]string {
 	}
 	return out
 }
+
+// Next takes the next batch of up to max messages from a pull consumer: it
+// waits up to wait for the first one, then takes whatever else is already
+// there without waiting to fill the batch, so a trickle of changes flows
+// at once and a backlog goes in full batches. No message within wait gives
+// an empty batch.
+func Next(ctx context.Context, cons jetstream.Consumer, max int, wait time.Duration) ([]jetstream.Msg, error) {
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	first, err := cons.Fetch(1, jetstream.FetchContext(wctx))
+	if err != nil {
+		if wctx.Err() != nil && ctx.Err() == nil {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []jetstream.Msg
+	for m := range first.Messages() {
+		out = append(out, m)
+	}
+	if err := first.Error(); err != nil && len(out) == 0 && wctx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages) {
+		return nil, err
+	}
+	if len(out) == 0 || max <= 1 {
+		return out, nil
+	}
+	rest, err := cons.FetchNoWait(max - 1)
+	if err != nil {
+		return out, nil // the first message is still worth processing
+	}
+	for m := range rest.Messages() {
+		out = append(out, m)
+	}
+	return out, nil
+}

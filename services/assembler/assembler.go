@@ -147,7 +147,7 @@ func (e *badDataError) Error() string { return e.err.Error() }
 func (a *Assembler) work(ctx context.Context, cons jetstream.Consumer) error {
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(a.cfg.Batch, jetstream.FetchMaxWait(500*time.Millisecond))
+		msgs, err := broker.Next(ctx, cons, a.cfg.Batch, time.Second)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -155,10 +155,6 @@ func (a *Assembler) work(ctx context.Context, cons jetstream.Consumer) error {
 			a.log.Warn("fetching changes", "err", err)
 			time.Sleep(backoff)
 			continue
-		}
-		var msgs []jetstream.Msg
-		for m := range batch.Messages() {
-			msgs = append(msgs, m)
 		}
 		if len(msgs) == 0 {
 			continue

@@ -107,13 +107,15 @@ func (w *Writer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("opening consumer %s: %w", name, err)
 	}
+	refresh := make(chan struct{}, 1)
+	go w.refresher(ctx, refresh)
 	// held are messages fetched behind a marker that cannot be applied yet,
 	// in stream order; fetching goes on meanwhile, since what the marker
 	// waits for may be redelivered to this very writer.
 	var held []jetstream.Msg
 	beat := time.Now()
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(w.cfg.Batch, jetstream.FetchMaxWait(250*time.Millisecond))
+		fetched, err := broker.Next(ctx, cons, w.cfg.Batch, 250*time.Millisecond)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -125,10 +127,6 @@ func (w *Writer) Run(ctx context.Context) error {
 			case <-time.After(500 * time.Millisecond):
 			}
 			continue
-		}
-		var fetched []jetstream.Msg
-		for m := range batch.Messages() {
-			fetched = append(fetched, m)
 		}
 		if len(fetched) == 0 && len(held) == 0 {
 			continue
@@ -154,8 +152,9 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 		if meta, err := fetched[len(fetched)-1].Metadata(); err == nil && meta.NumPending == 0 {
 			// Caught up: make what was written searchable now.
-			if err := w.cfg.Sink.Refresh(ctx); err != nil && ctx.Err() == nil {
-				w.log.Warn("refreshing after catching up", "err", err)
+			select {
+			case refresh <- struct{}{}:
+			default: // one is already due
 			}
 		}
 	}
@@ -534,5 +533,30 @@ func ackAll(msgs []jetstream.Msg) {
 func nakAll(msgs []jetstream.Msg) {
 	for _, m := range msgs {
 		_ = m.Nak()
+	}
+}
+
+// refreshEvery bounds forced refreshes: under a steady trickle the writer
+// catches up after nearly every batch, and a refresh per batch would cost
+// OpenSearch more than the writes.
+const refreshEvery = 200 * time.Millisecond
+
+// refresher refreshes the sink when asked, off the write path, at most
+// once per refreshEvery; asks that come meanwhile are served by the next.
+func (w *Writer) refresher(ctx context.Context, asked <-chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-asked:
+		}
+		if err := w.cfg.Sink.Refresh(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn("refreshing after catching up", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(refreshEvery):
+		}
 	}
 }

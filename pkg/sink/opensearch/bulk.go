@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"slices"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/flusso/flusso/pkg/sink"
 )
 
@@ -31,6 +33,9 @@ type action struct {
 	RequireAlias bool `json:"require_alias,omitempty"`
 }
 
+// inFlight is how many bulk requests of one Write may be outstanding.
+const inFlight = 2
+
 // Write applies docs with bulk requests of at most BatchSize items and
 // MaxBytes bytes (an item larger than that goes alone). Items OpenSearch
 // refuses for what they are come back as rejections; transient failures,
@@ -44,9 +49,25 @@ func (s *Sink) Write(ctx context.Context, docs []sink.Doc) ([]sink.Rejection, er
 	if err != nil {
 		return nil, fmt.Errorf("write to %s: %w", s.cfg.Name, err)
 	}
-	for _, chunk := range chunks(ops, s.cfg.BatchSize, s.cfg.MaxBytes) {
-		if err := s.bulk(ctx, chunk, docs, rejected); err != nil {
-			return nil, fmt.Errorf("write to %s: %w", s.cfg.Name, err)
+	// Chunks go out concurrently, a few at a time: one request in flight
+	// leaves OpenSearch idle while the next is encoded and sent. Versions
+	// keep concurrent chunks from reordering builds of one document.
+	parts := chunks(ops, s.cfg.BatchSize, s.cfg.MaxBytes)
+	found := make([]map[int]string, len(parts))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(inFlight)
+	for i, chunk := range parts {
+		found[i] = map[int]string{}
+		g.Go(func() error { return s.bulk(gctx, chunk, docs, found[i]) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("write to %s: %w", s.cfg.Name, err)
+	}
+	for _, f := range found {
+		for i, reason := range f {
+			if _, ok := rejected[i]; !ok {
+				rejected[i] = reason
+			}
 		}
 	}
 	if len(rejected) == 0 {
