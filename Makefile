@@ -44,7 +44,7 @@ test-short: ## run the tests that need no services (go test -short)
 	$(GO) test -short -count=1 ./...
 
 # --- benchmarks (bench/, results in bench/results/, write-up in docs/benchmarks.md) ---
-.PHONY: bench-full
+.PHONY: bench-full bench-sink
 
 # Extra harness flags, e.g. BENCH_FLAGS="-skip-pgsync -scale ''"; go run ./bench/cmd/harness -help lists them.
 BENCH_FLAGS ?=
@@ -53,6 +53,9 @@ bench: services ## quick benchmark (50,000 users): flusso vs the bulk ceiling an
 	@bench/pgsync/setup.sh
 	@source .dev/env && $(GO) run ./bench/cmd/harness -users 50000 -live-secs 20 -drain-secs 60 \
 		-ceiling-concurrency 2 -scale-rate 1000 -pgsync-rates 500,2000 $(BENCH_FLAGS)
+
+bench-sink: services ## the OpenSearch sink vs a minimal direct bulk loop, same documents, same node
+	@source .dev/env && $(GO) test -run '^$$' -bench WriteVsRawBulk -benchtime=1x -count=3 ./pkg/sink/opensearch/ | grep -E '^Benchmark|^ok'
 
 bench-full: services ## full benchmark (1,000,000 users; takes hours on 2 cores)
 	@bench/pgsync/setup.sh
