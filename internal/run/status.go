@@ -182,7 +182,7 @@ func (s *status) refreshStates(ctx context.Context) {
 	}()
 	for _, ix := range s.p.Indexes {
 		for _, sk := range s.p.Sinks {
-			st, err := sk.Ensure(ctx, ix)
+			st, err := sk.State(ctx, ix.Name)
 			if err != nil {
 				continue
 			}

@@ -33,15 +33,37 @@ func (r *remembered) Ensure(ctx context.Context, ix Index) (State, error) {
 	r.mu.Lock()
 	r.hashes[ix.Name] = ix.Hash
 	r.mu.Unlock()
-	e, err := r.kv.Get(ctx, r.key(ix.Name))
+	seeded, err := r.seeded(ctx, ix.Name, ix.Hash)
+	st.Seeded = st.Seeded || seeded
+	return st, err
+}
+
+func (r *remembered) State(ctx context.Context, index string) (State, error) {
+	st, err := r.Sink.State(ctx, index)
+	if err != nil {
+		return st, err
+	}
+	r.mu.Lock()
+	hash, ok := r.hashes[index]
+	r.mu.Unlock()
+	if !ok {
+		return st, fmt.Errorf("reading state of %s for sink %s: index not prepared", index, r.Name())
+	}
+	seeded, err := r.seeded(ctx, index, hash)
+	st.Seeded = st.Seeded || seeded
+	return st, err
+}
+
+// seeded reads whether the index's schema hash was seeded into this sink.
+func (r *remembered) seeded(ctx context.Context, index, hash string) (bool, error) {
+	e, err := r.kv.Get(ctx, r.key(index))
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return false, nil
 	case err != nil:
-		return st, fmt.Errorf("reading seeding state of %s for sink %s: %w", ix.Name, r.Name(), err)
-	default:
-		st.Seeded = st.Seeded || string(e.Value()) == ix.Hash
+		return false, fmt.Errorf("reading seeding state of %s for sink %s: %w", index, r.Name(), err)
 	}
-	return st, nil
+	return string(e.Value()) == hash, nil
 }
 
 func (r *remembered) MarkSeeded(ctx context.Context, index string, gen uint32) error {

@@ -64,6 +64,9 @@ type Sink interface {
 	// mapping) when missing, never modifying an existing index, and returns
 	// the index's state.
 	Ensure(ctx context.Context, ix Index) (State, error)
+	// State reads the state of an index Ensure prepared, changing nothing
+	// (status pages ask it while writers work).
+	State(ctx context.Context, index string) (State, error)
 	// Write applies docs. An error is a flush-wide failure (nothing can be
 	// assumed applied); item-level refusals come back as rejections.
 	Write(ctx context.Context, docs []Doc) ([]Rejection, error)

@@ -162,6 +162,24 @@ func (s *Sink) lookup(index string) (owned, error) {
 	return o, nil
 }
 
+// State reads an ensured index's meta document and document count; it
+// moves no alias and creates nothing.
+func (s *Sink) State(ctx context.Context, index string) (sink.State, error) {
+	o, err := s.lookup(index)
+	if err != nil {
+		return sink.State{}, err
+	}
+	m, _, err := s.readOwnMeta(ctx, o)
+	if err != nil {
+		return sink.State{}, err
+	}
+	docs, err := s.count(ctx, o.hashAlias)
+	if err != nil {
+		return sink.State{}, err
+	}
+	return sink.State{Seeded: m.Seeded, Generation: m.Generation, Next: m.Next, Docs: docs}, nil
+}
+
 // readOwnMeta reads the meta document of an index and checks it still
 // describes this process's schema.
 func (s *Sink) readOwnMeta(ctx context.Context, o owned) (metaDoc, metaVersion, error) {

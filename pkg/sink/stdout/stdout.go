@@ -131,6 +131,9 @@ func topLevelFields(doc []byte) *int {
 // Purge does nothing: there is nothing stored to remove.
 func (s *Sink) Purge(context.Context, string) error { return nil }
 
+// State is always unseeded: stdout remembers nothing (see sink.Remembered).
+func (s *Sink) State(context.Context, string) (sink.State, error) { return sink.State{}, nil }
+
 // MarkSeeded does nothing.
 func (s *Sink) MarkSeeded(context.Context, string, uint32) error { return nil }
 
