@@ -25,7 +25,7 @@ func quarantineCommand() *cli.Command {
 		&cli.StringFlag{Name: "nats-url", Usage: "the deployment's external NATS `URL`; works while the pipeline runs", EnvVars: []string{"FLUSSO_NATS_URL"}},
 		&cli.StringFlag{Name: "data-dir", Usage: "`DIR` of a stopped pipeline's embedded NATS data, used without --nats-url", EnvVars: []string{"FLUSSO_DATA_DIR"}, Value: ".flusso"},
 		&cli.StringFlag{Name: "index", Usage: "only documents of index `NAME`"},
-		&cli.StringFlag{Name: "sink", Usage: "only documents refused by sink `NAME` (\"" + writer.AssemblerSink + "\": could not be built)"},
+		&cli.StringFlag{Name: "sink", Usage: "only documents refused by sink `NAME` (\"" + broker.AssemblerSink + "\": could not be built)"},
 	}
 	return &cli.Command{
 		Name:  "quarantine",

@@ -42,14 +42,14 @@ func seedQuarantine(t *testing.T, url string, entries ...quarantineEntry) *broke
 	}
 	for _, e := range entries {
 		msg := &nats.Msg{Subject: broker.QuarantineSubject(e.sink, e.index), Header: nats.Header{}}
-		msg.Header.Set(writer.HeaderIndex, e.index)
-		msg.Header.Set(writer.HeaderID, e.id)
+		msg.Header.Set(broker.HeaderIndex, e.index)
+		msg.Header.Set(broker.HeaderID, e.id)
 		if e.version == 0 {
 			msg.Data = []byte(e.reason)
 		} else {
-			msg.Header.Set(writer.HeaderSink, e.sink)
-			msg.Header.Set(writer.HeaderReason, e.reason)
-			msg.Header.Set(writer.HeaderVersion, strconv.FormatUint(e.version, 10))
+			msg.Header.Set(broker.HeaderSink, e.sink)
+			msg.Header.Set(broker.HeaderReason, e.reason)
+			msg.Header.Set(broker.HeaderVersion, strconv.FormatUint(e.version, 10))
 			if msg.Data, err = proto.Marshal(&flussopb.Document{Index: e.index, Id: e.id, Op: flussopb.DocOp_UPSERT, Version: e.version}); err != nil {
 				t.Fatal(err)
 			}
@@ -87,7 +87,7 @@ func TestQuarantineListAndReplay(t *testing.T) {
 	conn := seedQuarantine(t, url,
 		quarantineEntry{sink: "primary", index: "items", id: "2", reason: "status 400: mapper_parsing_exception", version: 100},
 		quarantineEntry{sink: "primary", index: "tags", id: "7", reason: "status 400: strict_dynamic_mapping_exception", version: 200},
-		quarantineEntry{sink: writer.AssemblerSink, index: "items", id: "9", reason: "building: bad value"},
+		quarantineEntry{sink: broker.AssemblerSink, index: "items", id: "9", reason: "building: bad value"},
 	)
 
 	for _, tc := range []struct {

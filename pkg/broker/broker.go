@@ -46,6 +46,20 @@ const LeaseTTL = 10 * time.Second
 // travel and is reported as a rejection.
 const MaxPayload = 8 << 20
 
+// Headers of a quarantined document's message: who refused it, what it is
+// and why, and the version its rebuild on replay carries.
+const (
+	HeaderSink    = "Flusso-Sink"
+	HeaderIndex   = "Flusso-Index"
+	HeaderID      = "Flusso-Id"
+	HeaderReason  = "Flusso-Reason"
+	HeaderVersion = "Flusso-Version"
+)
+
+// AssemblerSink stands in the quarantine subject and HeaderSink for
+// documents the assemblers could not build; their replay goes to every sink.
+const AssemblerSink = "assembler"
+
 // DocsSubject is the subject of documents of one index.
 func DocsSubject(index string) string { return DocsSubjectPrefix + index }
 

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -357,7 +358,7 @@ func (a *Assembler) build(ctx context.Context, ix Index, keys []string, sinks []
 		}
 		for _, d := range docs {
 			if d.Err != nil {
-				if err := a.reject(ix, d.ID, d.Err); err != nil {
+				if err := a.reject(ix, d.ID, version, d.Err); err != nil {
 					return nil, err
 				}
 				continue
@@ -371,7 +372,7 @@ func (a *Assembler) build(ctx context.Context, ix Index, keys []string, sinks []
 			f, err := a.publish(ctx, doc)
 			if err != nil {
 				if errors.Is(err, nats.ErrMaxPayload) {
-					if err := a.reject(ix, d.ID, fmt.Errorf("document is larger than the %d-byte message limit", broker.MaxPayload)); err != nil {
+					if err := a.reject(ix, d.ID, version, fmt.Errorf("document is larger than the %d-byte message limit", broker.MaxPayload)); err != nil {
 						return nil, err
 					}
 					continue
@@ -386,15 +387,18 @@ func (a *Assembler) build(ctx context.Context, ix Index, keys []string, sinks []
 }
 
 // reject applies on_error to a document that could not be built.
-func (a *Assembler) reject(ix Index, id string, cause error) error {
+func (a *Assembler) reject(ix Index, id string, version uint64, cause error) error {
 	if ix.OnError != config.Skip {
 		return &badDataError{fmt.Errorf("index %s, document %s: %w (on_error = stop: fix the data or set on_error = \"skip\")", ix.Name, id, cause)}
 	}
 	count(&a.quarantined, ix.Name, 1)
 	a.log.Warn("document quarantined", "index", ix.Name, "id", id, "reason", cause)
-	msg := &nats.Msg{Subject: broker.QuarantineSubject("assembler", ix.Name), Data: []byte(cause.Error()), Header: nats.Header{}}
-	msg.Header.Set("Flusso-Index", ix.Name)
-	msg.Header.Set("Flusso-Id", id)
+	msg := &nats.Msg{Subject: broker.QuarantineSubject(broker.AssemblerSink, ix.Name), Data: []byte(cause.Error()), Header: nats.Header{}}
+	msg.Header.Set(broker.HeaderSink, broker.AssemblerSink)
+	msg.Header.Set(broker.HeaderIndex, ix.Name)
+	msg.Header.Set(broker.HeaderID, id)
+	msg.Header.Set(broker.HeaderReason, cause.Error())
+	msg.Header.Set(broker.HeaderVersion, strconv.FormatUint(version, 10))
 	if _, err := a.cfg.Broker.JS.PublishMsgAsync(msg); err != nil {
 		return fmt.Errorf("quarantining document %s of %s: %w", id, ix.Name, err)
 	}

@@ -17,24 +17,11 @@ import (
 	"github.com/flusso/flusso/proto/flussopb"
 )
 
-// Headers of a quarantined document's message.
-const (
-	HeaderSink    = "Flusso-Sink"
-	HeaderIndex   = "Flusso-Index"
-	HeaderID      = "Flusso-Id"
-	HeaderReason  = "Flusso-Reason"
-	HeaderVersion = "Flusso-Version"
-)
-
-// AssemblerSink is the sink part of the quarantine subject of documents the
-// assemblers could not build; their replay goes to every sink.
-const AssemblerSink = "assembler"
-
 // Entry is one quarantined document.
 type Entry struct {
 	Seq   uint64    `json:"seq"` // sequence on the quarantine stream
 	Time  time.Time `json:"time"`
-	Sink  string    `json:"sink"` // AssemblerSink: it could not be built
+	Sink  string    `json:"sink"` // broker.AssemblerSink: it could not be built
 	Index string    `json:"index"`
 	ID    string    `json:"id"`
 	// Version is the version of the refused build; 0 when not recorded.
@@ -116,19 +103,19 @@ func entryOf(subject string, h nats.Header, data []byte, meta *jetstream.MsgMeta
 	e := Entry{
 		Seq:    meta.Sequence.Stream,
 		Time:   meta.Timestamp.UTC(),
-		Sink:   h.Get(HeaderSink),
-		Index:  h.Get(HeaderIndex),
-		ID:     h.Get(HeaderID),
-		Reason: h.Get(HeaderReason),
+		Sink:   h.Get(broker.HeaderSink),
+		Index:  h.Get(broker.HeaderIndex),
+		ID:     h.Get(broker.HeaderID),
+		Reason: h.Get(broker.HeaderReason),
 	}
-	e.Version, _ = strconv.ParseUint(h.Get(HeaderVersion), 10, 64)
+	e.Version, _ = strconv.ParseUint(h.Get(broker.HeaderVersion), 10, 64)
 	// Older entries name the sink only in the subject, and the assemblers'
 	// carry the reason as the message body.
 	if e.Sink == "" {
 		rest := strings.TrimPrefix(subject, broker.QuarantinePrefix)
 		e.Sink, _, _ = strings.Cut(rest, ".")
 	}
-	if e.Reason == "" && e.Sink == AssemblerSink {
+	if e.Reason == "" && e.Sink == broker.AssemblerSink {
 		e.Reason = string(data)
 	}
 	return e
@@ -191,7 +178,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, entries []Entry) (Repla
 	for _, k := range order {
 		g := groups[k]
 		var sinks []string
-		if g.sink != AssemblerSink {
+		if g.sink != broker.AssemblerSink {
 			sinks = []string{g.sink}
 		}
 		slices.Sort(g.seqs)

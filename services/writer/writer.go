@@ -469,11 +469,11 @@ func (w *Writer) quarantine(ctx context.Context, r sink.Rejection) error {
 		return fmt.Errorf("encoding quarantined document: %w", err)
 	}
 	msg := &nats.Msg{Subject: broker.QuarantineSubject(w.cfg.Sink.Name(), r.Doc.Index), Data: data, Header: nats.Header{}}
-	msg.Header.Set(HeaderSink, w.cfg.Sink.Name())
-	msg.Header.Set(HeaderIndex, r.Doc.Index)
-	msg.Header.Set(HeaderID, r.Doc.ID)
-	msg.Header.Set(HeaderReason, r.Reason)
-	msg.Header.Set(HeaderVersion, strconv.FormatUint(r.Doc.Version, 10))
+	msg.Header.Set(broker.HeaderSink, w.cfg.Sink.Name())
+	msg.Header.Set(broker.HeaderIndex, r.Doc.Index)
+	msg.Header.Set(broker.HeaderID, r.Doc.ID)
+	msg.Header.Set(broker.HeaderReason, r.Reason)
+	msg.Header.Set(broker.HeaderVersion, strconv.FormatUint(r.Doc.Version, 10))
 	if _, err := w.cfg.Broker.JS.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("quarantining document %s of %s: %w", r.Doc.ID, r.Doc.Index, err)
 	}
