@@ -229,8 +229,9 @@ func property(f *schema.Field, opts Options, path string) map[string]any {
 	switch f.Kind {
 	case schema.Identifier:
 		p["analyzer"] = CodeAnalyzer
-	case schema.Map:
-		// New keys are accepted despite the index's dynamic: strict.
+	case schema.Map, schema.JSON:
+		// Their keys are the data's, not the schema's: accepted despite the
+		// index's dynamic: strict (which would refuse any non-empty object).
 		p["dynamic"] = true
 	}
 	for k, v := range f.Options {

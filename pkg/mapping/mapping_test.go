@@ -93,7 +93,7 @@ func TestProperty(t *testing.T) {
 		{"map", schema.Field{Kind: schema.Map, Values: schema.Long}, auto, `{"dynamic":true,"type":"object"}`},
 		{"map explicit dynamic wins", schema.Field{Kind: schema.Map, Values: schema.Long,
 			Options: map[string]any{"dynamic": "false"}}, auto, `{"dynamic":"false","type":"object"}`},
-		{"json", schema.Field{Kind: schema.JSON}, auto, `{"type":"object"}`},
+		{"json", schema.Field{Kind: schema.JSON}, auto, `{"dynamic":true,"type":"object"}`},
 		{"geo", schema.Field{Kind: schema.Geo, Column: "pos"}, auto, `{"type":"geo_point"}`},
 		{"custom text gets text subfields", schema.Field{Kind: schema.Custom, OpenSearchType: "text"}, auto,
 			`{"analyzer":"flusso_text","fields":{"keyword":{"ignore_above":256,"type":"keyword"},"keyword_lowercase":{"ignore_above":256,"normalizer":"flusso_lowercase","type":"keyword"}},"type":"text"}`},
