@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -107,11 +106,6 @@ func withQuarantine(c *cli.Context, fn func(context.Context, *broker.Conn, write
 		if _, err := os.Stat(store); errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("no embedded NATS data in %s: pass the pipeline's --data-dir, or --nats-url for a deployment on an external NATS", store)
 		}
-		release, err := lockDataDir(dataDir)
-		if err != nil {
-			return fail(err)
-		}
-		defer release()
 		emb, err := broker.StartEmbedded(store, 0)
 		if err != nil {
 			return fail(err)
@@ -127,22 +121,4 @@ func withQuarantine(c *cli.Context, fn func(context.Context, *broker.Conn, write
 	}
 	defer conn.Close()
 	return fn(c.Context, conn, f)
-}
-
-// lockDataDir takes the data directory's lock, held by whoever runs the
-// embedded server on it: two servers on one store would corrupt it.
-func lockDataDir(dir string) (release func(), err error) {
-	path := filepath.Join(dir, "nats.lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", path, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("the embedded NATS in %s is in use (a pipeline runs on it): stop it first, or use --nats-url with an external NATS", dir)
-		}
-		return nil, fmt.Errorf("locking %s: %w", path, err)
-	}
-	return func() { f.Close() }, nil
 }

@@ -162,12 +162,12 @@ func TestQuarantineOnADataDir(t *testing.T) {
 		t.Errorf("listed %v from the data dir", got)
 	}
 
-	release, err := lockDataDir(dir)
+	running, err := broker.StartEmbedded(filepath.Join(dir, "nats"), 0) // as a running pipeline would
 	if err != nil {
 		t.Fatal(err)
 	}
 	code, _, stderr := flusso(t, "quarantine", "list", "--data-dir", dir)
-	release()
+	running.Close()
 	if code != exitFailure || !strings.Contains(stderr, "is in use") {
 		t.Errorf("a data dir in use: exit %d: %s", code, stderr)
 	}
