@@ -54,8 +54,12 @@ type Config struct {
 	// GroupKeys bounds the documents one group of a fetch may imply
 	// (default 2000).
 	GroupKeys int
-	Workers   int // goroutines in this process (default 1)
-	Log       *slog.Logger
+	// MaxBacklog is how many documents may wait for the writers before the
+	// assemblers pause (default 20,000): building far ahead of the sinks
+	// only grows the broker's memory, never the throughput.
+	MaxBacklog uint64
+	Workers    int // goroutines in this process (default 1)
+	Log        *slog.Logger
 }
 
 // Assembler is the assembler stage.
@@ -73,6 +77,9 @@ type Assembler struct {
 func New(cfg Config) *Assembler {
 	if cfg.Batch <= 0 {
 		cfg.Batch = 500
+	}
+	if cfg.MaxBacklog == 0 {
+		cfg.MaxBacklog = 20_000
 	}
 	if cfg.GroupKeys <= 0 {
 		cfg.GroupKeys = 2000
@@ -148,6 +155,7 @@ func (e *badDataError) Error() string { return e.err.Error() }
 func (a *Assembler) work(ctx context.Context, cons jetstream.Consumer) error {
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
+		a.awaitWriters(ctx)
 		msgs, err := broker.Next(ctx, cons, a.cfg.Batch, time.Second)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -192,6 +200,21 @@ func (a *Assembler) work(ctx context.Context, cons jetstream.Consumer) error {
 		stop()
 	}
 	return nil
+}
+
+// awaitWriters pauses while the documents stream holds more than
+// MaxBacklog documents.
+func (a *Assembler) awaitWriters(ctx context.Context) {
+	for ctx.Err() == nil {
+		p, err := a.cfg.Broker.Progress(ctx, broker.DocsStream)
+		if err != nil || p.Pending <= a.cfg.MaxBacklog {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // nextGroup takes the leading messages of a fetch worth at most limit
