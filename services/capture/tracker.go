@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -113,6 +114,13 @@ func (t *tracker) Advance(changes, docs broker.Progress) pglogrepl.LSN {
 func (c *Capture) watermark(ctx context.Context, t *tracker) error {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	// A broker that restarted may have lost messages it had acknowledged
+	// but not yet written, and then hands their sequence numbers out
+	// again: the tracker's samples would no longer mean what they did. So
+	// a reconnect ends the session; the next one replays from the
+	// confirmed position (lost messages' ids are gone from the
+	// deduplication window, so they are published again).
+	reconnects := c.cfg.Broker.NC.Stats().Reconnects
 	for n := 0; ; n++ {
 		select {
 		case <-ctx.Done():
@@ -128,6 +136,9 @@ func (c *Capture) watermark(ctx context.Context, t *tracker) error {
 		if err != nil {
 			c.log.Warn("reading documents stream progress", "err", err)
 			continue
+		}
+		if c.cfg.Broker.NC.Stats().Reconnects != reconnects {
+			return errors.New("reconnected to NATS: replaying from the confirmed position in case the broker lost unwritten messages")
 		}
 		c.confirmed.Store(uint64(t.Advance(changes, docs)))
 		if n%5 != 0 {
