@@ -537,9 +537,11 @@ func nakAll(msgs []jetstream.Msg) {
 }
 
 // refreshEvery bounds forced refreshes: under a steady trickle the writer
-// catches up after nearly every batch, and a refresh per batch would cost
-// OpenSearch more than the writes.
-const refreshEvery = 200 * time.Millisecond
+// catches up after nearly every batch, and each refresh makes a segment
+// OpenSearch must merge later. At 200 ms the benchmark measured 2.2-2.5x
+// OpenSearch CPU per change (docs/benchmarks.md, run 2); once a second
+// keeps search fresh within the latency target at a fraction of that.
+const refreshEvery = time.Second
 
 // refresher refreshes the sink when asked, off the write path, at most
 // once per refreshEvery; asks that come meanwhile are served by the next.
