@@ -155,7 +155,6 @@ func (e *badDataError) Error() string { return e.err.Error() }
 func (a *Assembler) work(ctx context.Context, cons jetstream.Consumer) error {
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
-		a.awaitWriters(ctx)
 		msgs, err := broker.Next(ctx, cons, a.cfg.Batch, time.Second)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -170,6 +169,9 @@ func (a *Assembler) work(ctx context.Context, cons jetstream.Consumer) error {
 		}
 		stop := broker.KeepAlive(msgs)
 		for len(msgs) > 0 {
+			// Checked per group, not per fetch: one fetch of backfill
+			// batches can imply hundreds of thousands of documents.
+			a.awaitWriters(ctx)
 			group := nextGroup(msgs, a.cfg.GroupKeys)
 			msgs = msgs[len(group):]
 			if err := a.process(ctx, group); err != nil {
