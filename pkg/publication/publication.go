@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -156,8 +157,30 @@ func Check(ctx context.Context, q Querier, name string, need Need) (Plan, error)
 }
 
 // Apply runs the plan's statements in one transaction. A permission error
-// is returned as *DeniedError so the caller can print the SQL and go on.
+// is returned as *DeniedError so the caller can print the SQL and go on. A
+// deadlock with the application's own transactions (ALTER TABLE takes the
+// strongest lock) is retried a few times before it is an error.
 func Apply(ctx context.Context, conn *pgx.Conn, p Plan) error {
+	var err error
+	for attempt := range 5 {
+		if err = apply(ctx, conn, p); !isDeadlock(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+func isDeadlock(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "40P01"
+}
+
+func apply(ctx context.Context, conn *pgx.Conn, p Plan) error {
 	stmts := p.Statements()
 	if len(stmts) == 0 {
 		return nil
