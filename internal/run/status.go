@@ -12,6 +12,7 @@ import (
 	"github.com/flusso/flusso/pkg/backfill"
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/sink"
+	"github.com/flusso/flusso/services/capture"
 )
 
 // status is the pipeline's view for the HTTP surfaces: it implements
@@ -151,7 +152,7 @@ func (s *status) compute(ctx context.Context) server.Status {
 func rowsDone(j *backfill.Job, changesDone uint64) uint64 {
 	rows := uint64(j.Rows)
 	if j.LastSeq > changesDone {
-		behind := (j.LastSeq - changesDone) * 500
+		behind := (j.LastSeq - changesDone) * capture.DefaultBatchKeys
 		if behind >= rows {
 			return 0
 		}

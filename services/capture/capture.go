@@ -64,6 +64,10 @@ type Config struct {
 	Progress io.Writer
 }
 
+// DefaultBatchKeys is how many root keys one backfill message carries
+// unless Config.BatchKeys says otherwise.
+const DefaultBatchKeys = 500
+
 // Capture is the capture stage.
 type Capture struct {
 	cfg    Config
@@ -89,7 +93,7 @@ func New(cfg Config) (*Capture, error) {
 		cfg.Log = slog.Default()
 	}
 	if cfg.BatchKeys <= 0 {
-		cfg.BatchKeys = 500
+		cfg.BatchKeys = DefaultBatchKeys
 	}
 	if cfg.LagPoll <= 0 {
 		cfg.LagPoll = 10 * time.Second
