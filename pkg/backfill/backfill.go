@@ -71,6 +71,27 @@ func (j *Job) Sinks() []string {
 	return out
 }
 
+// Generations groups the target sinks by the generation they seed, in
+// order of generation, sinks sorted within each.
+func (j *Job) Generations() []Target {
+	by := map[uint32][]string{}
+	for _, s := range j.Sinks() {
+		by[j.Targets[s]] = append(by[j.Targets[s]], s)
+	}
+	out := make([]Target, 0, len(by))
+	for gen, sinks := range by {
+		out = append(out, Target{Generation: gen, Sinks: sinks})
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Generation < out[b].Generation })
+	return out
+}
+
+// Target is one generation being seeded and the sinks seeding it.
+type Target struct {
+	Generation uint32
+	Sinks      []string
+}
+
 // ID names the job's run: it changes whenever the job is requested anew, so
 // message ids of one run never deduplicate against another's.
 func (j *Job) ID() string {

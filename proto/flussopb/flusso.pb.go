@@ -269,8 +269,12 @@ type Change struct {
 	Index string   `protobuf:"bytes,8,opt,name=index,proto3" json:"index,omitempty"`
 	Keys  []string `protobuf:"bytes,9,rep,name=keys,proto3" json:"keys,omitempty"`
 	Sinks []string `protobuf:"bytes,10,rep,name=sinks,proto3" json:"sinks,omitempty"`
-	// Backfill only: the generation being seeded.
-	Generation    uint32 `protobuf:"varint,11,opt,name=generation,proto3" json:"generation,omitempty"`
+	// Backfill only: the generation being seeded (0: every live one).
+	Generation uint32 `protobuf:"varint,11,opt,name=generation,proto3" json:"generation,omitempty"`
+	// xid is the transaction's id (32 bits, as pgoutput sends it). Logical
+	// decoding can hand out a commit before the transaction is visible to
+	// other sessions; the assembler waits until it is before reading rows.
+	Xid           uint32 `protobuf:"varint,12,opt,name=xid,proto3" json:"xid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -378,6 +382,13 @@ func (x *Change) GetSinks() []string {
 func (x *Change) GetGeneration() uint32 {
 	if x != nil {
 		return x.Generation
+	}
+	return 0
+}
+
+func (x *Change) GetXid() uint32 {
+	if x != nil {
+		return x.Xid
 	}
 	return 0
 }
@@ -493,7 +504,7 @@ const file_flusso_proto_rawDesc = "" +
 	"\acolumns\x18\x01 \x03(\v2\x1b.flusso.v1.Row.ColumnsEntryR\acolumns\x1aL\n" +
 	"\fColumnsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
-	"\x05value\x18\x02 \x01(\v2\x10.flusso.v1.DatumR\x05value:\x028\x01\"\xb0\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x10.flusso.v1.DatumR\x05value:\x028\x01\"\xc2\x02\n" +
 	"\x06Change\x12\x1d\n" +
 	"\n" +
 	"commit_lsn\x18\x01 \x01(\x04R\tcommitLsn\x12\x10\n" +
@@ -509,7 +520,8 @@ const file_flusso_proto_rawDesc = "" +
 	" \x03(\tR\x05sinks\x12\x1e\n" +
 	"\n" +
 	"generation\x18\v \x01(\rR\n" +
-	"generation\"\xb6\x01\n" +
+	"generation\x12\x10\n" +
+	"\x03xid\x18\f \x01(\rR\x03xid\"\xb6\x01\n" +
 	"\bDocument\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\tR\x05index\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12 \n" +

@@ -12,11 +12,12 @@
 package assembler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -241,10 +242,16 @@ func nextGroup(msgs []jetstream.Msg, limit int) []jetstream.Msg {
 
 // work for one index within a batch.
 type plan struct {
-	live     []string            // keys to rebuild for every sink
-	all      bool                // rebuild every document
-	purge    bool                // the root table was truncated
-	backfill map[string][]string // sinks key → keys to seed into those sinks
+	live     []string          // keys to rebuild for every sink
+	all      bool              // rebuild every document
+	purge    bool              // the root table was truncated
+	backfill map[seed][]string // keys to seed, by where they go
+}
+
+// seed is where backfill keys go: a generation of some sinks.
+type seed struct {
+	sinks      string // comma-separated sink names, empty for every sink
+	generation uint32
 }
 
 // process builds and publishes everything a batch of changes implies.
@@ -253,7 +260,8 @@ func (a *Assembler) process(ctx context.Context, msgs []jetstream.Msg) error {
 	defer span.End()
 	var version uint64
 	var live []sqlbuild.Change
-	backfills := map[string]map[string][]string{} // index → sinks key → keys
+	xids := map[uint32]bool{}
+	backfills := map[string]map[seed][]string{} // by index
 	for _, m := range msgs {
 		var ch flussopb.Change
 		if err := proto.Unmarshal(m.Data(), &ch); err != nil {
@@ -264,13 +272,19 @@ func (a *Assembler) process(ctx context.Context, msgs []jetstream.Msg) error {
 		version = max(version, ch.CommitLsn)
 		if ch.Op == flussopb.ChangeOp_BACKFILL {
 			if backfills[ch.Index] == nil {
-				backfills[ch.Index] = map[string][]string{}
+				backfills[ch.Index] = map[seed][]string{}
 			}
-			k := strings.Join(ch.Sinks, ",")
+			k := seed{sinks: strings.Join(ch.Sinks, ","), generation: ch.Generation}
 			backfills[ch.Index][k] = append(backfills[ch.Index][k], ch.Keys...)
 			continue
 		}
 		live = append(live, toChange(&ch))
+		if ch.Xid != 0 {
+			xids[ch.Xid] = true
+		}
+	}
+	if err := awaitVisible(ctx, a.cfg.Pool, xids, a.log); err != nil {
+		return fmt.Errorf("waiting for the batch's transactions to become visible: %w", err)
 	}
 
 	var pubs []jetstream.PubAckFuture
@@ -329,7 +343,7 @@ func (a *Assembler) emit(ctx context.Context, ix Index, p plan, version uint64) 
 			if len(keys) == 0 {
 				break
 			}
-			f, err := a.build(ctx, ix, keys, nil, version)
+			f, err := a.build(ctx, ix, keys, nil, 0, version)
 			if err != nil {
 				return nil, err
 			}
@@ -337,7 +351,7 @@ func (a *Assembler) emit(ctx context.Context, ix Index, p plan, version uint64) 
 			after, first = keys[len(keys)-1], false
 		}
 	} else if len(p.live) > 0 {
-		f, err := a.build(ctx, ix, p.live, nil, version)
+		f, err := a.build(ctx, ix, p.live, nil, 0, version)
 		if err != nil {
 			return nil, err
 		}
@@ -348,14 +362,16 @@ func (a *Assembler) emit(ctx context.Context, ix Index, p plan, version uint64) 
 	for _, k := range p.live {
 		done[k] = true
 	}
-	sinkKeys := make([]string, 0, len(p.backfill))
+	seeds := make([]seed, 0, len(p.backfill))
 	for k := range p.backfill {
-		sinkKeys = append(sinkKeys, k)
+		seeds = append(seeds, k)
 	}
-	sort.Strings(sinkKeys)
-	for _, sk := range sinkKeys {
+	slices.SortFunc(seeds, func(a, b seed) int {
+		return cmp.Or(strings.Compare(a.sinks, b.sinks), cmp.Compare(a.generation, b.generation))
+	})
+	for _, sd := range seeds {
 		var keys []string
-		for _, k := range p.backfill[sk] {
+		for _, k := range p.backfill[sd] {
 			if !done[k] && !p.all {
 				keys = append(keys, k)
 			}
@@ -363,7 +379,11 @@ func (a *Assembler) emit(ctx context.Context, ix Index, p plan, version uint64) 
 		if len(keys) == 0 {
 			continue
 		}
-		f, err := a.build(ctx, ix, keys, strings.Split(sk, ","), version)
+		var sinks []string
+		if sd.sinks != "" {
+			sinks = strings.Split(sd.sinks, ",")
+		}
+		f, err := a.build(ctx, ix, keys, sinks, sd.generation, version)
 		if err != nil {
 			return nil, err
 		}
@@ -372,8 +392,9 @@ func (a *Assembler) emit(ctx context.Context, ix Index, p plan, version uint64) 
 	return pubs, nil
 }
 
-// build builds keys in chunks and publishes each document.
-func (a *Assembler) build(ctx context.Context, ix Index, keys []string, sinks []string, version uint64) ([]jetstream.PubAckFuture, error) {
+// build builds keys in chunks and publishes each document to the sinks
+// and generation given (none: every sink, every live generation).
+func (a *Assembler) build(ctx context.Context, ix Index, keys []string, sinks []string, gen uint32, version uint64) ([]jetstream.PubAckFuture, error) {
 	var pubs []jetstream.PubAckFuture
 	for start := 0; start < len(keys); start += a.cfg.BuildChunk {
 		chunk := keys[start:min(start+a.cfg.BuildChunk, len(keys))]
@@ -388,7 +409,7 @@ func (a *Assembler) build(ctx context.Context, ix Index, keys []string, sinks []
 				}
 				continue
 			}
-			doc := &flussopb.Document{Index: ix.Name, Id: d.ID, Version: version, Sinks: sinks}
+			doc := &flussopb.Document{Index: ix.Name, Id: d.ID, Version: version, Sinks: sinks, Generation: gen}
 			if d.Body == nil {
 				doc.Op = flussopb.DocOp_DELETE_DOC
 			} else {

@@ -107,26 +107,33 @@ func (c *Capture) runJob(ctx context.Context, tx pgx.Tx, j *backfill.Job, versio
 		if len(keys) == 0 {
 			break
 		}
-		ch := &flussopb.Change{
-			CommitLsn: j.Version,
-			Op:        flussopb.ChangeOp_BACKFILL,
-			Index:     j.Index,
-			Keys:      keys,
-			Sinks:     j.Sinks(),
+		// One batch per generation: a reindex seeds the next generation
+		// only, while the current one keeps taking live changes.
+		var seq uint64
+		for _, target := range j.Generations() {
+			ch := &flussopb.Change{
+				CommitLsn:  j.Version,
+				Op:         flussopb.ChangeOp_BACKFILL,
+				Index:      j.Index,
+				Keys:       keys,
+				Sinks:      target.Sinks,
+				Generation: target.Generation,
+			}
+			data, err := proto.Marshal(ch)
+			if err != nil {
+				return fmt.Errorf("encoding backfill batch: %w", err)
+			}
+			msg := &nats.Msg{Subject: broker.ChangesSubject, Data: data, Header: nats.Header{}}
+			msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("bf-%s-%d-%s", j.ID(), target.Generation, keys[0]))
+			c.publishing.Lock()
+			ack, err := c.cfg.Broker.JS.PublishMsg(ctx, msg)
+			c.publishing.Unlock()
+			if err != nil {
+				return fmt.Errorf("publishing backfill batch: %w", err)
+			}
+			seq = ack.Sequence
 		}
-		data, err := proto.Marshal(ch)
-		if err != nil {
-			return fmt.Errorf("encoding backfill batch: %w", err)
-		}
-		msg := &nats.Msg{Subject: broker.ChangesSubject, Data: data, Header: nats.Header{}}
-		msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("bf-%s-%s", j.ID(), keys[0]))
-		c.publishing.Lock()
-		ack, err := c.cfg.Broker.JS.PublishMsg(ctx, msg)
-		c.publishing.Unlock()
-		if err != nil {
-			return fmt.Errorf("publishing backfill batch: %w", err)
-		}
-		j.After, j.Started, j.LastSeq = keys[len(keys)-1], true, ack.Sequence
+		j.After, j.Started, j.LastSeq = keys[len(keys)-1], true, seq
 		j.Rows += int64(len(keys))
 		if err := c.jobs.Save(ctx, j); err != nil {
 			return err

@@ -154,6 +154,7 @@ func (c *Capture) createSlot(ctx context.Context, repl *pgconn.PgConn, db *pgx.C
 
 // openTxn is a transaction being published.
 type openTxn struct {
+	xid     uint32
 	end     pglogrepl.LSN // end of the commit record; set at commit
 	futures []jetstream.PubAckFuture
 	lastSeq uint64
@@ -261,7 +262,7 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 						return fmt.Errorf("begin at %s inside the transaction of %s", m.FinalLSN, final)
 					}
 					c.publishing.Lock()
-					cur, final, seq = &openTxn{}, m.FinalLSN, 0
+					cur, final, seq = &openTxn{xid: m.Xid}, m.FinalLSN, 0
 					t.Open()
 				case *pglogrepl.CommitMessage:
 					if cur == nil {
@@ -317,6 +318,7 @@ func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[ui
 	}
 	ch := &flussopb.Change{
 		CommitLsn: uint64(final),
+		Xid:       cur.xid,
 		Seq:       *seq,
 		Schema:    rel.Namespace,
 		Table:     rel.RelationName,
