@@ -71,8 +71,10 @@ type Sink interface {
 	// assumed applied); item-level refusals come back as rejections.
 	Write(ctx context.Context, docs []Doc) ([]Rejection, error)
 	// Purge removes every document of the index (its root table was
-	// truncated).
-	Purge(ctx context.Context, index string) error
+	// truncated by the commit with this version): documents of an older
+	// version go, newer ones (written from rows inserted after the
+	// truncate) stay.
+	Purge(ctx context.Context, index string, version uint64) error
 	// MarkSeeded records that generation gen of the index holds a complete
 	// backfill, switches it to steady-state settings and points the aliases
 	// at it, retiring the generation it replaces.

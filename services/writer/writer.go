@@ -511,7 +511,7 @@ func (w *Writer) marker(ctx context.Context, m jetstream.Msg, d *flussopb.Docume
 		}
 		w.log.Info("index seeded", "index", d.Index, "generation", d.Generation)
 	case flussopb.DocOp_PURGE:
-		if err := w.cfg.Sink.Purge(ctx, d.Index); err != nil {
+		if err := w.cfg.Sink.Purge(ctx, d.Index, d.Version); err != nil {
 			return fmt.Errorf("sink %s: purging index %s: %w", w.cfg.Sink.Name(), d.Index, err)
 		}
 		w.log.Info("index purged (root table truncated)", "index", d.Index)

@@ -369,7 +369,7 @@ func (s *Sink) liveTargets(ctx context.Context, o owned) ([]string, error) {
 // Purge deletes every document of the live generations (the root table was
 // truncated): everything written before the call, so the caller must not
 // write to the index until it returns. It waits for the deletion to finish.
-func (s *Sink) Purge(ctx context.Context, index string) error {
+func (s *Sink) Purge(ctx context.Context, index string, version uint64) error {
 	o, err := s.lookup(index)
 	if err != nil {
 		return err

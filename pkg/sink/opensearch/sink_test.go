@@ -650,7 +650,7 @@ func TestPurge(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, s, upsert("3", 1, `{}`))
-	if err := s.Purge(ctx, "users"); err != nil {
+	if err := s.Purge(ctx, "users", 1<<40); err != nil {
 		t.Fatal(err)
 	}
 	ha := s.hashAlias("users", ix.Hash)

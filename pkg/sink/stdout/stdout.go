@@ -129,7 +129,7 @@ func topLevelFields(doc []byte) *int {
 }
 
 // Purge does nothing: there is nothing stored to remove.
-func (s *Sink) Purge(context.Context, string) error { return nil }
+func (s *Sink) Purge(context.Context, string, uint64) error { return nil }
 
 // State is always unseeded: stdout remembers nothing (see sink.Remembered).
 func (s *Sink) State(context.Context, string) (sink.State, error) { return sink.State{}, nil }

@@ -132,7 +132,7 @@ func TestLifecycleIsSilent(t *testing.T) {
 	if _, err := s.BeginReindex(ctx, "users"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Purge(ctx, "users"); err != nil {
+	if err := s.Purge(ctx, "users", 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Refresh(ctx); err != nil {
