@@ -637,28 +637,148 @@ func TestEnsureRecreatesADeletedGeneration(t *testing.T) {
 
 func TestPurge(t *testing.T) {
 	t.Parallel()
-	s := newSink(t, Config{})
+	const v = 100 // the truncate's version
+	// many is n upserts with ids prefix0… at version.
+	many := func(prefix string, n int, version uint64) []sink.Doc {
+		docs := make([]sink.Doc, n)
+		for i := range docs {
+			docs[i] = upsert(fmt.Sprint(prefix, i), version, `{}`)
+		}
+		return docs
+	}
+	ids := func(docs ...[]sink.Doc) []string {
+		var out []string
+		for _, d := range slices.Concat(docs...) {
+			out = append(out, d.ID)
+		}
+		return out
+	}
+	backfill := func(d sink.Doc) sink.Doc { d.Generation = 2; return d }
+
+	tests := []struct {
+		name    string
+		cfg     Config
+		reindex bool                // purge while generation 2 is built
+		before  []sink.Doc          // written before the purge
+		during  []sink.Doc          // written by another process while it runs
+		want    map[uint32][]string // ids left in each live generation
+	}{{
+		name:   "older documents go, equal and newer ones stay",
+		before: []sink.Doc{upsert("older", v-1, `{}`), upsert("equal", v, `{}`), upsert("newer", v+1, `{}`)},
+		want:   map[uint32][]string{1: {"equal", "newer"}},
+	}, {
+		name:    "both generations of a reindex",
+		reindex: true,
+		before: []sink.Doc{upsert("older", 5, `{}`), upsert("newer", v+1, `{}`),
+			backfill(upsert("backfilled", 5, `{}`)), backfill(upsert("backfilled newer", v, `{}`))},
+		want: map[uint32][]string{1: {"newer"}, 2: {"backfilled newer", "newer"}},
+	}, {
+		name:   "more documents than a page, on several shards",
+		cfg:    Config{BatchSize: 3, Shards: 3},
+		before: slices.Concat(many("older", 20, 5), many("newer", 5, v+1)),
+		want:   map[uint32][]string{1: ids(many("newer", 5, v+1))},
+	}, {
+		name:   "documents another process writes meanwhile stay",
+		cfg:    Config{BatchSize: 2},
+		before: many("older", 30, 5),
+		during: slices.Concat(many("older", 10, v+1), many("new", 10, v+1)),
+		want:   map[uint32][]string{1: ids(many("older", 10, v+1), many("new", 10, v+1))},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSink(t, tt.cfg)
+			c := rawCluster(t)
+			ctx := ctxT(t)
+			ix := parseSchema(t, usersYAML)
+			ensure(t, s, ix)
+			if tt.reindex {
+				if err := s.MarkSeeded(ctx, "users", 1); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.BeginReindex(ctx, "users"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write(t, s, tt.before...)
+
+			other := newSink(t, Config{Prefix: s.cfg.Prefix, Name: "other"})
+			ensure(t, other, ix)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for _, d := range tt.during {
+					if rej, err := other.Write(ctx, []sink.Doc{d}); err != nil || len(rej) > 0 {
+						t.Errorf("write %s during the purge: %v %v", d.ID, rej, err)
+					}
+				}
+			}()
+			if err := s.Purge(ctx, "users", v); err != nil {
+				t.Fatal(err)
+			}
+			<-done
+			ha := s.hashAlias("users", ix.Hash)
+			check := func(when string) {
+				t.Helper()
+				for gen, want := range tt.want {
+					index := generationName(ha, gen)
+					c.refresh(index)
+					got := c.ids(index, map[string]any{"size": 1000})
+					slices.Sort(got)
+					slices.Sort(want)
+					if !slices.Equal(got, want) {
+						t.Errorf("%s %s holds %v, want %v", when, index, got, want)
+					}
+				}
+			}
+			check("after the purge")
+
+			// Late upserts older than the truncate find its tombstones.
+			var late []sink.Doc
+			for _, d := range tt.before {
+				if d.Version < v {
+					d.Version = v - 1
+					late = append(late, d)
+				}
+			}
+			write(t, s, late...)
+			check("after late older upserts")
+		})
+	}
+}
+
+// A shard that fails to answer must not pass for an empty one, or its
+// documents would survive the purge.
+func TestPurgeRetriesAMissingShard(t *testing.T) {
+	t.Parallel()
+	p := newProxy(t)
+	s := newSink(t, Config{URL: p.URL})
 	c := rawCluster(t)
-	ctx := ctxT(t)
 	ix := parseSchema(t, usersYAML)
 	ensure(t, s, ix)
 	write(t, s, upsert("1", 1, `{}`), upsert("2", 1, `{}`))
-	if err := s.MarkSeeded(ctx, "users", 1); err != nil {
+	var failed atomic.Int32
+	p.set(func(p *proxy) {
+		p.intercept = func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+			if !strings.HasSuffix(r.URL.Path, "/_search") || r.URL.Query().Get("preference") == "" || failed.Add(1) > 1 {
+				return false
+			}
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"timed_out":false,"_shards":{"total":1,"successful":0,"skipped":0,"failed":1,`+
+				`"failures":[{"shard":0,"reason":{"type":"no_shard_available_action_exception","reason":"injected"}}]},"hits":{"hits":[]}}`)
+			return true
+		}
+	})
+	if err := s.Purge(ctxT(t), "users", 2); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.BeginReindex(ctx, "users"); err != nil {
-		t.Fatal(err)
-	}
-	write(t, s, upsert("3", 1, `{}`))
-	if err := s.Purge(ctx, "users", 1<<40); err != nil {
-		t.Fatal(err)
+	if failed.Load() < 2 {
+		t.Fatalf("the failed search was not retried")
 	}
 	ha := s.hashAlias("users", ix.Hash)
-	for _, index := range []string{ha, generationName(ha, 2)} {
-		c.refresh(index)
-		if got := c.ids(index, map[string]any{}); len(got) != 0 {
-			t.Errorf("%s still holds %v after Purge", index, got)
-		}
+	c.refresh(ha)
+	if got := c.ids(ha, map[string]any{}); len(got) != 0 {
+		t.Errorf("%s still holds %v after the purge", ha, got)
 	}
 }
 
