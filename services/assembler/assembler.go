@@ -56,7 +56,7 @@ type Config struct {
 	// (default 2000).
 	GroupKeys int
 	// MaxBacklog is how many documents may wait for the writers before the
-	// assemblers pause (default 20,000): building far ahead of the sinks
+	// assemblers pause (default 8,000, a few writer fetches): building far ahead of the sinks
 	// only grows the broker's memory, never the throughput.
 	MaxBacklog uint64
 	Workers    int // goroutines in this process (default 1)
@@ -80,7 +80,7 @@ func New(cfg Config) *Assembler {
 		cfg.Batch = 500
 	}
 	if cfg.MaxBacklog == 0 {
-		cfg.MaxBacklog = 20_000
+		cfg.MaxBacklog = 8_000
 	}
 	if cfg.GroupKeys <= 0 {
 		cfg.GroupKeys = 2000

@@ -109,6 +109,8 @@ func (w *Writer) Run(ctx context.Context) error {
 	}
 	refresh := make(chan struct{}, 1)
 	go w.refresher(ctx, refresh)
+	pipe := newPipeline(w, refresh)
+	defer pipe.drain() //nolint:errcheck // the error is reported on the loop's own drain
 	// held are messages fetched behind a marker that cannot be applied yet,
 	// in stream order; fetching goes on meanwhile, since what the marker
 	// waits for may be redelivered to this very writer.
@@ -137,25 +139,25 @@ func (w *Writer) Run(ctx context.Context) error {
 			}
 			beat = time.Now()
 		}
+		if len(fetched) > 0 {
+			// Caught up when nothing waits behind this fetch: the writes
+			// in flight then end with a refresh.
+			meta, err := fetched[len(fetched)-1].Metadata()
+			pipe.caughtUp.Store(err == nil && meta.NumPending == 0 && len(held) == 0)
+		}
 		msgs := inOrder(held, fetched)
-		stop := broker.KeepAlive(msgs)
-		held, err = w.process(ctx, cons, msgs)
-		stop()
+		held, err = w.process(ctx, cons, pipe, msgs)
+		if err == nil {
+			err = pipe.failed()
+		}
 		if err != nil {
+			if derr := pipe.drain(); derr != nil && err == nil {
+				err = derr
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
-		}
-		if len(held) > 0 || len(fetched) == 0 {
-			continue
-		}
-		if meta, err := fetched[len(fetched)-1].Metadata(); err == nil && meta.NumPending == 0 {
-			// Caught up: make what was written searchable now.
-			select {
-			case refresh <- struct{}{}:
-			default: // one is already due
-			}
 		}
 	}
 	return nil
@@ -185,25 +187,20 @@ func inOrder(held, fetched []jetstream.Msg) []jetstream.Msg {
 	return out
 }
 
-// process writes messages in stream order: runs of documents go in bulk,
-// markers (seeded, purge) are applied between them once everything before
-// them is written. It returns the messages from a marker that is not ready
-// yet on, to be processed again with the next fetch.
-func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, msgs []jetstream.Msg) ([]jetstream.Msg, error) {
+// process writes messages in stream order: runs of documents go to the
+// pipeline, markers (seeded, purge) are applied between them once
+// everything before them is written. It returns the messages from a marker
+// that is not ready yet on, to be processed again with the next fetch.
+func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, pipe *pipeline, msgs []jetstream.Msg) ([]jetstream.Msg, error) {
 	var run []jetstream.Msg
 	var docs []*flussopb.Document
 	flush := func() error {
 		if len(run) == 0 {
 			return nil
 		}
-		err := w.write(ctx, docs)
-		if err != nil {
-			nakAll(run)
-			return err
-		}
-		ackAll(run)
-		run, docs = run[:0], docs[:0]
-		return nil
+		err := pipe.submit(ctx, run, docs)
+		run, docs = nil, nil
+		return err
 	}
 	for i, m := range msgs {
 		var d flussopb.Document
@@ -230,6 +227,11 @@ func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, msgs []je
 			continue
 		}
 		if err := flush(); err != nil {
+			nakAll(msgs[i:])
+			return nil, err
+		}
+		// A marker applies once everything before it is written.
+		if err := pipe.drain(); err != nil {
 			nakAll(msgs[i:])
 			return nil, err
 		}

@@ -87,6 +87,7 @@ func profile(db, osURL, schemaPath, out string, users, liveRate int, liveFor tim
 		return err
 	}
 	start := time.Now()
+	stopPeak := watchPeakHeap(filepath.Join(out, "backfill.peak-heap.pprof"))
 	done := make(chan error, 1)
 	go func() {
 		done <- run.Run(ctx, run.Options{
@@ -103,6 +104,7 @@ func profile(db, osURL, schemaPath, out string, users, liveRate int, liveFor tim
 	}
 	pprof.StopCPUProfile()
 	f.Close()
+	stopPeak()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	log.Printf("backfill seeded in %.1fs; heap in use %d MB, Go runtime total %d MB", time.Since(start).Seconds(), ms.HeapInuse>>20, ms.Sys>>20)
@@ -215,6 +217,35 @@ func dropSlot(db, slot string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// watchPeakHeap writes a heap profile whenever the heap in use reaches a new
+// high (checked twice a second), so the file ends up showing what the heap
+// held at its peak, which is what bounds the process's RSS.
+func watchPeakHeap(path string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		var peak uint64
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				log.Printf("peak heap in use during the backfill: %d MB (profile %s)", peak>>20, path)
+				return
+			case <-tick.C:
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak {
+				peak = ms.HeapInuse
+				writeHeap(path)
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 func envOr(k, def string) string {

@@ -15,11 +15,21 @@ import (
 	"github.com/flusso/flusso/pkg/sink"
 )
 
-// op is one bulk item: the action line and, for an index action, the
-// document line, newline-terminated.
+// op is one bulk item: the action line, newline-terminated, and for an
+// index action the document, which is not copied until the request body is
+// (documents are most of a writer's memory traffic).
 type op struct {
-	doc   int // position in the docs given to Write
-	lines []byte
+	doc    int // position in the docs given to Write
+	lines  []byte
+	source []byte
+}
+
+// size is the item's length in the request body.
+func (o op) size() int {
+	if o.source == nil {
+		return len(o.lines)
+	}
+	return len(o.lines) + len(o.source) + 1
 }
 
 // action is the metadata line of a bulk item.
@@ -160,11 +170,7 @@ func (s *Sink) plan(ctx context.Context, docs []sink.Doc, rejected map[int]strin
 			if err != nil {
 				return nil, err
 			}
-			lines := append(meta, '\n')
-			if source != nil {
-				lines = append(append(lines, source...), '\n')
-			}
-			ops = append(ops, op{doc: i, lines: lines})
+			ops = append(ops, op{doc: i, lines: append(meta, '\n'), source: source})
 		}
 	}
 	return ops, nil
@@ -200,11 +206,11 @@ func chunks(ops []op, n, maxBytes int) [][]op {
 		size  int
 	)
 	for i, o := range ops {
-		if i > start && (i-start >= n || size+len(o.lines) > maxBytes) {
+		if i > start && (i-start >= n || size+o.size() > maxBytes) {
 			out = append(out, ops[start:i])
 			start, size = i, 0
 		}
-		size += len(o.lines)
+		size += o.size()
 	}
 	if start < len(ops) {
 		out = append(out, ops[start:])
@@ -261,9 +267,17 @@ func (s *Sink) bulk(ctx context.Context, pending []op, docs []sink.Doc, rejected
 		q.Set("pipeline", s.cfg.Pipeline)
 	}
 	return s.retry(ctx, func() (bool, error) {
-		var body bytes.Buffer
+		n := 0
+		for _, o := range pending {
+			n += o.size()
+		}
+		body := bytes.NewBuffer(make([]byte, 0, n))
 		for _, o := range pending {
 			body.Write(o.lines)
+			if o.source != nil {
+				body.Write(o.source)
+				body.WriteByte('\n')
+			}
 		}
 		resp, err := s.send(ctx, http.MethodPost, request{path: "/_bulk", query: q, body: body.Bytes(), ndjson: true})
 		if err != nil {
