@@ -193,7 +193,10 @@ func (c *Capture) lead(ctx context.Context) error {
 	backoff := time.Second
 	for {
 		started := time.Now()
-		err := c.session(ctx)
+		err := c.rerunLostBackfills(ctx)
+		if err == nil {
+			err = c.session(ctx)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}

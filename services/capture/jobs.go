@@ -131,6 +131,13 @@ func (c *Capture) runJob(ctx context.Context, tx pgx.Tx, j *backfill.Job, versio
 			if err != nil {
 				return fmt.Errorf("publishing backfill batch: %w", err)
 			}
+			// Sequences only grow: a new batch numbered at or below the
+			// last saved one means the stream lost that one and hands its
+			// sequence out again. Saving this sequence would hide the loss
+			// from rerunLostBackfills.
+			if !ack.Duplicate && ack.Sequence <= j.LastSeq {
+				return c.rerunJob(ctx, j, fmt.Sprintf("%s numbered a new key batch %d, not after the last saved one (%d)", broker.ChangesStream, ack.Sequence, j.LastSeq))
+			}
 			seq = ack.Sequence
 		}
 		j.After, j.Started, j.LastSeq = keys[len(keys)-1], true, seq
@@ -145,6 +152,62 @@ func (c *Capture) runJob(ctx context.Context, tx pgx.Tx, j *backfill.Job, versio
 		return err
 	}
 	log.Info("backfill keys published", "rows", j.Rows, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// rerunLostBackfills starts again from the first key every backfill whose
+// last key batch lies beyond the changes stream's last sequence. Sequences
+// only grow, so the stream lost that batch: a broker killed before writing
+// what it had acknowledged, or a stream deleted and created anew (its
+// sequences start over). Left as it is, the job would be marked seeded once
+// the assemblers pass its LastSeq, with keys never built. The capture calls
+// it before each session, which follows every start and every NATS
+// reconnect (the watermark ends a session on one).
+func (c *Capture) rerunLostBackfills(ctx context.Context) error {
+	changes, err := c.cfg.Broker.Progress(ctx, broker.ChangesStream)
+	if err != nil {
+		return fmt.Errorf("checking backfills against the changes stream: %w", err)
+	}
+	jobs, err := c.jobs.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		// A job that published nothing yet has LastSeq 0.
+		if j.Phase == backfill.Done || j.LastSeq <= changes.Last {
+			continue
+		}
+		why := fmt.Sprintf("its last key batch was sequence %d of %s, which now ends at %d", j.LastSeq, broker.ChangesStream, changes.Last)
+		if err := c.rerunJob(ctx, j, why); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rerunJob sets a job whose key batches the broker lost back to its start;
+// runJobs then publishes every key again (a document built twice is
+// harmless: it is versioned).
+func (c *Capture) rerunJob(ctx context.Context, j *backfill.Job, why string) error {
+	c.log.Warn("the broker lost key batches of a backfill; publishing all its keys again", "index", j.Index, "why", why, "rows_published", j.Rows)
+	j.Phase, j.After, j.Started, j.Rows, j.LastSeq = backfill.Pending, "", false, 0, 0
+	// The rerun takes the version of the snapshot it reads keys in, as a
+	// new job does: its documents are built after that snapshot and every
+	// later change is still ahead on the slot with a higher LSN, so it
+	// replaces nothing newer. The old version could leave documents stale:
+	// a broker that lost batches may have lost changes too (a stream
+	// started over can even lead the watermark to count them done), and a
+	// document written between the old version and such a change would
+	// refuse a rebuild versioned below it.
+	j.Version = 0
+	// A new run, hence new batch message ids: surviving batches of the
+	// lost run may still be in the stream's deduplication window, and a
+	// rerun batch starting at the same key would be dropped as their
+	// duplicate although the keys it carries differ.
+	j.Created = time.Now().UTC()
+	if err := c.jobs.Save(ctx, j); err != nil {
+		return fmt.Errorf("starting the backfill again: %w", err)
+	}
 	return nil
 }
 
