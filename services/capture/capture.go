@@ -78,6 +78,9 @@ type Capture struct {
 	// backfill for one key batch, so that a transaction's changes are
 	// contiguous on the changes stream.
 	publishing sync.Mutex
+	// reuse tells when the changes stream lost messages it had
+	// acknowledged, for rerunLostBackfills and the watermark.
+	reuse reuseWatch
 
 	confirmed   atomic.Uint64 // LSN confirmed to the slot
 	lagBytes    atomic.Int64

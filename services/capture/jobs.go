@@ -126,17 +126,19 @@ func (c *Capture) runJob(ctx context.Context, tx pgx.Tx, j *backfill.Job, versio
 			msg := &nats.Msg{Subject: broker.ChangesSubject, Data: data, Header: nats.Header{}}
 			msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("bf-%s-%d-%s", j.ID(), target.Generation, keys[0]))
 			c.publishing.Lock()
+			// The last saved batch counts as seen stored even when another
+			// process stored it.
+			floor := max(c.reuse.floor(), j.LastSeq)
 			ack, err := c.cfg.Broker.JS.PublishMsg(ctx, msg)
 			c.publishing.Unlock()
 			if err != nil {
 				return fmt.Errorf("publishing backfill batch: %w", err)
 			}
-			// Sequences only grow: a new batch numbered at or below the
-			// last saved one means the stream lost that one and hands its
-			// sequence out again. Saving this sequence would hide the loss
-			// from rerunLostBackfills.
-			if !ack.Duplicate && ack.Sequence <= j.LastSeq {
-				return c.rerunJob(ctx, j, fmt.Sprintf("%s numbered a new key batch %d, not after the last saved one (%d)", broker.ChangesStream, ack.Sequence, j.LastSeq))
+			// Saving a sequence handed out again would hide the loss from
+			// rerunLostBackfills; the error ends the session, which it
+			// runs before the next one.
+			if err := c.reuse.stored(ack, floor); err != nil {
+				return err
 			}
 			seq = ack.Sequence
 		}
@@ -156,32 +158,43 @@ func (c *Capture) runJob(ctx context.Context, tx pgx.Tx, j *backfill.Job, versio
 }
 
 // rerunLostBackfills starts again from the first key every backfill whose
-// last key batch lies beyond the changes stream's last sequence. Sequences
-// only grow, so the stream lost that batch: a broker killed before writing
-// what it had acknowledged, or a stream deleted and created anew (its
-// sequences start over). Left as it is, the job would be marked seeded once
-// the assemblers pass its LastSeq, with keys never built. The capture calls
-// it before each session, which follows every start and every NATS
-// reconnect (the watermark ends a session on one).
+// key batches the changes stream may have lost: a broker killed before
+// writing what it had acknowledged, or a stream deleted and created anew
+// (its sequences start over). Left as it is, such a job would be marked
+// seeded once the assemblers pass its LastSeq, with keys never built. A
+// loss shows as the stream ending before a job's last batch, or as a
+// sequence handed out again (c.reuse): other messages can take the
+// stream's end past a lost batch before the next session. The capture calls it before
+// each session, which follows every start, every NATS reconnect (the
+// watermark ends a session on one) and every loss seen while publishing.
 func (c *Capture) rerunLostBackfills(ctx context.Context) error {
 	changes, err := c.cfg.Broker.Progress(ctx, broker.ChangesStream)
 	if err != nil {
 		return fmt.Errorf("checking backfills against the changes stream: %w", err)
 	}
+	from := c.reuse.reused()
 	jobs, err := c.jobs.List(ctx)
 	if err != nil {
 		return err
 	}
 	for _, j := range jobs {
-		// A job that published nothing yet has LastSeq 0.
-		if j.Phase == backfill.Done || j.LastSeq <= changes.Last {
+		// A job that published nothing yet has LastSeq 0: no case holds.
+		var why string
+		switch {
+		case j.Phase == backfill.Done:
+			continue
+		case j.LastSeq > changes.Last:
+			why = fmt.Sprintf("its last key batch was sequence %d of %s, which now ends at %d", j.LastSeq, broker.ChangesStream, changes.Last)
+		case from != 0 && j.LastSeq >= from:
+			why = fmt.Sprintf("its last key batch was sequence %d of %s, which lost the messages from sequence %d on", j.LastSeq, broker.ChangesStream, from)
+		default:
 			continue
 		}
-		why := fmt.Sprintf("its last key batch was sequence %d of %s, which now ends at %d", j.LastSeq, broker.ChangesStream, changes.Last)
 		if err := c.rerunJob(ctx, j, why); err != nil {
 			return err
 		}
 	}
+	c.reuse.handled(changes.Last)
 	return nil
 }
 
@@ -216,6 +229,11 @@ func (c *Capture) rerunJob(ctx context.Context, j *backfill.Job, why string) err
 // stream ahead of the SEEDED marker, which each sink's writer applies after
 // acking everything before it.
 func (c *Capture) finishJobs(ctx context.Context, changesDone uint64) error {
+	// After a loss, changesDone counts the messages that took the lost
+	// ones' sequences: rerunLostBackfills sees to the jobs first.
+	if c.reuse.reused() != 0 {
+		return nil
+	}
 	jobs, err := c.jobs.List(ctx)
 	if err != nil {
 		return err

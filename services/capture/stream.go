@@ -158,6 +158,11 @@ type openTxn struct {
 	end     pglogrepl.LSN // end of the commit record; set at commit
 	futures []jetstream.PubAckFuture
 	lastSeq uint64
+	// floor is the highest sequence seen stored before the transaction's
+	// first change was published; see reuseWatch. Taken then, not when its
+	// acks are settled, because a backfill batch published after the
+	// commit may be acknowledged first, with a higher sequence.
+	floor uint64
 }
 
 // stoppingPings is how many reply-requested keepalives within a second,
@@ -190,6 +195,13 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 	}()
 	for ctx.Err() == nil {
 		if conf := t.Confirmed(); conf != sent || time.Now().After(nextStatus) {
+			// The session ends on a loss, but the watermark may advance
+			// once more before that, on a sample counting the messages
+			// that took the lost ones' sequences: nothing more is
+			// confirmed once a loss is known (conf is read first for that).
+			if from := c.reuse.reused(); from != 0 {
+				return fmt.Errorf("not confirming slot %s past %s: %s lost the messages from sequence %d on", c.cfg.Slot, sent, broker.ChangesStream, from)
+			}
 			ask := time.Since(heard) >= statusEvery
 			if err := c.sendStatus(ctx, repl, received, conf, ask); err != nil {
 				return err
@@ -262,7 +274,7 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 						return fmt.Errorf("begin at %s inside the transaction of %s", m.FinalLSN, final)
 					}
 					c.publishing.Lock()
-					cur, final, seq = &openTxn{xid: m.Xid}, m.FinalLSN, 0
+					cur, final, seq = &openTxn{xid: m.Xid, floor: c.reuse.floor()}, m.FinalLSN, 0
 					t.Open()
 				case *pglogrepl.CommitMessage:
 					if cur == nil {
@@ -347,17 +359,20 @@ func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[ui
 	c.captured.Add(1)
 	cur.futures = append(cur.futures, f)
 	if len(cur.futures) >= inlineAcks {
-		return settle(ctx, cur)
+		return c.settle(ctx, cur)
 	}
 	return nil
 }
 
 // settle waits for a transaction's outstanding publish acks, keeping only
-// the highest sequence.
-func settle(ctx context.Context, txn *openTxn) error {
+// the highest sequence, and fails on one the stream handed out again.
+func (c *Capture) settle(ctx context.Context, txn *openTxn) error {
 	for _, f := range txn.futures {
 		select {
 		case ack := <-f.Ok():
+			if err := c.reuse.stored(ack, txn.floor); err != nil {
+				return err
+			}
 			txn.lastSeq = max(txn.lastSeq, ack.Sequence)
 		case err := <-f.Err():
 			return fmt.Errorf("publishing a change to %s: %w", broker.ChangesStream, err)
@@ -377,12 +392,75 @@ func (c *Capture) resolve(ctx context.Context, acks <-chan *openTxn, t *tracker)
 		case <-ctx.Done():
 			return nil
 		case txn := <-acks:
-			if err := settle(ctx, txn); err != nil {
+			if err := c.settle(ctx, txn); err != nil {
 				return err
 			}
 			t.Commit(txn.end, txn.lastSeq)
 		}
 	}
+}
+
+// reuseWatch notices the changes stream handing out a sequence number
+// again: a nats-server killed before writing what it had acknowledged
+// numbers new messages from where its files end, and a stream created anew
+// starts over at 1. The messages from there on are gone, yet the
+// assemblers' progress runs past their sequences, so neither the watermark
+// nor a backfill may count them done. Only messages of this process are
+// watched: after a start, rerunLostBackfills' check against the stream's
+// end covers what came before.
+type reuseWatch struct {
+	mu sync.Mutex
+	// highest is the highest sequence acknowledged to this process for a
+	// newly stored message, since the last loss acted on.
+	highest uint64
+	// lostFrom is the lowest sequence seen handed out again that
+	// rerunLostBackfills has not acted on yet; 0 while there is none.
+	lostFrom uint64
+}
+
+// floor is the sequence every message published from now on must exceed.
+func (w *reuseWatch) floor() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.highest
+}
+
+// stored checks the ack of a message published when floor was the highest
+// sequence seen stored, and records a sequence handed out again.
+func (w *reuseWatch) stored(ack *jetstream.PubAck, floor uint64) error {
+	if ack.Duplicate {
+		// The sequence of the message stored before with the same id.
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ack.Sequence > floor {
+		w.highest = max(w.highest, ack.Sequence)
+		return nil
+	}
+	if w.lostFrom == 0 || ack.Sequence < w.lostFrom {
+		w.lostFrom = ack.Sequence
+	}
+	return fmt.Errorf("%s handed out sequence %d again (it had acknowledged %d before): it lost the messages from there on", broker.ChangesStream, ack.Sequence, floor)
+}
+
+// reused is the lowest sequence seen handed out again and not yet acted
+// on, or 0.
+func (w *reuseWatch) reused() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lostFrom
+}
+
+// handled clears a loss once the backfills it hit run again, and brings
+// highest down to the stream's last sequence: the stream hands out the ones
+// after it anew, which tells of no further loss. Called between sessions,
+// when this process publishes nothing.
+func (w *reuseWatch) handled(last uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.lostFrom = 0
+	w.highest = min(w.highest, last)
 }
 
 // row converts a tuple. A key-only image carries the other columns as
