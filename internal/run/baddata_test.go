@@ -1,10 +1,10 @@
-package run
+package run_test
 
 import (
-	"context"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/flusso/flusso/internal/harness"
 )
 
 // peopleSchema declares age an integer; the column is text, so a row
@@ -31,20 +31,10 @@ func TestBadDataFollowsOnError(t *testing.T) {
 			e := newE2E(t, `
 				CREATE TABLE people (id serial PRIMARY KEY, name text NOT NULL, age text);
 				INSERT INTO people (name, age) VALUES ('ada', '36'), ('bob', 'abc'), ('cy', '41');`)
-			cfg := e.config(map[string]string{"people": peopleSchema}, `on_error = "`+tt.policy+`"`+"\n")
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			done := make(chan error, 1)
-			var p *Pipeline
-			ready := make(chan struct{})
-			go func() {
-				done <- Start(ctx, e.options(cfg, t.TempDir()), func(pl *Pipeline) { p = pl; close(ready) })
-			}()
+			cfg := e.WriteConfig(harness.Config{OnError: tt.policy, Indexes: []harness.Index{{Name: "people", Schema: peopleSchema}}})
+			p := harness.Launch(t, e.Options(cfg, t.TempDir()))
 			if tt.policy == "stop" {
-				err := <-done
-				if err == nil {
-					t.Fatal("the run went on past a document it could not build")
-				}
+				err := p.Failure()
 				for _, want := range []string{`"people"`, `"2"`, "age", "on_error = stop"} {
 					if !strings.Contains(err.Error(), want) {
 						t.Errorf("error %q does not name %s", err, want)
@@ -52,20 +42,16 @@ func TestBadDataFollowsOnError(t *testing.T) {
 				}
 				return
 			}
-			e.eventually("the good documents", func(d map[string]map[string]any) bool {
+			e.awaitDocs("the good documents", "people", func(d map[string]map[string]any) bool {
 				_, bad := d["2"]
 				return len(d) == 2 && !bad && d["3"]["age"] == float64(41)
-			}, "people")
-			<-ready
-			if q := p.Assembler.Stats().Quarantined["people"]; q != 1 {
+			})
+			if q := p.Stages().Assembler.Stats().Quarantined["people"]; q != 1 {
 				t.Errorf("quarantined %d documents of people, want 1", q)
 			}
-			e.exec(`UPDATE people SET age = '7' WHERE id = 2`)
-			e.eventually("the fixed document", func(d map[string]map[string]any) bool { return d["2"]["age"] == float64(7) }, "people")
-			cancel()
-			if err := <-done; err != nil {
-				t.Fatalf("pipeline: %v", err)
-			}
+			e.Exec(`UPDATE people SET age = '7' WHERE id = 2`)
+			e.awaitDocs("the fixed document", "people", func(d map[string]map[string]any) bool { return d["2"]["age"] == float64(7) })
+			p.StopClean()
 		})
 	}
 }

@@ -1,9 +1,10 @@
-package run
+package run_test
 
 import (
-	"context"
 	"testing"
 	"time"
+
+	"github.com/flusso/flusso/internal/harness"
 )
 
 // TestHotParentIsBuiltAFewTimes: 10,000 child rows of one parent, in one
@@ -15,26 +16,19 @@ func TestHotParentIsBuiltAFewTimes(t *testing.T) {
 		CREATE TABLE orders (id serial PRIMARY KEY, user_id int REFERENCES users, total numeric NOT NULL, status text NOT NULL);
 		CREATE INDEX ON orders (user_id);
 		INSERT INTO users (email) VALUES ('hot@x.io'), ('cold@x.io');`)
-	cfg := e.config(map[string]string{"users": usersSchema}, "")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan *Pipeline, 1)
-	done := make(chan error, 1)
-	go func() { done <- Start(ctx, e.options(cfg, t.TempDir()), func(p *Pipeline) { ready <- p }) }()
-	p := <-ready
-	e.eventually("the backfill", func(d map[string]map[string]any) bool { return len(d) == 2 }, "users")
+	cfg := e.WriteConfig(harness.Config{Indexes: []harness.Index{{Name: "users", Schema: usersSchema}}})
+	pipeline := harness.Launch(t, e.Options(cfg, t.TempDir()))
+	p := pipeline.Stages()
+	e.awaitDocs("the backfill", "users", func(d map[string]map[string]any) bool { return len(d) == 2 })
 	before := p.Assembler.Stats().Built["users"]
 
-	e.exec(`INSERT INTO orders (user_id, total, status) SELECT 1, g, 'new' FROM generate_series(1, 10000) g`)
-	e.eventually("the hot parent", func(d map[string]map[string]any) bool { return d["1"]["orderCount"] == float64(10000) }, "users")
+	e.Exec(`INSERT INTO orders (user_id, total, status) SELECT 1, g, 'new' FROM generate_series(1, 10000) g`)
+	e.awaitDocs("the hot parent", "users", func(d map[string]map[string]any) bool { return d["1"]["orderCount"] == float64(10000) })
 	time.Sleep(time.Second) // let the last batches settle
 	builds := p.Assembler.Stats().Built["users"] - before
 	t.Logf("10,000 child changes rebuilt the parent %d times", builds)
 	if builds > 100 {
 		t.Errorf("the hot parent was built %d times for 10,000 child changes; want a few (one per batch)", builds)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	pipeline.StopClean()
 }

@@ -1,4 +1,4 @@
-package run
+package run_test
 
 import (
 	"bytes"
@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -17,145 +16,25 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/flusso/flusso/internal/harness"
 	"github.com/flusso/flusso/internal/testenv"
-	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/services/writer"
 )
 
-// Helpers of the end-to-end tests: a deployment's config, pipelines run in
-// the background, and what Postgres, OpenSearch and the HTTP surfaces say.
+// Helpers of the end-to-end tests: what Postgres, OpenSearch and the HTTP
+// surfaces of a deployment's pipelines (harness.Pipeline) say.
 
-// deployment is a flusso.toml for a test: the primary OpenSearch sink,
-// extra sinks, and indexes with their on_error.
-type deployment struct {
-	onError string // global on_error; empty keeps the default
-	sinks   string // more [sinks.*] tables
-	indexes []indexSpec
-}
+// e2e is one deployment under test.
+type e2e struct{ *harness.Deployment }
 
-type indexSpec struct {
-	name, schema string
-	onError      string // empty inherits the global one
-}
-
-// load writes the deployment into the test's directory and loads it.
-func (e *e2e) load(d deployment) *config.Config {
-	e.t.Helper()
-	var b strings.Builder
-	if d.onError != "" {
-		fmt.Fprintf(&b, "on_error = %q\n\n", d.onError)
-	}
-	fmt.Fprintf(&b, "[source]\ntype = \"postgres\"\nconnection_url = %q\n\n", e.dbURL)
-	fmt.Fprintf(&b, "[sinks.primary]\ntype = \"opensearch\"\nurl = %q\nnumber_of_replicas = 0\nrefresh_interval = \"1s\"\n\n", e.os)
-	b.WriteString(d.sinks)
-	for _, ix := range d.indexes {
-		file := ix.name + ".schema.yml"
-		if err := os.WriteFile(filepath.Join(e.dir, file), []byte(ix.schema), 0o644); err != nil {
-			e.t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "\n[[index]]\nname = %q\nschema = %q\nenabled = true\n", ix.name, file)
-		if ix.onError != "" {
-			fmt.Fprintf(&b, "on_error = %q\n", ix.onError)
-		}
-	}
-	path := filepath.Join(e.dir, "flusso.toml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		e.t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		e.t.Fatalf("loading config: %v\n%s", err, b.String())
-	}
-	return cfg
-}
-
-// slot is the test's replication slot: slot names are cluster-wide.
-func (e *e2e) slot() string { return "flusso_" + strings.TrimSuffix(e.prefix, "_") }
-
-// options are the run options of a test pipeline: embedded NATS in data,
-// HTTP surfaces on free ports.
-func (e *e2e) options(cfg *config.Config, data string) Options {
-	return Options{
-		Config: cfg, Slot: e.slot(), Publication: "flusso", ManagePublication: true,
-		QueueCapacity: 1000, LagPoll: time.Second, IndexPrefix: e.prefix,
-		DataDir: data, Version: "test",
-		PublicAddress: harness.FreeAddr(e.t), PrivateAddress: harness.FreeAddr(e.t),
-		AdminUser: "admin", AdminPassword: "secret",
-	}
-}
-
-// pipe is one pipeline running in the background.
-type pipe struct {
-	t      *testing.T
-	opts   Options
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error
-}
-
-// launch runs a pipeline until stop, or until it fails.
-func (e *e2e) launch(opts Options) *pipe {
-	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &pipe{t: e.t, opts: opts, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		p.err = Run(ctx, opts)
-		close(p.done)
-	}()
-	e.t.Cleanup(func() { _ = p.stop() })
-	return p
-}
-
-// stop cancels the pipeline and returns how it ended.
-func (p *pipe) stop() error {
-	p.cancel()
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("pipeline did not stop within 30s")
-	}
-}
-
-// stopClean stops the pipeline and fails the test unless it ended cleanly.
-func (p *pipe) stopClean() {
-	p.t.Helper()
-	if err := p.stop(); err != nil {
-		p.t.Fatalf("pipeline ended with: %v", err)
-	}
-}
-
-// failure waits for the pipeline to stop on its own and returns why.
-func (p *pipe) failure() error {
-	p.t.Helper()
-	select {
-	case <-p.done:
-		if p.err == nil {
-			p.t.Fatal("pipeline ended without an error")
-		}
-		return p.err
-	case <-time.After(2 * time.Minute):
-		p.t.Fatal("pipeline still runs; it should have stopped")
-		return nil
-	}
-}
-
-// running fails the test if the pipeline ended.
-func (p *pipe) running() {
-	p.t.Helper()
-	select {
-	case <-p.done:
-		p.t.Fatalf("pipeline ended: %v", p.err)
-	default:
-	}
-}
+func newE2E(t *testing.T, tables string) *e2e { return &e2e{harness.NewDeployment(t, tables)} }
 
 // await polls cond until it holds; what names it in the failure.
-func await(t *testing.T, what string, cond func() (bool, string)) {
+func await(t testing.TB, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	last := ""
@@ -170,7 +49,7 @@ func await(t *testing.T, what string, cond func() (bool, string)) {
 }
 
 // call performs an HTTP request and returns status and body.
-func call(t *testing.T, method, url string, body []byte, auth ...string) (int, []byte) {
+func call(t testing.TB, method, url string, body []byte, auth ...string) (int, []byte) {
 	t.Helper()
 	code, b, err := tryCall(method, url, body, auth...)
 	if err != nil {
@@ -208,14 +87,14 @@ func tryCall(method, url string, body []byte, auth ...string) (int, []byte, erro
 // docsAt returns the documents under an index or alias by id (after a
 // refresh), nil when it does not exist.
 func (e *e2e) docsAt(name string) map[string]map[string]any {
-	e.t.Helper()
-	call(e.t, http.MethodPost, e.os+"/"+name+"/_refresh", nil)
-	status, body := call(e.t, http.MethodGet, e.os+"/"+name+"/_search?size=10000&version=true", nil)
-	if status == http.StatusNotFound {
+	e.T.Helper()
+	call(e.T, http.MethodPost, e.OpenSearch+"/"+name+"/_refresh", nil)
+	code, body := call(e.T, http.MethodGet, e.OpenSearch+"/"+name+"/_search?size=10000&version=true", nil)
+	if code == http.StatusNotFound {
 		return nil
 	}
-	if status != http.StatusOK {
-		e.t.Fatalf("search %s: %d %s", name, status, body)
+	if code != http.StatusOK {
+		e.T.Fatalf("search %s: %d %s", name, code, body)
 	}
 	var out struct {
 		Hits struct {
@@ -227,7 +106,7 @@ func (e *e2e) docsAt(name string) map[string]map[string]any {
 		} `json:"hits"`
 	}
 	if err := json.Unmarshal(body, &out); err != nil {
-		e.t.Fatalf("decoding search of %s: %v", name, err)
+		e.T.Fatalf("decoding search of %s: %v", name, err)
 	}
 	docs := map[string]map[string]any{}
 	for _, h := range out.Hits.Hits {
@@ -240,9 +119,9 @@ func (e *e2e) docsAt(name string) map[string]map[string]any {
 // awaitDocs waits until the documents under the convenience alias of index
 // satisfy cond.
 func (e *e2e) awaitDocs(what, index string, cond func(map[string]map[string]any) bool) {
-	e.t.Helper()
-	await(e.t, what, func() (bool, string) {
-		d := e.docsAt(e.prefix + index)
+	e.T.Helper()
+	await(e.T, what, func() (bool, string) {
+		d := e.docsAt(e.Prefix + index)
 		b, _ := json.Marshal(d)
 		return cond(d), string(b)
 	})
@@ -253,55 +132,25 @@ func field(docs map[string]map[string]any, id, name string) any {
 	return docs[id][name]
 }
 
-// slotState is the test's replication slot as Postgres has it.
-func (e *e2e) slotState() (active bool, confirmed pglogrepl.LSN) {
-	e.t.Helper()
-	var lsn string
-	err := e.db.QueryRow(context.Background(),
-		`SELECT active, coalesce(confirmed_flush_lsn, '0/0')::text FROM pg_replication_slots WHERE slot_name = $1`, e.slot()).Scan(&active, &lsn)
-	if err != nil {
-		e.t.Fatalf("reading slot %s: %v", e.slot(), err)
-	}
-	confirmed, err = pglogrepl.ParseLSN(lsn)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return active, confirmed
-}
-
-// walNow is the server's current WAL position.
-func (e *e2e) walNow() pglogrepl.LSN {
-	e.t.Helper()
-	var lsn string
-	if err := e.db.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
-		e.t.Fatal(err)
-	}
-	l, err := pglogrepl.ParseLSN(lsn)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return l
-}
-
 // execXID runs statements in one transaction and returns its xid as the
 // replication stream names it.
 func (e *e2e) execXID(sql string) string {
-	e.t.Helper()
+	e.T.Helper()
 	ctx := context.Background()
-	tx, err := e.db.Begin(ctx)
+	tx, err := e.DB.Begin(ctx)
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
 	if _, err := tx.Exec(ctx, sql); err != nil {
-		e.t.Fatalf("exec %q: %v", sql, err)
+		e.T.Fatalf("exec %q: %v", sql, err)
 	}
 	var xid string
 	if err := tx.QueryRow(ctx, `SELECT (txid_current() % 4294967296)::text`).Scan(&xid); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	return xid
 }
@@ -309,60 +158,75 @@ func (e *e2e) execXID(sql string) string {
 // unconfirmed lists the transactions the stopped pipeline's slot still
 // holds, by xid: what a restart will stream again.
 func (e *e2e) unconfirmed() map[string]bool {
-	e.t.Helper()
-	await(e.t, "the slot to be released", func() (bool, string) {
-		active, _ := e.slotState()
+	e.T.Helper()
+	await(e.T, "the slot to be released", func() (bool, string) {
+		active, _ := e.SlotState()
 		return !active, "active"
 	})
-	rows, err := e.db.Query(context.Background(),
-		`SELECT DISTINCT xid::text FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL, 'proto_version', '1', 'publication_names', 'flusso')`, e.slot())
+	rows, err := e.DB.Query(context.Background(),
+		`SELECT DISTINCT xid::text FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL, 'proto_version', '1', 'publication_names', 'flusso')`, e.Slot())
 	if err != nil {
-		e.t.Fatalf("peeking slot %s: %v", e.slot(), err)
+		e.T.Fatalf("peeking slot %s: %v", e.Slot(), err)
 	}
 	defer rows.Close()
 	out := map[string]bool{}
 	for rows.Next() {
 		var xid string
 		if err := rows.Scan(&xid); err != nil {
-			e.t.Fatal(err)
+			e.T.Fatal(err)
 		}
 		out[xid] = true
 	}
 	if err := rows.Err(); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	return out
+}
+
+// lockTable takes an ACCESS EXCLUSIVE lock on table, which keeps any
+// backfill from reading it, until unlock or the end of the test.
+func (e *e2e) lockTable(table string) (unlock func()) {
+	e.T.Helper()
+	ctx := context.Background()
+	tx, err := testenv.Conn(e.T, e.DBURL).Begin(ctx)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{table}.Sanitize()+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		e.T.Fatalf("locking %s: %v", table, err)
+	}
+	unlock = sync.OnceFunc(func() {
+		if err := tx.Rollback(ctx); err != nil {
+			e.T.Errorf("unlocking %s: %v", table, err)
+		}
+	})
+	e.T.Cleanup(unlock)
+	return unlock
 }
 
 // awaitConfirmed waits until the slot is confirmed past lsn: everything
 // committed before it is durable in every sink.
 func (e *e2e) awaitConfirmed(lsn pglogrepl.LSN) {
-	e.t.Helper()
-	await(e.t, "the slot to be confirmed past "+lsn.String(), func() (bool, string) {
-		_, confirmed := e.slotState()
+	e.T.Helper()
+	await(e.T, "the slot to be confirmed past "+lsn.String(), func() (bool, string) {
+		_, confirmed := e.SlotState()
 		return confirmed >= lsn, "confirmed " + confirmed.String()
 	})
 }
 
-// publicURL is the base URL of a pipeline's public surface.
-func (p *pipe) publicURL() string { return "http://" + p.opts.PublicAddress }
-
-// privateURL is the base URL of a pipeline's control surface.
-func (p *pipe) privateURL() string { return "http://" + p.opts.PrivateAddress }
-
 // status reads the pipeline's /status; nil while it does not answer yet.
-func (p *pipe) status() map[string]any {
-	p.t.Helper()
-	code, body, err := tryCall(http.MethodGet, p.publicURL()+"/status", nil)
+func status(t testing.TB, p *harness.Pipeline) map[string]any {
+	t.Helper()
+	code, body, err := tryCall(http.MethodGet, p.PublicURL()+"/status", nil)
 	if err != nil {
 		return nil
 	}
 	if code != http.StatusOK {
-		p.t.Fatalf("/status: %d %s", code, body)
+		t.Fatalf("/status: %d %s", code, body)
 	}
 	var st map[string]any
 	if err := json.Unmarshal(body, &st); err != nil {
-		p.t.Fatalf("decoding /status: %v", err)
+		t.Fatalf("decoding /status: %v", err)
 	}
 	return st
 }
@@ -383,12 +247,7 @@ func quarantined(t *testing.T, url string, f writer.Filter) []writer.Entry {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := broker.Connect(ctx, url, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	entries, err := writer.ListQuarantine(ctx, conn.JS, f)
+	entries, err := writer.ListQuarantine(ctx, harness.Broker(t, url).JS, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,26 +269,26 @@ func flusso(t *testing.T, args ...string) string {
 
 // hashAlias is the prefixed hash alias of a configured index.
 func (e *e2e) hashAlias(cfg *config.Config, index string) string {
-	e.t.Helper()
+	e.T.Helper()
 	for _, ix := range cfg.Indexes {
 		if ix.Name == index {
-			return e.prefix + index + "_" + schema.Hash(ix.Schema)
+			return e.Prefix + index + "_" + schema.Hash(ix.Schema)
 		}
 	}
-	e.t.Fatalf("no index %s in the config", index)
+	e.T.Fatalf("no index %s in the config", index)
 	return ""
 }
 
 // aliasHolders lists the indexes an alias points at.
 func (e *e2e) aliasHolders(alias string) []string {
-	e.t.Helper()
-	code, body := call(e.t, http.MethodGet, e.os+"/_alias/"+alias, nil)
+	e.T.Helper()
+	code, body := call(e.T, http.MethodGet, e.OpenSearch+"/_alias/"+alias, nil)
 	if code == http.StatusNotFound {
 		return nil
 	}
 	var got map[string]any
 	if err := json.Unmarshal(body, &got); err != nil {
-		e.t.Fatalf("alias %s: %d %s", alias, code, body)
+		e.T.Fatalf("alias %s: %d %s", alias, code, body)
 	}
 	out := make([]string, 0, len(got))
 	for name := range got {
@@ -441,8 +300,8 @@ func (e *e2e) aliasHolders(alias string) []string {
 
 // concrete lists the concrete indexes matching a pattern.
 func (e *e2e) concrete(pattern string) []string {
-	e.t.Helper()
-	_, body := call(e.t, http.MethodGet, e.os+"/_cat/indices/"+pattern+"?format=json&h=index&expand_wildcards=all", nil)
+	e.T.Helper()
+	_, body := call(e.T, http.MethodGet, e.OpenSearch+"/_cat/indices/"+pattern+"?format=json&h=index&expand_wildcards=all", nil)
 	var rows []struct{ Index string }
 	_ = json.Unmarshal(body, &rows)
 	out := make([]string, 0, len(rows))
@@ -455,21 +314,21 @@ func (e *e2e) concrete(pattern string) []string {
 
 // compare checks that what alias holds equals a fresh build of the index.
 func (e *e2e) compare(cfg *config.Config, index, alias string) {
-	e.t.Helper()
+	e.T.Helper()
 	for _, ix := range cfg.Indexes {
 		if ix.Name != index {
 			continue
 		}
-		res, err := harness.Compare(context.Background(), e.dbURL, e.os, alias, index, ix.Schema)
+		res, err := harness.Compare(context.Background(), e.DBURL, e.OpenSearch, alias, index, ix.Schema)
 		if err != nil {
-			e.t.Fatalf("comparing %s: %v", alias, err)
+			e.T.Fatalf("comparing %s: %v", alias, err)
 		}
 		if !res.OK() || res.Compared == 0 {
-			e.t.Fatalf("%s differs from a fresh build: %s", alias, res)
+			e.T.Fatalf("%s differs from a fresh build: %s", alias, res)
 		}
 		return
 	}
-	e.t.Fatalf("no index %s in the config", index)
+	e.T.Fatalf("no index %s in the config", index)
 }
 
 // searcher counts an index through its aliases until stopped and records
@@ -493,7 +352,7 @@ func (e *e2e) search(want int, aliases ...string) *searcher {
 			default:
 			}
 			for _, alias := range aliases {
-				resp, err := http.Get(e.os + "/" + alias + "/_count")
+				resp, err := http.Get(e.OpenSearch + "/" + alias + "/_count")
 				if err != nil {
 					s.fail(fmt.Sprintf("%s: %v", alias, err))
 					continue
@@ -534,18 +393,18 @@ func (s *searcher) finish() ([]string, int) {
 }
 
 // indexes reads GET /indexes by name; nil while it does not answer yet.
-func (p *pipe) indexes() map[string]map[string]any {
-	p.t.Helper()
-	code, body, err := tryCall(http.MethodGet, p.privateURL()+"/indexes", nil, p.opts.AdminUser, p.opts.AdminPassword)
+func indexes(t testing.TB, p *harness.Pipeline) map[string]map[string]any {
+	t.Helper()
+	code, body, err := tryCall(http.MethodGet, p.PrivateURL()+"/indexes", nil, p.Options.AdminUser, p.Options.AdminPassword)
 	if err != nil {
 		return nil
 	}
 	if code != http.StatusOK {
-		p.t.Fatalf("/indexes: %d %s", code, body)
+		t.Fatalf("/indexes: %d %s", code, body)
 	}
 	var list []map[string]any
 	if err := json.Unmarshal(body, &list); err != nil {
-		p.t.Fatalf("decoding /indexes: %v", err)
+		t.Fatalf("decoding /indexes: %v", err)
 	}
 	out := map[string]map[string]any{}
 	for _, ix := range list {
@@ -563,8 +422,8 @@ type liveWriter struct {
 }
 
 func (e *e2e) liveUpdates(sql string, rows int) *liveWriter {
-	e.t.Helper()
-	conn := testenv.Conn(e.t, e.dbURL)
+	e.T.Helper()
+	conn := testenv.Conn(e.T, e.DBURL)
 	l := &liveWriter{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
@@ -637,9 +496,9 @@ func segment(t *testing.T, log string, fromStart int) string {
 // ownedState is what a deployment owns in OpenSearch under its prefix:
 // concrete indexes with their document counts, and aliases.
 func (e *e2e) ownedState() string {
-	e.t.Helper()
-	call(e.t, http.MethodPost, e.os+"/"+e.prefix+"*/_refresh?expand_wildcards=all", nil)
-	_, indexes := call(e.t, http.MethodGet, e.os+"/_cat/indices/"+e.prefix+"*?h=index,docs.count&s=index&expand_wildcards=all", nil)
-	_, aliases := call(e.t, http.MethodGet, e.os+"/_cat/aliases/"+e.prefix+"*?h=alias,index&s=alias", nil)
+	e.T.Helper()
+	call(e.T, http.MethodPost, e.OpenSearch+"/"+e.Prefix+"*/_refresh?expand_wildcards=all", nil)
+	_, indexes := call(e.T, http.MethodGet, e.OpenSearch+"/_cat/indices/"+e.Prefix+"*?h=index,docs.count&s=index&expand_wildcards=all", nil)
+	_, aliases := call(e.T, http.MethodGet, e.OpenSearch+"/_cat/aliases/"+e.Prefix+"*?h=alias,index&s=alias", nil)
 	return string(indexes) + "--\n" + string(aliases)
 }

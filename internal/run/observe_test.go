@@ -1,13 +1,11 @@
-package run
+package run_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,21 +74,8 @@ func TestStatusMovesAndTracesFollowAChange(t *testing.T) {
 		CREATE TABLE users (id serial PRIMARY KEY, email text NOT NULL, deleted boolean NOT NULL DEFAULT false);
 		CREATE TABLE orders (id serial PRIMARY KEY, user_id int REFERENCES users, total numeric NOT NULL, status text NOT NULL);
 		INSERT INTO users (email) SELECT 'u' || g || '@x.io' FROM generate_series(1, 50) g;`)
-	cfg := e.config(map[string]string{"users": usersSchema}, "")
-	public := harness.FreeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{Config: cfg, Slot: "flusso_" + strings.TrimSuffix(e.prefix, "_"), Publication: "flusso",
-			ManagePublication: true, QueueCapacity: 1000, LagPoll: time.Second, IndexPrefix: e.prefix,
-			DataDir: t.TempDir(), PublicAddress: public, PrivateAddress: "127.0.0.1:0"})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("pipeline: %v", err)
-		}
-	}()
+	cfg := e.WriteConfig(harness.Config{Indexes: []harness.Index{{Name: "users", Schema: usersSchema}}})
+	p := harness.Launch(t, e.Options(cfg, t.TempDir()))
 
 	type status struct {
 		Phase           string `json:"phase"`
@@ -103,7 +88,7 @@ func TestStatusMovesAndTracesFollowAChange(t *testing.T) {
 	}
 	read := func() status {
 		var st status
-		resp, err := http.Get("http://" + public + "/status")
+		resp, err := http.Get(p.PublicURL() + "/status")
 		if err != nil {
 			return st
 		}
@@ -128,7 +113,7 @@ func TestStatusMovesAndTracesFollowAChange(t *testing.T) {
 	first := waitUntil("live and seeded", func(s status) bool {
 		return s.Phase == "live" && len(s.Indexes) == 1 && s.Indexes[0].State == "seeded" && s.DocumentsBuilt >= 50
 	})
-	e.exec(`UPDATE users SET email = 'moved@x.io' WHERE id = 7`)
+	e.Exec(`UPDATE users SET email = 'moved@x.io' WHERE id = 7`)
 	waitUntil("the change counted and confirmed", func(s status) bool {
 		return s.ChangesCaptured > first.ChangesCaptured && s.DocumentsBuilt > first.DocumentsBuilt && s.ConfirmedLSN != first.ConfirmedLSN
 	})
@@ -139,6 +124,7 @@ func TestStatusMovesAndTracesFollowAChange(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	p.StopClean() // before the deferred close of the trace receiver
 }
 
 func (s *spanSink) names() []string {

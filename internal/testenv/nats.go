@@ -6,12 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -79,128 +75,31 @@ func NATSServerBinary(t testing.TB) string {
 // its port and store across Stop/Kill and Start, so clients reconnect to the same URL
 // and find their streams: chaos tests kill the broker with it.
 type NATSProcess struct {
-	URL      string // nats://127.0.0.1:<port>
-	StoreDir string // JetStream store, kept across restarts
-	LogFile  string // server output, appended across restarts
-
-	t    testing.TB
-	bin  string
-	port int
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd exited
+	*Process
+	URL string // nats://127.0.0.1:<port>
 }
 
 // StartNATSProcess starts NATSServerBinary on a free loopback port with JetStream and a
-// temporary store; it is killed at cleanup.
+// temporary store, and waits until it accepts clients; it is killed at cleanup.
 func StartNATSProcess(t testing.TB) *NATSProcess {
 	t.Helper()
 	bin := NATSServerBinary(t)
-	port, err := freePort()
+	addr := FreeAddr(t)
+	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		t.Fatalf("testenv: finding a free port for nats-server: %v", err)
-	}
-	dir := t.TempDir()
-	p := &NATSProcess{
-		URL:      "nats://127.0.0.1:" + strconv.Itoa(port),
-		StoreDir: filepath.Join(dir, "store"),
-		LogFile:  filepath.Join(dir, "nats-server.log"),
-		t:        t,
-		bin:      bin,
-		port:     port,
-	}
-	t.Cleanup(func() {
-		if err := p.Kill(); err != nil {
-			t.Errorf("testenv: %v", err)
-		}
-	})
-	if err := p.Start(); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	return p
+	dir := t.TempDir()
+	p := NewProcess(t, "nats-server", dir, bin,
+		"-a", "127.0.0.1", "-p", port, "-js", "-sd", filepath.Join(dir, "store"), "-n", "testenv-"+port)
+	p.Ready = func() error { return natsAnswers(addr) }
+	p.Start()
+	return &NATSProcess{Process: p, URL: "nats://" + addr}
 }
 
-// Start starts the server if it is not running and waits until it accepts clients.
-func (p *NATSProcess) Start() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.running() {
-		return nil
-	}
-	logf, err := os.OpenFile(p.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("opening the nats-server log: %w", err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(p.bin, "-a", "127.0.0.1", "-p", strconv.Itoa(p.port),
-		"-js", "-sd", p.StoreDir, "-n", "testenv-"+strconv.Itoa(p.port))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", p.bin, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	p.cmd, p.done = cmd, done
-
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if err := natsAnswers(p.port); err == nil {
-			return nil
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("nats-server on port %d not ready in 30s (%v); log %s", p.port, err, p.LogFile)
-		}
-		select {
-		case <-done:
-			return fmt.Errorf("nats-server on port %d exited during start; log %s", p.port, p.LogFile)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// Stop shuts the server down cleanly (SIGTERM) and waits for it.
-func (p *NATSProcess) Stop() error { return p.signal(syscall.SIGTERM) }
-
-// Kill kills the server (SIGKILL), as a crash would, and waits for it.
-func (p *NATSProcess) Kill() error { return p.signal(syscall.SIGKILL) }
-
-func (p *NATSProcess) signal(sig syscall.Signal) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.running() {
-		return nil
-	}
-	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("sending %v to nats-server: %w", sig, err)
-	}
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("nats-server on port %d ignored %v for 30s; killed", p.port, sig)
-	}
-}
-
-func (p *NATSProcess) running() bool {
-	if p.cmd == nil {
-		return false
-	}
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// natsAnswers checks that a NATS server greets on port with its INFO line.
-func natsAnswers(port int) error {
-	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+// natsAnswers checks that a NATS server greets at addr with its INFO line.
+func natsAnswers(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return err
 	}
@@ -214,15 +113,4 @@ func natsAnswers(port int) error {
 		return fmt.Errorf("unexpected greeting %q", line)
 	}
 	return nil
-}
-
-// freePort asks the kernel for a free loopback port. Another process could take it
-// before the server binds it; Start then fails with the server's log named.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

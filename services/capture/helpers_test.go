@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flusso/flusso/internal/harness"
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/schema"
@@ -58,8 +58,7 @@ type rig struct {
 	slot  string
 	logs  *logBuffer
 	cap   *capture.Capture
-	// exited is set once the capture's Run returned.
-	exited atomic.Bool
+	run   *harness.Task // the capture's Run
 }
 
 // newRig creates a database with ddl and a broker set up for one sink.
@@ -72,17 +71,12 @@ func newRig(t *testing.T, ddl, natsURL string) *rig {
 	if natsURL == "" {
 		natsURL = testenv.NATS(t)
 	}
+	r.bc = harness.Broker(t, natsURL)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	bc, err := broker.Connect(ctx, natsURL, t.Name())
-	if err != nil {
+	if err := r.bc.Setup(ctx, []string{"primary"}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(bc.Close)
-	if err := bc.Setup(ctx, []string{"primary"}); err != nil {
-		t.Fatal(err)
-	}
-	r.bc = bc
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("capture log:\n%s", r.logs)
@@ -135,24 +129,7 @@ func (r *rig) start(cfg capture.Config) *capture.Capture {
 		r.t.Fatal(err)
 	}
 	r.cap = c
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		err := c.Run(ctx)
-		r.exited.Store(true)
-		done <- err
-	}()
-	r.t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				r.t.Errorf("capture ended with: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			r.t.Errorf("capture did not stop within 30s of its context ending")
-		}
-	})
+	r.run = harness.Go(r.t, c.Run)
 	return c
 }
 
@@ -237,19 +214,8 @@ func decode(t *testing.T, m jetstream.Msg) change {
 // slotConfirmed reads the slot's confirmed_flush_lsn.
 func (r *rig) slotConfirmed() pglogrepl.LSN {
 	r.t.Helper()
-	var lsn *string
-	err := r.db.QueryRow(context.Background(), `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, r.slot).Scan(&lsn)
-	if err != nil {
-		r.t.Fatalf("reading slot %s: %v", r.slot, err)
-	}
-	if lsn == nil {
-		return 0
-	}
-	l, err := pglogrepl.ParseLSN(*lsn)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return l
+	_, confirmed := harness.SlotState(r.t, r.db, r.slot)
+	return confirmed
 }
 
 // logBuffer collects a capture's log for assertions and failure reports.

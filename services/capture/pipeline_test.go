@@ -9,21 +9,15 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flusso/flusso/internal/harness"
-	"github.com/flusso/flusso/internal/run"
 	"github.com/flusso/flusso/internal/testenv"
-	"github.com/flusso/flusso/pkg/config"
-	"github.com/flusso/flusso/pkg/schema"
 )
 
 // ordersSchema reads orders as its root and users as a belongs_to target:
@@ -43,122 +37,51 @@ fields:
       - keyword: email
 `
 
-// pipeline is a deployment run in this process.
+// pipeline is a deployment whose pipeline runs in this process.
 type pipeline struct {
-	t       *testing.T
-	dbURL   string
-	db      *pgxpool.Pool // survives a Postgres restart
-	os      string
-	prefix  string
-	dir     string
+	*harness.Deployment
 	schemas map[string]string
 	logs    *logBuffer
-	p       *run.Pipeline
+	p       *harness.Pipeline
 }
 
 func newPipeline(t *testing.T, ddl string, schemas map[string]string) *pipeline {
 	t.Helper()
-	e := &pipeline{t: t, dbURL: testenv.Postgres(t), os: testenv.OpenSearch(t), prefix: testenv.IndexPrefix(t),
-		dir: t.TempDir(), schemas: schemas, logs: &logBuffer{}}
-	db, err := pgxpool.New(context.Background(), e.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	e.db = db
-	e.exec(ddl)
-	return e
-}
-
-func (e *pipeline) exec(sql string, args ...any) {
-	e.t.Helper()
-	if _, err := e.db.Exec(context.Background(), sql, args...); err != nil {
-		e.t.Fatalf("exec %q: %v", sql, err)
-	}
+	return &pipeline{Deployment: harness.NewDeployment(t, ddl), schemas: schemas, logs: &logBuffer{}}
 }
 
 // start runs the pipeline until the test ends; it must stop cleanly.
 func (e *pipeline) start() {
-	e.t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "[source]\ntype = \"postgres\"\nconnection_url = %q\n\n", e.dbURL)
-	fmt.Fprintf(&b, "[sinks.primary]\ntype = \"opensearch\"\nurl = %q\nnumber_of_replicas = 0\nrefresh_interval = \"1s\"\n\n", e.os)
+	e.T.Helper()
+	var c harness.Config
 	for name, body := range e.schemas {
-		if err := os.WriteFile(filepath.Join(e.dir, name+".schema.yml"), []byte(body), 0o644); err != nil {
-			e.t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "[[index]]\nname = %q\nschema = %q\nenabled = true\n\n", name, name+".schema.yml")
+		c.Indexes = append(c.Indexes, harness.Index{Name: name, Schema: body})
 	}
-	path := filepath.Join(e.dir, "flusso.toml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		e.t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	// The pipeline logs through the default logger.
+	cfg := e.WriteConfig(c)
+	// The pipeline logs through the default logger. Registered before the
+	// pipeline's cleanup, this one runs after the pipeline stopped.
 	prev := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(e.logs, nil)))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	ready := make(chan *run.Pipeline, 1)
-	go func() {
-		done <- run.Start(ctx, run.Options{
-			Config: cfg, Slot: "t_" + randomHex(6), Publication: "flusso", ManagePublication: true,
-			QueueCapacity: 1000, LagPoll: time.Second, IndexPrefix: e.prefix,
-			DataDir: filepath.Join(e.dir, "data"), Version: "test", PublicAddress: "127.0.0.1:0", PrivateAddress: "127.0.0.1:0",
-		}, func(p *run.Pipeline) { ready <- p })
-	}()
-	e.t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				e.t.Errorf("pipeline ended with: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			e.t.Errorf("pipeline did not stop within 30s")
-		}
+	e.T.Cleanup(func() {
 		slog.SetDefault(prev)
-		if e.t.Failed() {
-			e.t.Logf("pipeline log:\n%s", e.logs)
+		if e.T.Failed() {
+			e.T.Logf("pipeline log:\n%s", e.logs)
 		}
 	})
-	select {
-	case e.p = <-ready:
-	case err := <-done:
-		e.t.Fatalf("pipeline failed to start: %v", err)
-	}
+	e.p = harness.Launch(e.T, e.Options(cfg, filepath.Join(e.Dir, "data")))
+	e.p.Stages()
 }
 
 // converge waits until every index equals a fresh build from Postgres and
 // returns how many documents each holds.
 func (e *pipeline) converge(what string) map[string]int {
-	e.t.Helper()
+	e.T.Helper()
 	start := time.Now()
-	defer func() { e.t.Logf("%s: converged in %v", what, time.Since(start).Round(time.Millisecond)) }()
-	deadline := time.Now().Add(2 * time.Minute)
 	counts := map[string]int{}
 	for name, body := range e.schemas {
-		ix, err := schema.Parse(name+".schema.yml", []byte(body))
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		for {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			res, err := harness.Compare(ctx, e.dbURL, e.os, e.prefix+name, name, ix)
-			cancel()
-			if err == nil && res.OK() {
-				counts[name] = res.Compared
-				break
-			}
-			if time.Now().After(deadline) {
-				e.t.Fatalf("%s: index %s did not converge: %v %v", what, name, res, err)
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
+		counts[name] = e.Converge(name, body, 2*time.Minute).Compared
 	}
+	e.T.Logf("%s: converged in %v", what, time.Since(start).Round(time.Millisecond))
 	return counts
 }
 
@@ -179,24 +102,24 @@ func TestTruncate(t *testing.T) {
 
 	// orders: the root of "orders" (emptied), related in "users" (every
 	// orderCount back to 0).
-	e.exec(`TRUNCATE orders`)
+	e.Exec(`TRUNCATE orders`)
 	if got := e.converge("TRUNCATE orders"); got["users"] != 50 || got["orders"] != 0 {
 		t.Fatalf("after TRUNCATE orders: %v, want 50 users and no orders", got)
 	}
 
-	e.exec(`INSERT INTO orders SELECT g, g % 10 + 1, 'paid' FROM generate_series(1, 30) g`)
+	e.Exec(`INSERT INTO orders SELECT g, g % 10 + 1, 'paid' FROM generate_series(1, 30) g`)
 	if got := e.converge("orders again"); got["orders"] != 30 {
 		t.Fatalf("after new orders: %v, want 30 orders", got)
 	}
 
 	// users and orders together (CASCADE): both indexes emptied.
-	e.exec(`TRUNCATE users CASCADE`)
+	e.Exec(`TRUNCATE users CASCADE`)
 	if got := e.converge("TRUNCATE users CASCADE"); got["users"] != 0 || got["orders"] != 0 {
 		t.Fatalf("after TRUNCATE users CASCADE: %v, want both empty", got)
 	}
 
 	// The pipeline goes on after a purge.
-	e.exec(`INSERT INTO users VALUES (7, 'new@x.io'); INSERT INTO orders VALUES (1, 7, 'new')`)
+	e.Exec(`INSERT INTO users VALUES (7, 'new@x.io'); INSERT INTO orders VALUES (1, 7, 'new')`)
 	if got := e.converge("rows after the purge"); got["users"] != 1 || got["orders"] != 1 {
 		t.Fatalf("after new rows: %v, want one of each", got)
 	}
@@ -215,7 +138,7 @@ func TestReconnectAfterPostgresRestart(t *testing.T) {
 	e.start()
 	e.converge("the backfill")
 
-	w := startLoad(t, e.dbURL, 200)
+	w := startLoad(t, e.DBURL, 200)
 	w.waitWrites(t, 50)
 	testenv.RestartService(t, "postgres", false)
 	after := w.writes()
@@ -229,7 +152,7 @@ func TestReconnectAfterPostgresRestart(t *testing.T) {
 		t.Fatalf("the capture did not report the lost replication connection")
 	}
 	t.Logf("the capture reported: %s", lines[0])
-	if !e.p.Capture.Stats().Streaming {
+	if !e.p.Stages().Capture.Stats().Streaming {
 		t.Errorf("the capture is not streaming after the restart")
 	}
 }

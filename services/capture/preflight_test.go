@@ -178,8 +178,8 @@ func TestUnprivilegedRoleLogsTheSQLAndGoesOn(t *testing.T) {
 	if err := r.db.QueryRow(context.Background(), `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, r.slot).Scan(&slots); err != nil {
 		t.Fatal(err)
 	}
-	if slots != 0 || c.Stats().Streaming || r.exited.Load() {
-		t.Fatalf("while the publication is missing: %d slots, streaming %v, exited %v; want a capture waiting without a slot", slots, c.Stats().Streaming, r.exited.Load())
+	if slots != 0 || c.Stats().Streaming || r.run.Returned() {
+		t.Fatalf("while the publication is missing: %d slots, streaming %v, exited %v; want a capture waiting without a slot", slots, c.Stats().Streaming, r.run.Returned())
 	}
 
 	// The owner creates the publication: the capture goes on, still asking

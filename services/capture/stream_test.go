@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,7 +12,6 @@ import (
 
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/backfill"
-	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/proto/flussopb"
 )
 
@@ -242,15 +242,27 @@ func image(r *flussopb.Row) map[string]string {
 }
 
 // TestBackfillNeverSplitsATransaction requests a backfill (as a reindex
-// does) and commits a transaction while its key batches are published:
-// none may land between the transaction's changes.
+// does) and holds it before its second key batch until the capture
+// publishes the first change of a large transaction: released then, the
+// backfill publishes its other batches while the capture publishes the rest
+// of the transaction, and none may land between the transaction's changes.
 func TestBackfillNeverSplitsATransaction(t *testing.T) {
-	const keys, rows = 100_000, 20_000
+	const keys, rows, batchKeys = 100_000, 20_000, 10
 	r := newRig(t, `
 		CREATE TABLE items (id int PRIMARY KEY, pad text NOT NULL);
 		INSERT INTO items SELECT g, 'x' FROM generate_series(1, `+fmt.Sprint(keys)+`) g;`, "")
 	cfg := r.config(map[string]string{"items": itemsSchema})
-	cfg.BatchKeys = 10 // many small batches: the backfill outlasts the transaction
+	cfg.BatchKeys = batchKeys // many batches: the backfill outlasts the transaction
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	cfg.Indexes[0].Keys = hookedKeys{KeySource: cfg.Indexes[0].Keys, next: func() {
+		once.Do(func() {
+			close(held)
+			<-release
+		})
+	}}
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	defer releaseOnce() // a failed test must not leave the capture waiting
 	c := r.start(cfg)
 	r.waitStreaming()
 
@@ -263,31 +275,46 @@ func TestBackfillNeverSplitsATransaction(t *testing.T) {
 	if err := jobs.Request(ctx, &backfill.Job{Index: ix.Name, Hash: ix.Hash, Targets: map[string]uint32{"primary": 1}, Reason: "reindex"}); err != nil {
 		t.Fatal(err)
 	}
-	r.eventually("the backfill to start publishing", 30*time.Second, func() bool {
-		p, err := r.bc.Progress(ctx, broker.ChangesStream)
-		return err == nil && p.Last > 0
-	})
+	select {
+	case <-held:
+	case <-time.After(time.Minute):
+		t.Fatal("the backfill never got to its second key batch")
+	}
+	// The backfill's snapshot predates this transaction: it publishes the
+	// first keys only.
 	r.exec(`INSERT INTO items SELECT g, 'y' FROM generate_series($1::int + 1, $1::int + $2::int) g`, keys, rows)
-	r.eventually("the transaction to be published", time.Minute, func() bool { return c.Stats().Captured == rows })
+	// From its first change to its commit the transaction holds the
+	// capture's publishing; polled closely, the release comes well before
+	// the last of its changes.
+	deadline := time.Now().Add(time.Minute)
+	for c.Stats().Captured == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the capture published nothing of the transaction")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	releaseOnce()
+	atRelease := c.Stats().Captured
 
 	var txn []change
-	batches, after := 0, 0 // backfill batches, those after the transaction
-	for len(txn) < rows {
-		for _, ch := range r.read(1000, true) {
-			switch {
-			case ch.Op != flussopb.ChangeOp_BACKFILL:
-				txn = append(txn, ch)
-			case len(txn) == rows:
-				after++
-			default:
-				batches++
-			}
+	before, after := 0, 0 // backfill batches before and after the transaction
+	for _, ch := range r.read(rows+keys/batchKeys, true) {
+		switch {
+		case ch.Op != flussopb.ChangeOp_BACKFILL:
+			txn = append(txn, ch)
+		case len(txn) == 0:
+			before++
+		default:
+			after++
 		}
 	}
-	if after == 0 {
-		t.Skipf("the backfill ended before the transaction: nothing to interleave")
+	if len(txn) != rows {
+		t.Fatalf("read %d changes of the transaction, want %d", len(txn), rows)
+	}
+	if before != 1 || after != keys/batchKeys-1 {
+		t.Fatalf("%d backfill batches before the transaction, %d after; want the first one before and the rest after", before, after)
 	}
 	// checkTransactions finds any gap in the transaction's stream sequences.
 	checkTransactions(t, txn)
-	t.Logf("%d backfill batches before a transaction of %d changes (stream sequences %d..%d), %d after", batches, rows, txn[0].seq, txn[len(txn)-1].seq, after)
+	t.Logf("the backfill went on with %d of the transaction's %d changes published (stream sequences %d..%d)", atRelease, rows, txn[0].seq, txn[len(txn)-1].seq)
 }

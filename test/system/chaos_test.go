@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/flusso/flusso/internal/harness"
 	"github.com/flusso/flusso/internal/testenv"
 )
@@ -117,7 +115,7 @@ func TestChaos(t *testing.T) {
 	for _, p := range procs {
 		p.Start()
 	}
-	d.settle("customers", customersSchema, 3*time.Minute, procs...)
+	d.Converge("customers", customersSchema, 3*time.Minute, procs...)
 	t.Logf("seeded: %d processes up", len(procs))
 
 	w := startChaosWorkload(t, d, seed)
@@ -144,11 +142,9 @@ func TestChaos(t *testing.T) {
 			services = services[1:]
 			t.Logf("restarting %s", svc)
 			if svc == "nats" {
-				_ = d.nats.Kill()
+				d.nats.Kill()
 				time.Sleep(time.Second)
-				if err := d.nats.Start(); err != nil {
-					t.Fatal(err)
-				}
+				d.nats.Start()
 			} else {
 				testenv.RestartService(t, svc, svc == "postgres")
 			}
@@ -169,7 +165,7 @@ func TestChaos(t *testing.T) {
 		p.Start()
 	}
 	caught := time.Now()
-	res := d.settle("customers", customersSchema, 5*time.Minute, procs...)
+	res := d.Converge("customers", customersSchema, 5*time.Minute, procs...)
 	report := fmt.Sprintf("chaos report: seed %d, storm %s, changes applied %d (failed %d during outages), kills %v, restarts %v, documents compared %d, mismatches %d, missing %d, extra %d, caught up in %s",
 		seed, storm, w.applied.Load(), w.failed.Load(), kills, restarts, res.Compared, len(res.Mismatches), len(res.Missing), len(res.Extra), time.Since(caught).Round(100*time.Millisecond))
 	t.Log(report)
@@ -190,10 +186,6 @@ type chaosWorkload struct {
 func startChaosWorkload(t *testing.T, d *deployment, seed uint64) *chaosWorkload {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &chaosWorkload{cancel: cancel}
-	pool, err := pgxpool.New(ctx, d.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
 	stmts := []string{
 		`INSERT INTO customers (name) VALUES ('new ' || $1::bigint)`,
 		`UPDATE customers SET name = 'renamed ' || $1::bigint WHERE id = $1`,
@@ -213,12 +205,11 @@ func startChaosWorkload(t *testing.T, d *deployment, seed uint64) *chaosWorkload
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		defer pool.Close()
 		rng := rand.New(rand.NewPCG(seed, 7))
 		for ctx.Err() == nil {
 			// Several statements per transaction, to keep transactions whole.
 			err := func() error {
-				tx, err := pool.Begin(ctx)
+				tx, err := d.DB.Begin(ctx)
 				if err != nil {
 					return err
 				}

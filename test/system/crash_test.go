@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
+
 	"github.com/flusso/flusso/internal/harness"
 	"github.com/flusso/flusso/internal/testenv"
 )
@@ -69,14 +71,14 @@ func TestCrashDuringBackfillAndStream(t *testing.T) {
 	// Kill while streaming, twice: each time once the restarted pipeline
 	// (its capture waits out the dead one's lease) confirmed new work.
 	for i := range 2 {
-		waitFor(t, "the restarted pipeline to confirm new work", 2*time.Minute, p, func() bool { return d.confirmed() > last })
+		waitFor(t, "the restarted pipeline to confirm new work", 2*time.Minute, p, func() bool { _, c := d.SlotState(); return c > last })
 		time.Sleep(time.Duration(1+i) * time.Second)
 		p.Kill()
 		last = w.checkConfirmed(t, d, "mid-stream "+strconv.Itoa(i+1))
 		p.Start()
 	}
 	w.stop()
-	res := d.settle("accounts", accountsSchema, 5*time.Minute, p)
+	res := d.Converge("accounts", accountsSchema, 5*time.Minute, p)
 	t.Logf("converged: %s; writes %d; kills 3", res, w.writes())
 	p.Stop()
 }
@@ -94,13 +96,13 @@ type writer struct {
 
 type probeWrite struct {
 	ver int64
-	lsn uint64 // WAL position right after the commit: the commit ends at or before it
+	lsn pglogrepl.LSN // WAL position right after the commit: the commit ends at or before it
 }
 
 func startWriter(t *testing.T, d *deployment, rows int) *writer {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &writer{history: map[int64][]probeWrite{}, cancel: cancel, done: make(chan struct{})}
-	conn := testenv.Conn(t, d.dbURL)
+	conn := testenv.Conn(t, d.DBURL)
 	rng := rand.New(rand.NewPCG(7, 11))
 	go func() {
 		defer close(w.done)
@@ -122,10 +124,10 @@ func startWriter(t *testing.T, d *deployment, rows int) *writer {
 				probe := rng.Int64N(probes) + 1
 				_, err = conn.Exec(ctx, `UPDATE accounts SET ver = $2 WHERE id = $1`, probe, ver)
 				if err == nil {
-					var lsn string
+					var lsn pglogrepl.LSN
 					if err = conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err == nil {
 						w.mu.Lock()
-						w.history[probe] = append(w.history[probe], probeWrite{ver: ver, lsn: parseLSN(t, lsn)})
+						w.history[probe] = append(w.history[probe], probeWrite{ver: ver, lsn: lsn})
 						w.mu.Unlock()
 					}
 				}
@@ -157,14 +159,14 @@ func (w *writer) writes() int {
 
 // checkConfirmed runs with the pipeline dead: every probe write whose
 // commit the slot confirmed must be visible (a newer one may be too).
-func (w *writer) checkConfirmed(t *testing.T, d *deployment, when string) uint64 {
+func (w *writer) checkConfirmed(t *testing.T, d *deployment, when string) pglogrepl.LSN {
 	t.Helper()
-	confirmed := d.confirmed()
+	_, confirmed := d.SlotState()
 	ids := make([]string, probes)
 	for i := range ids {
 		ids[i] = strconv.Itoa(i + 1)
 	}
-	docs, err := harness.Get(context.Background(), d.os, d.prefix+"accounts", ids)
+	docs, err := harness.Get(context.Background(), d.OpenSearch, d.Prefix+"accounts", ids)
 	if err != nil {
 		t.Fatalf("%s: reading documents: %v", when, err)
 	}
@@ -190,15 +192,15 @@ func (w *writer) checkConfirmed(t *testing.T, d *deployment, when string) uint64
 			_ = json.Unmarshal(raw, &doc)
 		}
 		if !ok || doc.Ver < want {
-			t.Fatalf("%s: slot confirmed %X but account %d has ver %d in OpenSearch, want >= %d (confirmed before durable)", when, confirmed, id, doc.Ver, want)
+			t.Fatalf("%s: slot confirmed %s but account %d has ver %d in OpenSearch, want >= %d (confirmed before durable)", when, confirmed, id, doc.Ver, want)
 		}
 	}
-	t.Logf("%s: confirmed %X; %d probe accounts checked durable", when, confirmed, checked)
+	t.Logf("%s: confirmed %s; %d probe accounts checked durable", when, confirmed, checked)
 	return confirmed
 }
 
 func count(t *testing.T, d *deployment) int64 {
-	n, err := harness.Count(context.Background(), d.os, d.prefix+"accounts")
+	n, err := harness.Count(context.Background(), d.OpenSearch, d.Prefix+"accounts")
 	if err != nil {
 		return 0
 	}

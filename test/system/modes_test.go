@@ -24,7 +24,7 @@ func TestEmbeddedAndDistributedAgree(t *testing.T) {
 	emb.writeConfig(map[string]string{"customers": customersSchema}, "stop")
 	dist.writeConfig(map[string]string{"customers": customersSchema}, "stop")
 
-	embedded := harness.NewProc(t, "embedded", emb.dir, "--config", "flusso.toml", "--data-dir", "data", "--slot", emb.slot())
+	embedded := harness.NewProc(t, "embedded", emb.Dir, "--config", "flusso.toml", "--data-dir", "data", "--slot", emb.Slot())
 	procs := []*harness.Proc{
 		dist.proc("capture", "--role", "capture"),
 		dist.proc("assembler-1", "--role", "assembler"),
@@ -55,20 +55,20 @@ func TestEmbeddedAndDistributedAgree(t *testing.T) {
 		for _, d := range []*deployment{emb, dist} {
 			// A foreign key may point at a row the workload deleted: both
 			// databases refuse it alike, so the error is not interesting.
-			_, _ = d.db.Exec(ctx, tx, arg)
+			_, _ = d.DB.Exec(ctx, tx, arg)
 		}
 		if i%500 == 0 {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
 
-	emb.settle("customers", customersSchema, 3*time.Minute, embedded)
-	res := dist.settle("customers", customersSchema, 3*time.Minute, procs...)
-	a, err := harness.Documents(ctx, emb.os, emb.prefix+"customers")
+	emb.Converge("customers", customersSchema, 3*time.Minute, embedded)
+	res := dist.Converge("customers", customersSchema, 3*time.Minute, procs...)
+	a, err := harness.Documents(ctx, emb.OpenSearch, emb.Prefix+"customers")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := harness.Documents(ctx, dist.os, dist.prefix+"customers")
+	b, err := harness.Documents(ctx, dist.OpenSearch, dist.Prefix+"customers")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func TestSecretsStayOut(t *testing.T) {
 		CREATE TABLE accounts (id bigserial PRIMARY KEY, ver bigint NOT NULL DEFAULT 0, name text NOT NULL);
 		CREATE TABLE notes (id bigserial PRIMARY KEY, account_id bigint NOT NULL REFERENCES accounts, body text NOT NULL);
 		INSERT INTO accounts (name) SELECT 'a' || g FROM generate_series(1, 100) g;`)
-	suffix := strings.TrimSuffix(d.prefix, "_")
+	suffix := strings.TrimSuffix(d.Prefix, "_")
 	dbSecret := "DbPw-" + suffix + "-x9"
 	osSecret := "OsPw-" + suffix + "-y8"
 	adminSecret := "AdPw-" + suffix + "-z7"
@@ -48,7 +48,7 @@ func TestSecretsStayOut(t *testing.T) {
 			c.Close(context.Background())
 		}
 	})
-	u, _ := url.Parse(d.dbURL)
+	u, _ := url.Parse(d.DBURL)
 	u.User = url.UserPassword(role, dbSecret)
 
 	cfg := fmt.Sprintf(`prefix = %q
@@ -68,9 +68,9 @@ refresh_interval = "1s"
 name = "accounts"
 schema = "accounts.schema.yml"
 enabled = true
-`, d.prefix, d.os)
-	must(t, os.WriteFile(filepath.Join(d.dir, "flusso.toml"), []byte(cfg), 0o644))
-	must(t, os.WriteFile(filepath.Join(d.dir, "accounts.schema.yml"), []byte(accountsSchema), 0o644))
+`, d.Prefix, d.OpenSearch)
+	must(t, os.WriteFile(filepath.Join(d.Dir, "flusso.toml"), []byte(cfg), 0o644))
+	must(t, os.WriteFile(filepath.Join(d.Dir, "accounts.schema.yml"), []byte(accountsSchema), 0o644))
 
 	p := d.proc("flusso", "--admin-user", "ops")
 	p.Env = []string{
@@ -80,9 +80,9 @@ enabled = true
 		"RUST_LOG=debug",
 	}
 	p.Start()
-	d.settle("accounts", accountsSchema, 2*time.Minute, p)
-	d.exec(`UPDATE accounts SET name = 'changed' WHERE id = 1`)
-	d.settle("accounts", accountsSchema, time.Minute, p)
+	d.Converge("accounts", accountsSchema, 2*time.Minute, p)
+	d.Exec(`UPDATE accounts SET name = 'changed' WHERE id = 1`)
+	d.Converge("accounts", accountsSchema, time.Minute, p)
 
 	private := privateAddr(t, p)
 	for _, pw := range []string{adminSecret, "wrong-" + adminSecret} {
@@ -109,7 +109,7 @@ enabled = true
 		mustNotContain(t, path, string(body), dbSecret, osSecret, adminSecret)
 	}
 	p.Stop()
-	lock, err := os.ReadFile(filepath.Join(d.dir, "flusso.lock"))
+	lock, err := os.ReadFile(filepath.Join(d.Dir, "flusso.lock"))
 	must(t, err)
 	mustNotContain(t, "flusso.lock", string(lock), dbSecret, osSecret, adminSecret)
 	log, err := os.ReadFile(p.LogFile)
