@@ -438,6 +438,9 @@ func (e *e2e) liveUpdates(sql string, rows int) *liveWriter {
 				return
 			}
 			l.n++
+			// Paced: the point is writes during the reindex, not a backlog
+			// that takes minutes to drain on a loaded machine.
+			time.Sleep(2 * time.Millisecond)
 		}
 	}()
 	return l
