@@ -117,6 +117,11 @@ func (w *Writer) Run(ctx context.Context) error {
 	var held []jetstream.Msg
 	beat := time.Now()
 	for ctx.Err() == nil {
+		if err := pipe.failed(); err != nil {
+			// The writes still in flight end (acked or handed back) first.
+			pipe.drain() //nolint:errcheck // already failing with err
+			return err
+		}
 		fetched, err := broker.Next(ctx, cons, w.cfg.Batch, 250*time.Millisecond)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -147,13 +152,8 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 		msgs := inOrder(held, fetched)
 		held, err = w.process(ctx, cons, pipe, msgs)
-		if err == nil {
-			err = pipe.failed()
-		}
 		if err != nil {
-			if derr := pipe.drain(); derr != nil && err == nil {
-				err = derr
-			}
+			pipe.drain() //nolint:errcheck // already failing with err
 			if ctx.Err() != nil {
 				return nil
 			}
