@@ -298,6 +298,8 @@ func markdown(r *results) string {
 		p("\n")
 	}
 
+	budget(p, r)
+
 	p("### Targets\n\n| target | goal | measured | met |\n|---|---|---|---|\n")
 	for _, t := range r.Targets {
 		met := "not measured"
@@ -322,4 +324,45 @@ func markdown(r *results) string {
 		p("\nPGSync: %s\n", strings.ReplaceAll(r.PGSync.Error, "\n", " "))
 	}
 	return b.String()
+}
+
+// budget prints what the machine's cores allow at the CPU each flusso phase
+// cost per unit of work across flusso, OpenSearch and Postgres: when the
+// cores are the limit, a phase cannot run faster than its cap, whatever the
+// pipeline does, and the raw ceiling pays OpenSearch's share only.
+func budget(p func(string, ...any), r *results) {
+	cores := float64(r.Env.Cores)
+	type row struct {
+		what    string
+		per1k   float64 // CPU-s per 1,000 documents or changes, all processes
+		rate    float64
+		ceiling string
+	}
+	var rows []row
+	if bf := r.Backfill; bf != nil && bf.Docs > 0 {
+		per1k := bf.CPUPer1kDocs + (bf.ServiceCPU["opensearch"]+bf.ServiceCPU["postgres"])/float64(bf.Docs)*1000
+		rows = append(rows, row{"backfill (docs/s)", per1k, bf.DocsPerSec, f0(r.bestCeiling())})
+	}
+	for _, l := range r.Live {
+		// Only a phase the pipeline could not keep up with says anything
+		// about a cap; below it the CPU per change includes idle refreshes.
+		if l.Skipped != "" || l.Changes == 0 || l.PipelineRate <= 0 || l.PipelineRate > 0.95*float64(l.OfferedRate) {
+			continue
+		}
+		per1k := l.CPUPer1kChanges + (l.ServiceCPU["opensearch"]+l.ServiceCPU["postgres"])/float64(l.Changes)*1000
+		rows = append(rows, row{fmt.Sprintf("live at %d/s offered (changes/s end to end)", l.OfferedRate), per1k, l.PipelineRate, "—"})
+	}
+	if len(rows) == 0 || cores == 0 {
+		return
+	}
+	p("### CPU budget (%d cores)\n\n", r.Env.Cores)
+	p("| phase | CPU-s per 1k: flusso + OpenSearch + Postgres | cap on these cores | measured | of the cap | raw ceiling |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, w := range rows {
+		if w.per1k <= 0 {
+			continue
+		}
+		capped := cores * 1000 / w.per1k
+		p("| %s | %s | %s | %s | %.0f%% | %s |\n", w.what, f2(w.per1k), f0(capped), f0(w.rate), w.rate/capped*100, w.ceiling)
+	}
+	p("\n")
 }
