@@ -1,0 +1,148 @@
+package writer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/flusso/flusso/internal/testenv"
+	"github.com/flusso/flusso/pkg/broker"
+	"github.com/flusso/flusso/pkg/sink"
+	"github.com/flusso/flusso/pkg/sink/stdout"
+	"github.com/flusso/flusso/proto/flussopb"
+)
+
+// output is where the stdout sink writes; it can be made to fail.
+type output struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	fail bool
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.fail {
+		return 0, errors.New("disk full")
+	}
+	return o.buf.Write(p)
+}
+
+// TestPipeline runs the writer's pipeline against an embedded JetStream and
+// the stdout sink: written runs are acked, a failed one is handed back for
+// redelivery and reported, and the last write of a caught-up fetch asks
+// for a refresh.
+func TestPipeline(t *testing.T) {
+	tests := []struct {
+		name        string
+		fail        bool
+		caughtUp    bool
+		wantAcked   bool
+		wantRefresh bool
+	}{
+		{name: "written and caught up", caughtUp: true, wantAcked: true, wantRefresh: true},
+		{name: "written with more waiting", wantAcked: true},
+		{name: "sink fails", fail: true, caughtUp: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			conn, err := broker.Connect(ctx, testenv.NATS(t), t.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if err := conn.Setup(ctx, []string{"out"}); err != nil {
+				t.Fatal(err)
+			}
+			const n = 10
+			for i := range n {
+				data, err := proto.Marshal(&flussopb.Document{Index: "tags", Id: fmt.Sprint(i), Op: flussopb.DocOp_UPSERT, Body: []byte(`{"n":1}`), Version: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := conn.JS.Publish(ctx, broker.DocsSubject("tags"), data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cons, err := conn.JS.Consumer(ctx, broker.DocsStream, broker.WriterConsumer("out"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var msgs []jetstream.Msg
+			for len(msgs) < n && ctx.Err() == nil {
+				got, err := broker.Next(ctx, cons, n-len(msgs), 5*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				msgs = append(msgs, got...)
+			}
+			docs := make([]*flussopb.Document, n)
+			for i, m := range msgs {
+				docs[i] = &flussopb.Document{}
+				if err := proto.Unmarshal(m.Data(), docs[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			out := &output{fail: tt.fail}
+			w := New(Config{Sink: stdout.New("out", out, false, "test"), Broker: conn, Indexes: []Index{{Index: sink.Index{Name: "tags"}}}})
+			refresh := make(chan struct{}, 1)
+			pipe := newPipeline(w, refresh)
+			pipe.caughtUp.Store(tt.caughtUp)
+			for _, part := range [][2]int{{0, 4}, {4, 7}, {7, n}} {
+				if err := pipe.submit(ctx, msgs[part[0]:part[1]], docs[part[0]:part[1]]); err != nil && !tt.fail {
+					t.Fatalf("submit: %v", err)
+				}
+			}
+			err = pipe.drain()
+			if tt.fail != (err != nil) {
+				t.Fatalf("drain: %v, want a failure: %v", err, tt.fail)
+			}
+			if tt.fail && pipe.submit(ctx, msgs[:1], docs[:1]) == nil {
+				t.Error("a submit after a failure was accepted")
+			}
+
+			if err := conn.NC.FlushWithContext(ctx); err != nil {
+				t.Fatal(err)
+			}
+			info, err := cons.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if acked := info.AckFloor.Stream == n && info.NumAckPending == 0; acked != tt.wantAcked {
+				t.Errorf("ack floor %d, %d pending acks: every message acked is %v, want %v", info.AckFloor.Stream, info.NumAckPending, acked, tt.wantAcked)
+			}
+			if tt.fail {
+				again, err := broker.Next(ctx, cons, n, 5*time.Second)
+				if err != nil || len(again) == 0 {
+					t.Fatalf("nothing redelivered after the failure (%v)", err)
+				}
+				if meta, err := again[0].Metadata(); err != nil || meta.NumDelivered < 2 {
+					t.Errorf("redelivered message metadata %+v (%v), want a second delivery", meta, err)
+				}
+			} else if got := strings.Count(out.buf.String(), "\n"); got != n {
+				t.Errorf("the sink printed %d envelopes, want %d", got, n)
+			}
+			select {
+			case <-refresh:
+				if !tt.wantRefresh {
+					t.Error("asked for a refresh, want none")
+				}
+			default:
+				if tt.wantRefresh {
+					t.Error("no refresh asked after a caught-up fetch was written")
+				}
+			}
+		})
+	}
+}
