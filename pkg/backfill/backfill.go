@@ -156,6 +156,11 @@ var ErrRunning = errors.New("a backfill of this index is already running")
 // Request creates a job for an index unless one is under way. A done job is
 // replaced.
 func (s *Store) Request(ctx context.Context, j *Job) error {
+	if len(j.Targets) == 0 {
+		// Key batches go to the targets' generations: with none, no key
+		// would be built and the job would still finish.
+		return fmt.Errorf("requesting backfill of %s: no sink to seed", j.Index)
+	}
 	now := time.Now().UTC()
 	j.Phase, j.Created, j.Updated = Pending, now, now
 	b, err := json.Marshal(j)
