@@ -135,6 +135,13 @@ func (c *catalog) primaryKey(table string) (string, error) {
 	}
 }
 
+// isPrimaryKey reports whether column alone is the primary key of table,
+// and so identifies at most one row.
+func (c *catalog) isPrimaryKey(table, column string) bool {
+	pk := c.pkeys[table]
+	return len(pk) == 1 && pk[0] == column
+}
+
 const columnsSQL = `
 SELECT c.relname, a.attname, format_type(a.atttypid, NULL), bt.typname, bt.typtype
 FROM pg_catalog.pg_class c

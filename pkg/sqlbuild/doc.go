@@ -19,10 +19,12 @@
 // `pk = ANY($1::text[]::<pk type>[])`, so the primary key index is used
 // whatever the key's type, and each document is assembled by Postgres with
 // json_build_object; every join and aggregate is a correlated subquery
-// (json_agg for to-many joins), nested to any depth. Root filters and the
-// soft delete marker are part of the WHERE clause: a key without a row is a
-// tombstone (Doc.Body nil). Filter operands, defaults and constants are bound
-// parameters.
+// (json_agg for to-many joins), nested to any depth, except a belongs_to on
+// the related table's primary key: that is a LEFT JOIN LATERAL lookup in the
+// FROM of the query holding its parent row, unless a raw filter there could
+// see the joined columns. Root filters and the soft delete marker are part
+// of the WHERE clause: a key without a row is a tombstone (Doc.Body nil).
+// Filter operands, defaults and constants are bound parameters.
 //
 // Values are rendered as OpenSearch accepts them: numbers as JSON numbers
 // (numeric keeps its digits, money becomes numeric), timestamp without time

@@ -17,6 +17,9 @@ type gen struct {
 	aliases int
 	path    string // of the field being written, for errors
 	err     error
+	// joins collects the joins of belongs_to hoisted into the FROM of the
+	// query being written; nil when that query cannot take any.
+	joins *[]string
 }
 
 func newGen(x *Index, reserved int) *gen { return &gen{x: x, args: make([]any, reserved)} }
@@ -59,9 +62,14 @@ func (x *Index) documentStatement(fields []*fnode) (*statement, error) {
 	g := newGen(x, 1)
 	const r = "r"
 	pk := col(r, x.root.key)
+	open := rawFree(x.def.Filters, fields)
+	if sd := x.def.SoftDelete; sd != nil {
+		open = open && rawFree(sd.When, nil)
+	}
+	obj, joins := g.scoped(open, func() string { return g.object(fields, r, x.root) })
 	var b strings.Builder
-	fmt.Fprintf(&b, "SELECT %s::text, %s FROM %s AS %s WHERE %s = ANY($1::text[]::%s[])",
-		pk, g.object(fields, r, x.root), x.table(x.root.table), r, pk, x.keyType.name)
+	fmt.Fprintf(&b, "SELECT %s::text, %s FROM %s AS %s%s WHERE %s = ANY($1::text[]::%s[])",
+		pk, obj, x.table(x.root.table), r, joins, pk, x.keyType.name)
 	b.WriteString(g.rootConditions(r))
 	if g.err != nil {
 		return nil, g.err
@@ -179,37 +187,85 @@ func (g *gen) geo(f *schema.Field, alias string, lvl *level) string {
 		lat, lon, coord(f.Lat), coord(f.Lon))
 }
 
+// scoped renders the select list of a query with a fresh list of hoisted
+// joins, returned as text to follow the query's FROM item. A query that is
+// not open takes none: its belongs_to stay subqueries.
+func (g *gen) scoped(open bool, render func() string) (sql, joins string) {
+	outer := g.joins
+	defer func() { g.joins = outer }()
+	var js []string
+	g.joins = nil
+	if open {
+		g.joins = &js
+	}
+	sql = render()
+	return sql, strings.Join(js, "")
+}
+
+// rawFree reports whether neither fs nor any field below nodes has a raw
+// filter. Raw SQL may name columns unqualified, which a table joined into
+// the scope it sees could make ambiguous or capture.
+func rawFree(fs []schema.Filter, nodes []*fnode) bool {
+	for _, f := range fs {
+		if f.Raw != "" {
+			return false
+		}
+	}
+	for _, n := range nodes {
+		if !rawFree(n.def.Filters, n.children) {
+			return false
+		}
+	}
+	return true
+}
+
 // join renders related rows as an object (to-one) or an array (to-many).
 func (g *gen) join(n *fnode, alias string, lvl *level) string {
 	f := &n.def
 	rel := n.rel
 	a := g.alias("a")
-	obj := g.object(n.children, a, rel)
 	filters := g.filters(f.Filters, a, rel.table)
 	from := g.x.table(rel.table) + " AS " + a
-	switch f.Kind {
-	case schema.BelongsTo:
-		return fmt.Sprintf("(SELECT %s FROM %s WHERE %s = %s%s LIMIT 1)",
-			obj, from, col(a, rel.key), col(alias, f.Column), filters)
-	case schema.HasOne:
-		return fmt.Sprintf("(SELECT %s FROM %s WHERE %s = %s%s ORDER BY %s LIMIT 1)",
-			obj, from, col(a, f.ForeignKey), col(alias, lvl.key), filters, g.order(f, a, rel.key))
+	if f.Kind == schema.BelongsTo {
+		on := fmt.Sprintf("%s = %s%s", col(a, rel.key), col(alias, f.Column), filters)
+		if g.joins != nil && g.x.cat.isPrimaryKey(rel.table, rel.key) {
+			// At most one row matches, so a join in the parent's query gives
+			// what the subquery does, cheaper than a subplan per value.
+			// OFFSET 0 keeps it a lookup by key: pulled up into a plain join,
+			// a small related table is hashed whole for every row of a to-many
+			// subquery. It goes in before the object, whose own joins refer to
+			// it; a row filtered out is null, as in the subquery.
+			*g.joins = append(*g.joins, fmt.Sprintf(" LEFT JOIN LATERAL (SELECT * FROM %s WHERE %s OFFSET 0) AS %s ON true", from, on, a))
+			return fmt.Sprintf("CASE WHEN %s IS NULL THEN NULL ELSE %s END", col(a, rel.key), g.object(n.children, a, rel))
+		}
+		obj, joins := g.scoped(rawFree(f.Filters, n.children), func() string { return g.object(n.children, a, rel) })
+		return fmt.Sprintf("(SELECT %s FROM %s%s WHERE %s LIMIT 1)", obj, from, joins, on)
 	}
-	var where string
+	obj, joins := g.scoped(rawFree(f.Filters, n.children), func() string { return g.object(n.children, a, rel) })
+	if f.Kind == schema.HasOne {
+		return fmt.Sprintf("(SELECT %s FROM %s%s WHERE %s = %s%s ORDER BY %s LIMIT 1)",
+			obj, from, joins, col(a, f.ForeignKey), col(alias, lvl.key), filters, g.order(f, a, rel.key))
+	}
+	var cond string
 	if f.Kind == schema.HasMany {
-		where = fmt.Sprintf("%s WHERE %s = %s%s", from, col(a, f.ForeignKey), col(alias, lvl.key), filters)
+		cond = fmt.Sprintf("%s = %s%s", col(a, f.ForeignKey), col(alias, lvl.key), filters)
 	} else {
 		j := g.alias("j")
-		where = fmt.Sprintf("%s JOIN %s AS %s ON %s = %s WHERE %s = %s%s",
-			from, g.x.table(f.Through.Table), j, col(j, f.Through.RightKey), col(a, rel.key),
-			col(j, f.Through.LeftKey), col(alias, lvl.key), filters)
+		from = fmt.Sprintf("%s JOIN %s AS %s ON %s = %s",
+			from, g.x.table(f.Through.Table), j, col(j, f.Through.RightKey), col(a, rel.key))
+		cond = fmt.Sprintf("%s = %s%s", col(j, f.Through.LeftKey), col(alias, lvl.key), filters)
 	}
 	order := g.order(f, a, rel.key)
 	if f.Limit > 0 {
-		// Limit the rows first, then aggregate them in the same order.
-		where = fmt.Sprintf("(SELECT %s.* FROM %s ORDER BY %s LIMIT %d) AS %s", a, where, order, f.Limit, a)
+		// Limit the rows first, then aggregate them in the same order. The
+		// joins go outside: they add no rows, but would be made for rows the
+		// limit drops.
+		from = fmt.Sprintf("(SELECT %s.* FROM %s WHERE %s ORDER BY %s LIMIT %d) AS %s%s",
+			a, from, cond, order, f.Limit, a, joins)
+	} else {
+		from += joins + " WHERE " + cond
 	}
-	return fmt.Sprintf("(SELECT coalesce(json_agg(%s ORDER BY %s), '[]'::json) FROM %s)", obj, order, where)
+	return fmt.Sprintf("(SELECT coalesce(json_agg(%s ORDER BY %s), '[]'::json) FROM %s)", obj, order, from)
 }
 
 // order is a join's order_by, ended by the related key so that the order,
