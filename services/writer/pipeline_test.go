@@ -115,9 +115,15 @@ func TestPipeline(t *testing.T) {
 			if err := conn.NC.FlushWithContext(ctx); err != nil {
 				t.Fatal(err)
 			}
-			info, err := cons.Info(ctx)
-			if err != nil {
-				t.Fatal(err)
+			// The server applies acks to the consumer on its own time.
+			var info *jetstream.ConsumerInfo
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				if info, err = cons.Info(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if !tt.wantAcked || info.AckFloor.Stream == n || time.Now().After(deadline) {
+					break
+				}
 			}
 			if acked := info.AckFloor.Stream == n && info.NumAckPending == 0; acked != tt.wantAcked {
 				t.Errorf("ack floor %d, %d pending acks: every message acked is %v, want %v", info.AckFloor.Stream, info.NumAckPending, acked, tt.wantAcked)
