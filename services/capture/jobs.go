@@ -164,9 +164,10 @@ func (c *Capture) runJob(ctx context.Context, tx pgx.Tx, j *backfill.Job, versio
 // seeded once the assemblers pass its LastSeq, with keys never built. A
 // loss shows as the stream ending before a job's last batch, or as a
 // sequence handed out again (c.reuse): other messages can take the
-// stream's end past a lost batch before the next session. The capture calls it before
-// each session, which follows every start, every NATS reconnect (the
-// watermark ends a session on one) and every loss seen while publishing.
+// stream's end past a lost batch before the next session. The capture
+// calls it before each session, which follows every start, every NATS
+// reconnect (the watermark ends a session on one) and every loss seen
+// while publishing.
 func (c *Capture) rerunLostBackfills(ctx context.Context) error {
 	changes, err := c.cfg.Broker.Progress(ctx, broker.ChangesStream)
 	if err != nil {

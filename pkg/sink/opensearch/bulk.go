@@ -95,6 +95,15 @@ func (s *Sink) Write(ctx context.Context, docs []sink.Doc) ([]sink.Rejection, er
 	return out, nil
 }
 
+// actionLine is the newline-terminated metadata line of one bulk item.
+func actionLine(verb string, a action) ([]byte, error) {
+	line, err := json.Marshal(map[string]action{verb: a})
+	if err != nil {
+		return nil, err
+	}
+	return append(line, '\n'), nil
+}
+
 // target is where a write of one index goes.
 type target struct {
 	name         string
@@ -166,11 +175,11 @@ func (s *Sink) plan(ctx context.Context, docs []sink.Doc, rejected map[int]strin
 			if d.Op == sink.Upsert {
 				verb, a.RequireAlias = "index", t.requireAlias
 			}
-			meta, err := json.Marshal(map[string]action{verb: a})
+			line, err := actionLine(verb, a)
 			if err != nil {
 				return nil, err
 			}
-			ops = append(ops, op{doc: i, lines: append(meta, '\n'), source: source})
+			ops = append(ops, op{doc: i, lines: line, source: source})
 		}
 	}
 	return ops, nil

@@ -141,12 +141,11 @@ func (p *purger) delete(ctx context.Context, target string, ids []string) error 
 	ops := make([]op, len(ids))
 	for i, id := range ids {
 		docs[i] = sink.Doc{Index: p.index, ID: id, Op: sink.Delete, Version: p.version}
-		a := action{Index: target, ID: id, Version: p.version, VersionType: "external"}
-		line, err := json.Marshal(map[string]action{"delete": a})
+		line, err := actionLine("delete", action{Index: target, ID: id, Version: p.version, VersionType: "external"})
 		if err != nil {
 			return err
 		}
-		ops[i] = op{doc: i, lines: append(line, '\n')}
+		ops[i] = op{doc: i, lines: line}
 	}
 	rejected := map[int]string{}
 	for _, chunk := range chunks(ops, p.s.cfg.BatchSize, p.s.cfg.MaxBytes) {
