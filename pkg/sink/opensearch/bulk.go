@@ -148,7 +148,7 @@ func (s *Sink) plan(ctx context.Context, docs []sink.Doc, rejected map[int]strin
 			case len(d.Body) == 0:
 				rejected[i] = "upsert without a document"
 				continue
-			case !json.Valid(d.Body):
+			case !validJSON(d.Body):
 				rejected[i] = "document is not valid JSON"
 				continue
 			}
