@@ -154,3 +154,78 @@ fields:
 		t.Errorf("Build of listed keys: %+v, %v", docs, err)
 	}
 }
+
+// TestBadDataOutsideDocuments checks that joins and aggregates, read a
+// whole batch at a time, render no row that is in no document: a bad value
+// there fails nothing. Pet 11 is filtered out and card 21 is not its
+// owner's first, and each has a child with a NaN; owner 2 is soft deleted
+// and has a NaN pet.
+func TestBadDataOutsideDocuments(t *testing.T) {
+	pool := database(t, `
+CREATE TABLE owners (id int PRIMARY KEY, gone boolean NOT NULL);
+CREATE TABLE pets (id int PRIMARY KEY, owner_id int, kind text, weight numeric);
+CREATE TABLE toys (id int PRIMARY KEY, pet_id int, price numeric);
+CREATE TABLE cards (id int PRIMARY KEY, owner_id int, rank int);
+CREATE TABLE marks (id int PRIMARY KEY, card_id int, score numeric);
+INSERT INTO owners VALUES (1, false), (2, true), (3, false);
+INSERT INTO pets VALUES (10, 1, 'dog', 1), (11, 1, 'rock', 'NaN'), (12, 2, 'dog', 'NaN'), (13, 3, 'cat', 'NaN');
+INSERT INTO toys VALUES (100, 10, 1), (101, 11, 'NaN'), (102, 12, 'NaN');
+INSERT INTO cards VALUES (20, 1, 1), (21, 1, 2);
+INSERT INTO marks VALUES (200, 20, 1), (201, 21, 'NaN');
+`)
+	ix := index(t, pool, `version: 1
+table: owners
+primary_key: id
+soft_delete: {column: gone}
+fields:
+	- integer: id
+	- has_many: pets
+		table: pets
+		foreign_key: owner_id
+		primary_key: id
+		filters: [{column: kind, op: neq, value: rock}]
+		fields:
+			- double: weight
+			- has_many: toys
+				table: toys
+				foreign_key: pet_id
+				primary_key: id
+				fields:
+					- double: price
+	- has_one: card
+		table: cards
+		foreign_key: owner_id
+		primary_key: id
+		order_by: [{column: rank}]
+		fields:
+			- integer: rank
+			- has_many: marks
+				table: marks
+				foreign_key: card_id
+				primary_key: id
+				fields:
+					- double: score
+	- sum: weight
+		table: pets
+		foreign_key: owner_id
+		column: weight
+		value_type: double
+		filters: [{column: kind, op: neq, value: rock}]
+`)
+	docs, err := ix.Build(context.Background(), pool, []string{"1", "2", "3"})
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	want := `{"id": 1, "pets": [{"weight": 1, "toys": [{"price": 1}]}], "card": {"rank": 1, "marks": [{"score": 1}]}, "weight": 1}`
+	if d := docs[0]; d.Err != nil || canonical(t, string(d.Body)) != canonical(t, want) {
+		t.Errorf("document 1: %s, %v; want %s", d.Body, d.Err, want)
+	}
+	if d := docs[1]; d.Err != nil || d.Body != nil {
+		t.Errorf("document 2 (soft deleted): %s, %v; want a tombstone", d.Body, d.Err)
+	}
+	// Owner 3's own pet is NaN: its document, and only it, fails.
+	var derr *sqlbuild.DocError
+	if d := docs[2]; !errors.As(d.Err, &derr) || derr.Field != "pets.weight" {
+		t.Errorf("document 3: %s, %v; want an error on pets.weight", d.Body, d.Err)
+	}
+}

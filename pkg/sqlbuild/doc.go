@@ -18,12 +18,17 @@
 // Build runs one statement per batch of keys. The root rows are selected by
 // `pk = ANY($1::text[]::<pk type>[])`, so the primary key index is used
 // whatever the key's type, and each document is assembled by Postgres with
-// json_build_object; every join and aggregate is a correlated subquery
-// (json_agg for to-many joins), nested to any depth, except a belongs_to on
-// the related table's primary key: that is a LEFT JOIN LATERAL lookup in the
-// FROM of the query holding its parent row, unless a raw filter there could
-// see the joined columns. Root filters and the soft delete marker are part
-// of the WHERE clause: a key without a row is a tombstone (Doc.Body nil).
+// json_build_object. Joins and aggregates are read a batch at a time: each
+// is a table of the related rows of every document of the batch, grouped by
+// the parent's key (json_agg for to-many joins, DISTINCT ON for has_one) and
+// LEFT JOINed to the parent's rows, nested to any depth; a belongs_to on the
+// related table's primary key is a LEFT JOIN in the query holding its
+// parent row. Each grouped table reads exactly the rows the documents hold
+// (the set of keys one level up, with its filters), so a bad value elsewhere
+// fails nothing. Where raw filter SQL could see the joined columns, and for
+// to-many joins with a limit, the join is a correlated subquery run per
+// parent row instead. Root filters and the soft delete marker are part of
+// the WHERE clause: a key without a row is a tombstone (Doc.Body nil).
 // Filter operands, defaults and constants are bound parameters.
 //
 // Values are rendered as OpenSearch accepts them: numbers as JSON numbers

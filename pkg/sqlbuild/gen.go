@@ -17,9 +17,32 @@ type gen struct {
 	aliases int
 	path    string // of the field being written, for errors
 	err     error
-	// joins collects the joins of belongs_to hoisted into the FROM of the
-	// query being written; nil when that query cannot take any.
+	// joins collects the joins hoisted into the FROM of the query being
+	// written; nil when that query cannot take any.
 	joins *[]string
+	// set, when the query being written reads the rows of a whole batch at
+	// once, picks the keys of those rows: its joins and aggregates are then
+	// tables grouped by key, one scan each per batch. nil when the query is
+	// a subquery run once per parent row.
+	set *keySet
+}
+
+// keySet is a condition, to follow a key column, true for the keys of the
+// rows of one level that the documents of a batch hold: " = ANY($1...)" or
+// " IN (SELECT ...)". Exactly those: a grouped table renders no value of a
+// row outside the documents, so a value that fails to render fails only
+// the documents holding it. It is written when first used, since the
+// arguments it binds must all appear in the statement.
+type keySet struct {
+	render func() string
+	sql    string
+}
+
+func (s *keySet) String() string {
+	if s.render != nil {
+		s.sql, s.render = s.render(), nil
+	}
+	return s.sql
 }
 
 func newGen(x *Index, reserved int) *gen { return &gen{x: x, args: make([]any, reserved)} }
@@ -66,10 +89,20 @@ func (x *Index) documentStatement(fields []*fnode) (*statement, error) {
 	if sd := x.def.SoftDelete; sd != nil {
 		open = open && rawFree(sd.When, nil)
 	}
-	obj, joins := g.scoped(open, func() string { return g.object(fields, r, x.root) })
+	keys := " = ANY($1::text[]::" + x.keyType.name + "[])"
+	roots := &keySet{render: func() string {
+		b := g.alias("b")
+		cond := g.rootConditions(b)
+		if cond == "" {
+			return keys
+		}
+		return fmt.Sprintf(" IN (SELECT %s FROM %s AS %s WHERE %s%s%s)",
+			col(b, x.root.key), x.table(x.root.table), b, col(b, x.root.key), keys, cond)
+	}}
+	obj, joins := g.scoped(open, roots, func() string { return g.object(fields, r, x.root) })
 	var b strings.Builder
-	fmt.Fprintf(&b, "SELECT %s::text, %s FROM %s AS %s%s WHERE %s = ANY($1::text[]::%s[])",
-		pk, obj, x.table(x.root.table), r, joins, pk, x.keyType.name)
+	fmt.Fprintf(&b, "SELECT %s::text, %s FROM %s AS %s%s WHERE %s%s",
+		pk, obj, x.table(x.root.table), r, joins, pk, keys)
 	b.WriteString(g.rootConditions(r))
 	if g.err != nil {
 		return nil, g.err
@@ -188,18 +221,66 @@ func (g *gen) geo(f *schema.Field, alias string, lvl *level) string {
 }
 
 // scoped renders the select list of a query with a fresh list of hoisted
-// joins, returned as text to follow the query's FROM item. A query that is
-// not open takes none: its belongs_to stay subqueries.
-func (g *gen) scoped(open bool, render func() string) (sql, joins string) {
-	outer := g.joins
-	defer func() { g.joins = outer }()
+// joins, returned as text to follow the query's FROM item. set is the
+// query's g.set. A query that is not open takes no joins: its belongs_to,
+// joins and aggregates stay subqueries.
+func (g *gen) scoped(open bool, set *keySet, render func() string) (sql, joins string) {
+	outerJoins, outerSet := g.joins, g.set
+	defer func() { g.joins, g.set = outerJoins, outerSet }()
 	var js []string
-	g.joins = nil
+	g.joins, g.set = nil, nil
 	if open {
-		g.joins = &js
+		g.joins, g.set = &js, set
 	}
 	sql = render()
 	return sql, strings.Join(js, "")
+}
+
+// below is the set of the keys of n's related rows in the documents of the
+// batch, one level down from g.set, the set of lvl's keys; nil when g.set is.
+func (g *gen) below(n *fnode, lvl *level) *keySet {
+	up := g.set
+	if up == nil {
+		return nil
+	}
+	f := &n.def
+	rel := n.rel
+	return &keySet{render: func() string {
+		b := g.alias("b")
+		related, key := g.x.table(rel.table), col(b, rel.key)
+		filters := g.filters(f.Filters, b, rel.table)
+		switch f.Kind {
+		case schema.BelongsTo:
+			p := g.alias("b")
+			return fmt.Sprintf(" IN (SELECT %s FROM %s AS %s WHERE %s IN (SELECT %s FROM %s AS %s WHERE %s%s)%s)",
+				key, related, b, key, col(p, f.Column), g.x.table(lvl.table), p, col(p, lvl.key), up, filters)
+		case schema.ManyToMany:
+			j := g.alias("b")
+			return fmt.Sprintf(" IN (SELECT %s FROM %s AS %s JOIN %s AS %s ON %s = %s WHERE %s%s%s)",
+				key, related, b, g.x.table(f.Through.Table), j, col(j, f.Through.RightKey), key,
+				col(j, f.Through.LeftKey), up, filters)
+		case schema.HasOne:
+			// Only the first row of each parent is in a document.
+			fk := col(b, f.ForeignKey)
+			return fmt.Sprintf(" IN (SELECT DISTINCT ON (%s) %s FROM %s AS %s WHERE %s%s%s ORDER BY %s, %s)",
+				fk, key, related, b, fk, up, filters, fk, g.order(f, b, rel.key))
+		}
+		return fmt.Sprintf(" IN (SELECT %s FROM %s AS %s WHERE %s%s%s)",
+			key, related, b, col(b, f.ForeignKey), up, filters)
+	}}
+}
+
+// grouping reports whether the query being written reads a whole batch and
+// takes joins: its to-many joins and aggregates are grouped tables.
+func (g *gen) grouping() bool { return g.joins != nil && g.set != nil }
+
+// hoist joins sql, a table of one row per key (k) holding a value (v),
+// into the query being written and returns its alias; parentKey picks the
+// row.
+func (g *gen) hoist(sql, parentKey string) string {
+	d := g.alias("g")
+	*g.joins = append(*g.joins, fmt.Sprintf(" LEFT JOIN (%s) AS %s ON %s.k = %s", sql, d, d, parentKey))
+	return d
 }
 
 // rawFree reports whether neither fs nor any field below nodes has a raw
@@ -226,36 +307,64 @@ func (g *gen) join(n *fnode, alias string, lvl *level) string {
 	a := g.alias("a")
 	filters := g.filters(f.Filters, a, rel.table)
 	from := g.x.table(rel.table) + " AS " + a
+	open := rawFree(f.Filters, n.children)
 	if f.Kind == schema.BelongsTo {
 		on := fmt.Sprintf("%s = %s%s", col(a, rel.key), col(alias, f.Column), filters)
 		if g.joins != nil && g.x.cat.isPrimaryKey(rel.table, rel.key) {
 			// At most one row matches, so a join in the parent's query gives
-			// what the subquery does, cheaper than a subplan per value.
-			// OFFSET 0 keeps it a lookup by key: pulled up into a plain join,
-			// a small related table is hashed whole for every row of a to-many
-			// subquery. It goes in before the object, whose own joins refer to
-			// it; a row filtered out is null, as in the subquery.
-			*g.joins = append(*g.joins, fmt.Sprintf(" LEFT JOIN LATERAL (SELECT * FROM %s WHERE %s OFFSET 0) AS %s ON true", from, on, a))
-			return fmt.Sprintf("CASE WHEN %s IS NULL THEN NULL ELSE %s END", col(a, rel.key), g.object(n.children, a, rel))
+			// what the subquery does, cheaper than a subplan per value. It
+			// goes in before the object, whose own joins refer to it; a row
+			// filtered out is null, as in the subquery.
+			if g.grouping() {
+				// The query runs once per batch: the planner may hash the
+				// related table or look rows up, whichever is cheaper.
+				*g.joins = append(*g.joins, fmt.Sprintf(" LEFT JOIN %s ON %s", from, on))
+			} else {
+				// Run once per parent row, OFFSET 0 keeps it a lookup by key:
+				// pulled up into a plain join, a small related table is
+				// hashed whole for every row of a to-many subquery.
+				*g.joins = append(*g.joins, fmt.Sprintf(" LEFT JOIN LATERAL (SELECT * FROM %s WHERE %s OFFSET 0) AS %s ON true", from, on, a))
+			}
+			// The object is written in the parent's query, picking the
+			// related keys of the batch for its own grouped joins.
+			outer := g.set
+			g.set = g.below(n, lvl)
+			obj := g.object(n.children, a, rel)
+			g.set = outer
+			return fmt.Sprintf("CASE WHEN %s IS NULL THEN NULL ELSE %s END", col(a, rel.key), obj)
 		}
-		obj, joins := g.scoped(rawFree(f.Filters, n.children), func() string { return g.object(n.children, a, rel) })
+		obj, joins := g.scoped(open, nil, func() string { return g.object(n.children, a, rel) })
 		return fmt.Sprintf("(SELECT %s FROM %s%s WHERE %s LIMIT 1)", obj, from, joins, on)
 	}
-	obj, joins := g.scoped(rawFree(f.Filters, n.children), func() string { return g.object(n.children, a, rel) })
-	if f.Kind == schema.HasOne {
-		return fmt.Sprintf("(SELECT %s FROM %s%s WHERE %s = %s%s ORDER BY %s LIMIT 1)",
-			obj, from, joins, col(a, f.ForeignKey), col(alias, lvl.key), filters, g.order(f, a, rel.key))
-	}
-	var cond string
-	if f.Kind == schema.HasMany {
-		cond = fmt.Sprintf("%s = %s%s", col(a, f.ForeignKey), col(alias, lvl.key), filters)
-	} else {
+	// key is the column of the related rows (or of their junction rows)
+	// holding the parent's key.
+	var key string
+	if f.Kind == schema.ManyToMany {
 		j := g.alias("j")
 		from = fmt.Sprintf("%s JOIN %s AS %s ON %s = %s",
 			from, g.x.table(f.Through.Table), j, col(j, f.Through.RightKey), col(a, rel.key))
-		cond = fmt.Sprintf("%s = %s%s", col(j, f.Through.LeftKey), col(alias, lvl.key), filters)
+		key = col(j, f.Through.LeftKey)
+	} else {
+		key = col(a, f.ForeignKey)
 	}
 	order := g.order(f, a, rel.key)
+	if g.grouping() && (f.Kind == schema.HasOne || f.Limit == 0) {
+		obj, joins := g.scoped(open, g.below(n, lvl), func() string { return g.object(n.children, a, rel) })
+		where := key + g.set.String() + filters
+		if f.Kind == schema.HasOne {
+			d := g.hoist(fmt.Sprintf("SELECT DISTINCT ON (%s) %s AS k, %s AS v FROM %s%s WHERE %s ORDER BY %s, %s",
+				key, key, obj, from, joins, where, key, order), col(alias, lvl.key))
+			return d + ".v"
+		}
+		d := g.hoist(fmt.Sprintf("SELECT %s AS k, json_agg(%s ORDER BY %s) AS v FROM %s%s WHERE %s GROUP BY %s",
+			key, obj, order, from, joins, where, key), col(alias, lvl.key))
+		return "coalesce(" + d + ".v, '[]'::json)"
+	}
+	obj, joins := g.scoped(open, nil, func() string { return g.object(n.children, a, rel) })
+	cond := fmt.Sprintf("%s = %s%s", key, col(alias, lvl.key), filters)
+	if f.Kind == schema.HasOne {
+		return fmt.Sprintf("(SELECT %s FROM %s%s WHERE %s ORDER BY %s LIMIT 1)", obj, from, joins, cond, order)
+	}
 	if f.Limit > 0 {
 		// Limit the rows first, then aggregate them in the same order. The
 		// joins go outside: they add no rows, but would be made for rows the
@@ -288,29 +397,31 @@ func (g *gen) aggregate(n *fnode, alias string, lvl *level) string {
 	rel := n.rel
 	a := g.alias("a")
 	filters := g.filters(f.Filters, a, rel.table)
+	// from holds the aggregated rows, key the column holding the parent's key.
 	from := g.x.table(rel.table) + " AS " + a
+	key := col(a, f.ForeignKey)
+	var fn string
 	if f.Through != nil {
 		j := g.alias("j")
+		key = col(j, f.Through.LeftKey)
 		if f.Kind == schema.IDs && len(f.Filters) == 0 {
 			// The junction already holds the related keys.
 			right := expr{sql: col(j, f.Through.RightKey), t: g.column(f.Through.Table, f.Through.RightKey)}
-			return fmt.Sprintf("(SELECT coalesce(json_agg(%s ORDER BY %s), '[]'::json) FROM %s AS %s WHERE %s = %s)",
-				idElement(f.ElementType, right), right.sql, g.x.table(f.Through.Table), j,
-				col(j, f.Through.LeftKey), col(alias, lvl.key))
+			from = g.x.table(f.Through.Table) + " AS " + j
+			fn = fmt.Sprintf("coalesce(json_agg(%s ORDER BY %s), '[]'::json)", idElement(f.ElementType, right), right.sql)
+		} else {
+			if rel.key == "" {
+				return g.fail(g.pkError(rel.table))
+			}
+			from = fmt.Sprintf("%s JOIN %s AS %s ON %s = %s",
+				from, g.x.table(f.Through.Table), j, col(j, f.Through.RightKey), col(a, rel.key))
 		}
-		if rel.key == "" {
-			return g.fail(g.pkError(rel.table))
-		}
-		from = fmt.Sprintf("%s JOIN %s AS %s ON %s = %s WHERE %s = %s",
-			from, g.x.table(f.Through.Table), j, col(j, f.Through.RightKey), col(a, rel.key),
-			col(j, f.Through.LeftKey), col(alias, lvl.key))
-	} else {
-		from = fmt.Sprintf("%s WHERE %s = %s", from, col(a, f.ForeignKey), col(alias, lvl.key))
 	}
-	var fn string
+	// none is the value over no rows where it is not NULL.
+	none := ""
 	switch f.Kind {
 	case schema.Count:
-		fn = "count(*)"
+		fn, none = "count(*)", "0"
 	case schema.Sum, schema.Min, schema.Max:
 		t := g.column(rel.table, f.Column)
 		if f.Kind == schema.Sum {
@@ -320,15 +431,27 @@ func (g *gen) aggregate(n *fnode, alias string, lvl *level) string {
 	case schema.Avg:
 		fn = natural(expr{sql: "avg(" + col(a, f.Column) + ")::float8", t: tFloat8})
 	case schema.IDs:
+		none = "'[]'::json"
+		if fn != "" {
+			break
+		}
 		if rel.key == "" {
 			return g.fail(g.pkError(rel.table))
 		}
-		key := expr{sql: col(a, rel.key), t: g.column(rel.table, rel.key)}
-		fn = fmt.Sprintf("coalesce(json_agg(%s ORDER BY %s), '[]'::json)", idElement(f.ElementType, key), key.sql)
+		k := expr{sql: col(a, rel.key), t: g.column(rel.table, rel.key)}
+		fn = fmt.Sprintf("coalesce(json_agg(%s ORDER BY %s), '[]'::json)", idElement(f.ElementType, k), k.sql)
 	default:
 		return g.fail(fmt.Errorf("unknown aggregate %q", f.Kind))
 	}
-	return fmt.Sprintf("(SELECT %s FROM %s%s)", fn, from, filters)
+	if !g.grouping() {
+		return fmt.Sprintf("(SELECT %s FROM %s WHERE %s = %s%s)", fn, from, key, col(alias, lvl.key), filters)
+	}
+	d := g.hoist(fmt.Sprintf("SELECT %s AS k, %s AS v FROM %s WHERE %s%s%s GROUP BY %s",
+		key, fn, from, key, g.set.String(), filters, key), col(alias, lvl.key))
+	if none == "" {
+		return d + ".v"
+	}
+	return "coalesce(" + d + ".v, " + none + ")"
 }
 
 func (g *gen) pkError(table string) error {
