@@ -172,7 +172,7 @@ fields:
 	if !errors.As(docs[0].Err, &derr) || derr.Field != "product.category.rank" {
 		t.Errorf("document 1: %+v, want an error on product.category.rank", docs[0])
 	}
-	if docs[1].Err != nil || string(docs[1].Body) != `{"product" : {"category" : {"rank" : 2}}}` {
+	if docs[1].Err != nil || string(docs[1].Body) != `{"product":{"category":{"rank":2}}}` {
 		t.Errorf("document 5: %s, %v", docs[1].Body, docs[1].Err)
 	}
 }

@@ -172,7 +172,7 @@ func fetch(ctx context.Context, q Querier, sql string, args []any, each func(id 
 			if err := rows.Scan(&id, &body); err != nil {
 				return err
 			}
-			each(id, body)
+			each(id, compact(body))
 		}
 		return rows.Err()
 	})
