@@ -69,6 +69,10 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 		return errors.New("no enabled [[index]] in the configuration: nothing to sync")
 	}
 
+	natsOpts, err := opts.natsOptions()
+	if err != nil {
+		return err
+	}
 	natsURL := opts.NATSURL
 	if natsURL == "" {
 		dir := filepath.Join(opts.DataDir, "nats")
@@ -78,11 +82,8 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 		}
 		defer emb.Close()
 		natsURL = emb.URL()
+		natsOpts = append(natsOpts, emb.InProcess())
 		log.Info("embedded NATS JetStream started", "data", dir)
-	}
-	natsOpts, err := opts.natsOptions()
-	if err != nil {
-		return err
 	}
 	bc, err := broker.Connect(ctx, natsURL, "flusso", natsOpts...)
 	if err != nil {
