@@ -1,0 +1,131 @@
+package assembler
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/flusso/flusso/internal/testenv"
+	"github.com/flusso/flusso/pkg/broker"
+	"github.com/flusso/flusso/pkg/schema"
+	"github.com/flusso/flusso/pkg/sqlbuild"
+	"github.com/flusso/flusso/proto/flussopb"
+)
+
+// TestBacklogBound checks that an assembler stops building while the
+// writers' backlog is over MaxBacklog, overrunning it by at most one group,
+// and goes on once the writers take documents.
+func TestBacklogBound(t *testing.T) {
+	const (
+		rows       = 600
+		batchKeys  = 50
+		maxBacklog = 100
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, fmt.Sprintf(
+		"CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, %d) i", rows)); err != nil {
+		t.Fatal(err)
+	}
+	def, err := schema.Parse("items.schema.yml", []byte("version: 1\ntable: items\nprimary_key: id\nfields:\n  - integer: id\n  - keyword: name\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := sqlbuild.Compile("items", def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := broker.Connect(ctx, testenv.NATS(t), t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.Setup(ctx, []string{"out"}); err != nil {
+		t.Fatal(err)
+	}
+	for first := 1; first <= rows; first += batchKeys {
+		ch := &flussopb.Change{Op: flussopb.ChangeOp_BACKFILL, Index: "items", CommitLsn: 1}
+		for k := first; k < first+batchKeys; k++ {
+			ch.Keys = append(ch.Keys, fmt.Sprint(k))
+		}
+		data, err := proto.Marshal(ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.JS.Publish(ctx, broker.ChangesSubject, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	a := New(Config{Pool: pool, Broker: conn, Indexes: []Index{{Name: "items", SQL: ix}},
+		GroupKeys: batchKeys, MaxBacklog: maxBacklog})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	pending := func() uint64 {
+		t.Helper()
+		p, err := conn.Progress(ctx, broker.DocsStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Pending
+	}
+	// Built until paused: the backlog stops growing short of every document.
+	var last uint64
+	for stable := 0; stable < 5; time.Sleep(100 * time.Millisecond) {
+		n := pending()
+		if n == last && n > 0 {
+			stable++
+		} else {
+			stable, last = 0, n
+		}
+	}
+	if last < maxBacklog || last > maxBacklog+batchKeys {
+		t.Fatalf("paused with %d documents waiting, want %d to %d", last, maxBacklog, maxBacklog+batchKeys)
+	}
+
+	// The writers take everything: the assembler goes on to the end.
+	cons, err := conn.JS.Consumer(ctx, broker.DocsStream, broker.WriterConsumer("out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := 0
+	for taken < rows {
+		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			var d flussopb.Document
+			if err := proto.Unmarshal(m.Data(), &d); err != nil {
+				t.Fatal(err)
+			}
+			if d.Op == flussopb.DocOp_UPSERT {
+				taken++
+			}
+			if err := m.Ack(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the writers took %d of %d documents: %v", taken, rows, ctx.Err())
+		}
+	}
+}
