@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/flusso/flusso/pkg/broker"
 )
 
 // NATS starts an embedded NATS server with JetStream (in this process, random loopback
@@ -47,6 +50,24 @@ func NATSServer(t testing.TB) *server.Server {
 		t.Fatalf("testenv: the embedded NATS server was not ready in 10s")
 	}
 	return s
+}
+
+// Broker connects to a fresh embedded NATS server (NATS) and creates the
+// pipeline's streams and consumers for the given sinks. The connection is
+// closed at cleanup.
+func Broker(t testing.TB, sinks ...string) *broker.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := broker.Connect(ctx, NATS(t), t.Name())
+	if err != nil {
+		t.Fatalf("testenv: connecting to the embedded NATS server: %v", err)
+	}
+	t.Cleanup(conn.Close)
+	if err := conn.Setup(ctx, sinks); err != nil {
+		t.Fatalf("testenv: creating the streams: %v", err)
+	}
+	return conn
 }
 
 // NATSServerBinary returns the path of the real nats-server binary

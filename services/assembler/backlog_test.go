@@ -45,14 +45,7 @@ func TestBacklogBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := broker.Connect(ctx, testenv.NATS(t), t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.Setup(ctx, []string{"out"}); err != nil {
-		t.Fatal(err)
-	}
+	conn := testenv.Broker(t, "out")
 	for first := 1; first <= rows; first += batchKeys {
 		ch := &flussopb.Change{Op: flussopb.ChangeOp_BACKFILL, Index: "items", CommitLsn: 1}
 		for k := first; k < first+batchKeys; k++ {

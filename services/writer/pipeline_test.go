@@ -56,14 +56,7 @@ func TestPipeline(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			conn, err := broker.Connect(ctx, testenv.NATS(t), t.Name())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			if err := conn.Setup(ctx, []string{"out"}); err != nil {
-				t.Fatal(err)
-			}
+			conn := testenv.Broker(t, "out")
 			const n = 10
 			for i := range n {
 				data, err := proto.Marshal(&flussopb.Document{Index: "tags", Id: fmt.Sprint(i), Op: flussopb.DocOp_UPSERT, Body: []byte(`{"n":1}`), Version: 1})
