@@ -290,11 +290,14 @@ func Headers(msgs []jetstream.Msg) []map[string][]string {
 }
 
 // Next takes the next batch of up to max messages from a pull consumer: it
-// waits up to wait for the first one, then takes whatever else is already
-// there without waiting to fill the batch, so a trickle of changes flows
-// at once and a backlog goes in full batches. No message within wait gives
-// an empty batch.
-func Next(ctx context.Context, cons jetstream.Consumer, max int, wait time.Duration) ([]jetstream.Msg, error) {
+// waits up to wait for the first one, then takes whatever else is there
+// without waiting to fill the batch. With linger, what is there linger
+// after the first message is taken too, when the batch is not full by
+// then: a trickle flows in batches of linger's worth instead of one
+// message at a time (each batch costs its queries and requests downstream),
+// and a backlog still goes in full batches at once. No message within wait
+// gives an empty batch.
+func Next(ctx context.Context, cons jetstream.Consumer, max int, wait, linger time.Duration) ([]jetstream.Msg, error) {
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	first, err := cons.Fetch(1, jetstream.FetchContext(wctx))
@@ -304,6 +307,7 @@ func Next(ctx context.Context, cons jetstream.Consumer, max int, wait time.Durat
 		}
 		return nil, err
 	}
+	start := time.Now()
 	var out []jetstream.Msg
 	for m := range first.Messages() {
 		out = append(out, m)
@@ -311,15 +315,33 @@ func Next(ctx context.Context, cons jetstream.Consumer, max int, wait time.Durat
 	if err := first.Error(); err != nil && len(out) == 0 && wctx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages) {
 		return nil, err
 	}
-	if len(out) == 0 || max <= 1 {
+	if len(out) == 0 {
 		return out, nil
 	}
-	rest, err := cons.FetchNoWait(max - 1)
+	out = takeReady(cons, out, max)
+	if len(out) < max && linger > 0 {
+		select {
+		case <-ctx.Done():
+			return out, nil // the messages taken are still worth processing
+		case <-time.After(linger - time.Since(start)):
+		}
+		out = takeReady(cons, out, max)
+	}
+	return out, nil
+}
+
+// takeReady appends to out the messages ready now, up to max in all; a
+// failure leaves out as it is, still worth processing.
+func takeReady(cons jetstream.Consumer, out []jetstream.Msg, max int) []jetstream.Msg {
+	if len(out) >= max {
+		return out
+	}
+	rest, err := cons.FetchNoWait(max - len(out))
 	if err != nil {
-		return out, nil // the first message is still worth processing
+		return out
 	}
 	for m := range rest.Messages() {
 		out = append(out, m)
 	}
-	return out, nil
+	return out
 }

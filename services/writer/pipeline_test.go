@@ -73,7 +73,7 @@ func TestPipeline(t *testing.T) {
 			}
 			var msgs []jetstream.Msg
 			for len(msgs) < n && ctx.Err() == nil {
-				got, err := broker.Next(ctx, cons, n-len(msgs), 5*time.Second)
+				got, err := broker.Next(ctx, cons, n-len(msgs), 5*time.Second, 0)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -122,7 +122,7 @@ func TestPipeline(t *testing.T) {
 				t.Errorf("ack floor %d, %d pending acks: every message acked is %v, want %v", info.AckFloor.Stream, info.NumAckPending, acked, tt.wantAcked)
 			}
 			if tt.fail {
-				again, err := broker.Next(ctx, cons, n, 5*time.Second)
+				again, err := broker.Next(ctx, cons, n, 5*time.Second, 0)
 				if err != nil || len(again) == 0 {
 					t.Fatalf("nothing redelivered after the failure (%v)", err)
 				}
