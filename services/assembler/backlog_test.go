@@ -80,18 +80,17 @@ func TestBacklogBound(t *testing.T) {
 		}
 		return p.Pending
 	}
-	// Built until paused: the backlog stops growing short of every document.
-	var last uint64
-	for stable := 0; stable < 5; time.Sleep(100 * time.Millisecond) {
-		n := pending()
-		if n == last && n > 0 {
-			stable++
-		} else {
-			stable, last = 0, n
+	// Built up to the bound, then paused: a second later the backlog is
+	// still within one group of it, short of every document.
+	for pending() < maxBacklog {
+		if ctx.Err() != nil {
+			t.Fatalf("the backlog never reached %d documents", maxBacklog)
 		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	if last < maxBacklog || last > maxBacklog+batchKeys {
-		t.Fatalf("paused with %d documents waiting, want %d to %d", last, maxBacklog, maxBacklog+batchKeys)
+	time.Sleep(time.Second)
+	if n := pending(); n > maxBacklog+batchKeys {
+		t.Fatalf("%d documents waiting, want the assembler paused at %d to %d", n, maxBacklog, maxBacklog+batchKeys)
 	}
 
 	// The writers take everything: the assembler goes on to the end.
