@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flusso/flusso/internal/testenv"
-	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
 	"github.com/flusso/flusso/pkg/schema"
 )
@@ -172,18 +171,4 @@ func SlotState(t testing.TB, db RowQuerier, slot string) (active bool, confirmed
 		t.Fatalf("reading slot %s: %v", slot, err)
 	}
 	return active, confirmed
-}
-
-// Broker connects to the NATS server at url; the connection is closed at
-// cleanup.
-func Broker(t testing.TB, url string) *broker.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := broker.Connect(ctx, url, t.Name())
-	if err != nil {
-		t.Fatalf("harness: connecting to NATS at %s: %v", url, err)
-	}
-	t.Cleanup(conn.Close)
-	return conn
 }

@@ -247,7 +247,7 @@ func quarantined(t *testing.T, url string, f writer.Filter) []writer.Entry {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	entries, err := writer.ListQuarantine(ctx, harness.Broker(t, url).JS, f)
+	entries, err := writer.ListQuarantine(ctx, testenv.BrokerAt(t, url).JS, f)
 	if err != nil {
 		t.Fatal(err)
 	}

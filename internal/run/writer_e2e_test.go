@@ -576,7 +576,7 @@ func TestParallelAssemblersAndWritersNeverOverwriteWithAStaleBuild(t *testing.T)
 	// However rare the race above is in a run, the guarantee is the
 	// versions: older builds published after newer ones are refused.
 	current := e.docsAt(hash)
-	conn := harness.Broker(t, nats)
+	conn := testenv.BrokerAt(t, nats)
 	stale := []*flussopb.Document{
 		{Index: "users", Id: "1", Op: flussopb.DocOp_UPSERT, Version: uint64(current["1"]["_version"].(float64)) - 1,
 			Body: []byte(`{"id":1,"email":"stale@x.io","orders":[],"orderCount":0}`)},

@@ -53,20 +53,29 @@ func NATSServer(t testing.TB) *server.Server {
 }
 
 // Broker connects to a fresh embedded NATS server (NATS) and creates the
-// pipeline's streams and consumers for the given sinks. The connection is
-// closed at cleanup.
+// pipeline's streams and consumers for the given sinks.
 func Broker(t testing.TB, sinks ...string) *broker.Conn {
 	t.Helper()
+	conn := BrokerAt(t, NATS(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := broker.Connect(ctx, NATS(t), t.Name())
-	if err != nil {
-		t.Fatalf("testenv: connecting to the embedded NATS server: %v", err)
-	}
-	t.Cleanup(conn.Close)
 	if err := conn.Setup(ctx, sinks); err != nil {
 		t.Fatalf("testenv: creating the streams: %v", err)
 	}
+	return conn
+}
+
+// BrokerAt connects to the NATS server at url; the connection is closed at
+// cleanup.
+func BrokerAt(t testing.TB, url string) *broker.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := broker.Connect(ctx, url, t.Name())
+	if err != nil {
+		t.Fatalf("testenv: connecting to NATS at %s: %v", url, err)
+	}
+	t.Cleanup(conn.Close)
 	return conn
 }
 

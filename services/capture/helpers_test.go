@@ -71,7 +71,7 @@ func newRig(t *testing.T, ddl, natsURL string) *rig {
 	if natsURL == "" {
 		natsURL = testenv.NATS(t)
 	}
-	r.bc = harness.Broker(t, natsURL)
+	r.bc = testenv.BrokerAt(t, natsURL)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := r.bc.Setup(ctx, []string{"primary"}); err != nil {
