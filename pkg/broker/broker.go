@@ -289,6 +289,14 @@ func Headers(msgs []jetstream.Msg) []map[string][]string {
 	return out
 }
 
+// Linger is the linger the pipeline's stages give Next. Every batch costs
+// fixed work downstream (the assembler's visibility query, the queries
+// that find its documents and a build statement; the writer's bulk request
+// and OpenSearch's translog sync), so at a few hundred changes a second
+// batching a moment's worth leaves more of the CPU to Postgres and
+// OpenSearch, for a moment of latency.
+const Linger = 50 * time.Millisecond
+
 // Next takes the next batch of up to max messages from a pull consumer: it
 // waits up to wait for the first one, then takes whatever else is there
 // without waiting to fill the batch. With linger, what is there linger

@@ -63,13 +63,6 @@ type Config struct {
 	Log        *slog.Logger
 }
 
-// linger is how long a batch of changes stays open after its first
-// message when no backlog fills it: each batch costs a visibility query,
-// the queries that find its documents and a build statement, so at a few
-// hundred changes a second batching them for a moment leaves more of the
-// CPU to Postgres and OpenSearch, for a moment of latency.
-const linger = 50 * time.Millisecond
-
 // Assembler is the assembler stage.
 type Assembler struct {
 	cfg Config
@@ -166,7 +159,7 @@ func (e *badDataError) Error() string { return e.err.Error() }
 func (a *Assembler) work(ctx context.Context, cons jetstream.Consumer) error {
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
-		msgs, err := broker.Next(ctx, cons, a.cfg.Batch, time.Second, linger)
+		msgs, err := broker.Next(ctx, cons, a.cfg.Batch, time.Second, broker.Linger)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

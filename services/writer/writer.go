@@ -43,12 +43,6 @@ type Config struct {
 	OnFlush func(sink string, d time.Duration)
 }
 
-// linger is how long a fetch of documents stays open after its first
-// message when no backlog fills it: each fetch is a bulk request, with its
-// translog sync in OpenSearch, so batching a moment's documents costs
-// OpenSearch less per document, for a moment of latency.
-const linger = 50 * time.Millisecond
-
 // Writer is the writer stage of one sink.
 type Writer struct {
 	cfg     Config
@@ -128,7 +122,7 @@ func (w *Writer) Run(ctx context.Context) error {
 			pipe.drain() //nolint:errcheck // already failing with err
 			return err
 		}
-		fetched, err := broker.Next(ctx, cons, w.cfg.Batch, 250*time.Millisecond, linger)
+		fetched, err := broker.Next(ctx, cons, w.cfg.Batch, 250*time.Millisecond, broker.Linger)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
