@@ -3,6 +3,8 @@ package logging
 import (
 	"context"
 	"log/slog"
+
+	"github.com/flusso/flusso/pkg/redact"
 )
 
 // ComponentKey is the attribute naming the part of flusso a logger belongs
@@ -29,7 +31,7 @@ func (h *filterHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *filterHandler) Handle(ctx context.Context, r slog.Record) error {
-	out := slog.NewRecord(r.Time, r.Level, Redact(r.Message), r.PC)
+	out := slog.NewRecord(r.Time, r.Level, redact.String(r.Message), r.PC)
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(redactAttr(a))
 		return true

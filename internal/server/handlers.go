@@ -10,6 +10,7 @@ import (
 	"regexp"
 
 	"github.com/flusso/flusso/internal/logging"
+	"github.com/flusso/flusso/pkg/redact"
 )
 
 func publicHandler(src Source, metrics http.Handler, log *slog.Logger) http.Handler {
@@ -28,7 +29,7 @@ func publicHandler(src Source, metrics http.Handler, log *slog.Logger) http.Hand
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st := src.Status(r.Context())
 		// The last error may quote a connection string; never serve it whole.
-		st.LastError = logging.Redact(st.LastError)
+		st.LastError = redact.String(st.LastError)
 		writeJSON(w, http.StatusOK, st, log)
 	})
 	if metrics != nil {
@@ -124,7 +125,7 @@ func writeJSON(w http.ResponseWriter, code int, v any, log *slog.Logger) {
 
 // writeError answers {"error": msg}, the shape the flusso client reads.
 func writeError(w http.ResponseWriter, code int, msg string, log *slog.Logger) {
-	writeJSON(w, code, map[string]string{"error": logging.Redact(msg)}, log)
+	writeJSON(w, code, map[string]string{"error": redact.String(msg)}, log)
 }
 
 func jsonQuote(s string) string {
