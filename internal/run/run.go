@@ -21,6 +21,7 @@ import (
 
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sink"
 	"github.com/flusso/flusso/pkg/sqlbuild"
@@ -37,7 +38,9 @@ type Pipeline struct {
 	Broker    *broker.Conn
 	Sinks     []sink.Sink
 	Indexes   []sink.Index
-	roles     []Role
+	// Health holds the health of every stage this process runs.
+	Health *health.Registry
+	roles  []Role
 }
 
 // Run runs the pipeline until ctx is cancelled or a stage fails.
@@ -111,6 +114,7 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 		log.Info("deployment override", "override", o.String())
 	}
 
+	reg := health.NewRegistry()
 	// The capture asks every sink about seeding; writers need only theirs.
 	var sinks []sink.Sink
 	for _, sc := range cfg.Sinks {
@@ -119,7 +123,7 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 		if !need {
 			continue
 		}
-		s, err := openSink(sc, opts, env)
+		s, err := openSink(sc, opts, env, reg.Stage("sink."+sc.Name))
 		if err != nil {
 			return err
 		}
@@ -130,7 +134,7 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 		sinks = append(sinks, s)
 	}
 
-	p := &Pipeline{Broker: bc, Sinks: sinks, Indexes: indexes, roles: roles}
+	p := &Pipeline{Broker: bc, Sinks: sinks, Indexes: indexes, Health: reg, roles: roles}
 	st := newStatus(p, jobs)
 	tel, err := telemetry.Setup(ctx, telemetry.Config{Version: opts.Version, Log: log})
 	if err != nil {
@@ -188,6 +192,7 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 			Seeds:             seedPlanner(sinks),
 			Progress:          progressOut(),
 			Log:               log.With(logging.ComponentKey, "capture"),
+			Health:            reg.Stage("capture"),
 		})
 		if err != nil {
 			return err
@@ -208,7 +213,7 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 		for i, ix := range indexes {
 			ai[i] = assembler.Index{Name: ix.Name, SQL: compiled[i], OnError: onError[ix.Name]}
 		}
-		p.Assembler = assembler.New(assembler.Config{Pool: pool, Broker: bc, Indexes: ai, Workers: 2, Log: log.With(logging.ComponentKey, "assembler")})
+		p.Assembler = assembler.New(assembler.Config{Pool: pool, Broker: bc, Indexes: ai, Workers: 2, Log: log.With(logging.ComponentKey, "assembler"), Health: reg.Stage("assembler")})
 		run = append(run, p.Assembler.Run)
 	}
 	if slices.Contains(roles, Writer) {
@@ -221,7 +226,7 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 				continue
 			}
 			w := writer.New(writer.Config{Sink: s, Broker: bc, Indexes: wi, Batch: opts.QueueCapacity,
-				Log: log.With(logging.ComponentKey, "writer"), OnFlush: tel.ObserveFlush})
+				Log: log.With(logging.ComponentKey, "writer"), OnFlush: tel.ObserveFlush, Health: reg.Stage("writer." + s.Name())})
 			p.Writers = append(p.Writers, w)
 			run = append(run, w.Run)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/sink"
 	"github.com/flusso/flusso/pkg/sink/opensearch"
 	"github.com/flusso/flusso/pkg/sink/stdout"
@@ -14,7 +15,7 @@ import (
 
 // openSink opens one configured sink, resolving its secrets from env now
 // (and logging which reserved overrides applied, never their values).
-func openSink(sc config.Sink, opts Options, env func(string) (string, bool)) (sink.Sink, error) {
+func openSink(sc config.Sink, opts Options, env func(string) (string, bool), hs *health.Stage) (sink.Sink, error) {
 	switch sc.Type {
 	case config.Stdout:
 		return stdout.New(sc.Name, os.Stdout, sc.Pretty || opts.Pretty, opts.Version), nil
@@ -43,6 +44,7 @@ func openSink(sc config.Sink, opts Options, env func(string) (string, bool)) (si
 			TextAnalysis:       sc.TextAnalysis,
 			AutoSubfields:      sc.AutoSubfields,
 			Prefix:             opts.IndexPrefix,
+			Health:             hs,
 		})
 	}
 	return nil, fmt.Errorf("sink %s: unknown type %q", sc.Name, sc.Type)

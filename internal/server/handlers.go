@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"regexp"
 
-	"github.com/flusso/flusso/internal/logging"
 	"github.com/flusso/flusso/pkg/redact"
 )
 

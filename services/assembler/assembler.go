@@ -32,6 +32,7 @@ import (
 	"github.com/flusso/flusso/internal/telemetry"
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/sqlbuild"
 	"github.com/flusso/flusso/proto/flussopb"
 )
@@ -61,6 +62,8 @@ type Config struct {
 	MaxBacklog uint64
 	Workers    int // goroutines in this process (default 1)
 	Log        *slog.Logger
+	// Health records the stage's failures and recoveries for /status; may be nil.
+	Health *health.Stage
 }
 
 // Assembler is the assembler stage.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/flusso/flusso/pkg/backfill"
 	"github.com/flusso/flusso/pkg/broker"
+	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/publication"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sqlbuild"
@@ -57,6 +58,8 @@ type Config struct {
 	Broker            *broker.Conn
 	Seeds             SeedPlanner
 	Log               *slog.Logger
+	// Health records the stage's failures and recoveries for /status; may be nil.
+	Health *health.Stage
 	// BatchKeys is how many root keys one backfill message carries.
 	BatchKeys int
 	// Progress is where backfills draw a progress bar; nil draws on stderr

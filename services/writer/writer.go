@@ -21,6 +21,7 @@ import (
 
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/sink"
 	"github.com/flusso/flusso/proto/flussopb"
 )
@@ -41,6 +42,8 @@ type Config struct {
 	Log   *slog.Logger
 	// OnFlush observes each bulk write's duration (metrics); may be nil.
 	OnFlush func(sink string, d time.Duration)
+	// Health records the stage's failures and recoveries for /status; may be nil.
+	Health *health.Stage
 }
 
 // Writer is the writer stage of one sink.

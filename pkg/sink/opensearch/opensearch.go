@@ -75,6 +75,7 @@ import (
 	opensearchgo "github.com/opensearch-project/opensearch-go/v4"
 
 	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/mapping"
 	"github.com/flusso/flusso/pkg/sink"
 )
@@ -101,6 +102,9 @@ type Config struct {
 	TextAnalysis    string // mapping.Builtin (default) or mapping.ICU
 	AutoSubfields   bool
 	Prefix          string // index prefix, already validated
+	// Health records failed requests being retried and the recovery after them;
+	// may be nil.
+	Health *health.Stage
 }
 
 func (c *Config) applyDefaults() {
