@@ -22,6 +22,7 @@ const LockVersion = 1
 const (
 	lockFormat  = "flusso.lock"
 	maxLockSize = 64 << 20
+	lockMode    = 0o600
 )
 
 // ErrStaleLock reports a lock that does not hold what building the current
@@ -114,7 +115,9 @@ func UnmarshalLock(data []byte) (*Config, error) {
 }
 
 // WriteLock writes the lock of cfg to path, replacing the file atomically so
-// a reader never sees half a lock.
+// a reader never sees half a lock. The file is readable by its owner only,
+// whatever mode a previous lock had: a literal secret in the config travels
+// in the lock.
 func WriteLock(path string, cfg *Config) error {
 	data, err := MarshalLock(cfg)
 	if err != nil {
@@ -132,7 +135,7 @@ func WriteLock(path string, cfg *Config) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write lock %s: %w", path, err)
 	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+	if err := os.Chmod(tmp.Name(), lockMode); err != nil {
 		return fmt.Errorf("write lock %s: %w", path, err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {

@@ -258,3 +258,43 @@ func TestCheckLock(t *testing.T) {
 		t.Errorf("changed config: error %v, want a stale lock", err)
 	}
 }
+
+// TestWriteLockMode: the lock may hold literal secrets, so it is written
+// for its owner only, also over a lock that others could read.
+func TestWriteLockMode(t *testing.T) {
+	cfg, err := Load(writeConfig(t, minimalSource, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		existing os.FileMode // 0: no lock yet
+	}{
+		{"new lock", 0},
+		{"over a 0644 lock", 0o644},
+		{"over a 0666 lock", 0o666},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lock := filepath.Join(t.TempDir(), "flusso.lock")
+			if tt.existing != 0 {
+				if err := os.WriteFile(lock, []byte("old"), tt.existing); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(lock, tt.existing); err != nil { // past the umask
+					t.Fatal(err)
+				}
+			}
+			if err := WriteLock(lock, cfg); err != nil {
+				t.Fatal(err)
+			}
+			info, err := os.Stat(lock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := info.Mode().Perm(); got != 0o600 {
+				t.Errorf("lock mode %v, want -rw-------", got)
+			}
+		})
+	}
+}
