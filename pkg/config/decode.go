@@ -5,7 +5,6 @@ import (
 	"math"
 	"net"
 	"net/url"
-	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -525,18 +524,12 @@ func validateIdent(s string) error {
 	return nil
 }
 
-// validateSchemaPath checks the schema path of an [[index]] as written: a
-// relative path to a .yml/.yaml file inside the config's directory.
+// validateSchemaPath checks the schema path of an [[index]] as written. It
+// may lead anywhere, ../shared/x.schema.yml or an absolute path included:
+// schemas shared by several deployments live outside any one config folder.
 func validateSchemaPath(p string) error {
-	switch {
-	case !strings.HasSuffix(p, ".yml") && !strings.HasSuffix(p, ".yaml"):
+	if !strings.HasSuffix(p, ".yml") && !strings.HasSuffix(p, ".yaml") {
 		return fmt.Errorf("%q must end in .yml or .yaml", p)
-	case strings.HasPrefix(p, "/") || strings.HasPrefix(p, `\`) || strings.Contains(p, ":"):
-		return fmt.Errorf("%q must be a path relative to the config file, not absolute", p)
-	}
-	clean := path.Clean(strings.ReplaceAll(p, `\`, "/"))
-	if clean == ".." || strings.HasPrefix(clean, "../") {
-		return fmt.Errorf("%q points outside the config file's directory", p)
 	}
 	return nil
 }

@@ -21,10 +21,10 @@ const maxFileSize = 1 << 20
 // Load reads the flusso.toml at path and every schema its [[index]] entries
 // reference (enabled or not, so a broken schema surfaces before it is turned
 // on), validates both layers and returns one Config. Schema paths resolve
-// relative to the config file's directory. Nothing is read from the
-// environment: { env = "X" } references and the reserved override variables
-// are resolved at run time (see Value.Resolve, Source.ConnString and
-// Sink.Connection).
+// relative to the config file's directory; absolute ones are taken as they
+// are. Nothing is read from the environment: { env = "X" } references and
+// the reserved override variables are resolved at run time (see
+// Value.Resolve, Source.ConnString and Sink.Connection).
 //
 // Every problem found is reported, each naming the file, the line where
 // possible, the key path and the cause; they are joined into one error whose
@@ -119,6 +119,16 @@ func (l *loader) parse(data []byte) *Config {
 	return l.config(doc)
 }
 
+// schemaFile is where the schema path p of a config in dir leads: an
+// absolute path as it is, a relative one from dir.
+func schemaFile(dir, p string) string {
+	p = filepath.FromSlash(p)
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}
+
 // loadSchemas reads the schema of every index. A missing file is a problem
 // of the config's schema key; problems inside a schema file are returned
 // as the schema loader reports them, one error each.
@@ -127,7 +137,7 @@ func (l *loader) loadSchemas(cfg *Config, dir string) []error {
 	for i := range cfg.Indexes {
 		ix := &cfg.Indexes[i]
 		key := fmt.Sprintf("index[%d].schema", i)
-		file := filepath.Join(dir, filepath.FromSlash(ix.SchemaPath))
+		file := schemaFile(dir, ix.SchemaPath)
 		info, err := os.Stat(file)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
