@@ -182,7 +182,7 @@ func runOptions(c *cli.Context, cfg *config.Config) (run.Options, error) {
 			return opts, fmt.Errorf("--%s: %w", a.flag, err)
 		}
 	}
-	if err := config.ValidatePrefix(opts.IndexPrefix); err != nil {
+	if err := cfg.CheckPrefix(opts.IndexPrefix); err != nil {
 		return opts, fmt.Errorf("--index-prefix: %w", err)
 	}
 	switch {

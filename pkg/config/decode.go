@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flusso/flusso/internal/suggest"
+	"github.com/flusso/flusso/pkg/schema"
 )
 
 // The keys each table accepts; anything else is an error. The JSON Schema
@@ -60,9 +62,13 @@ func (l *loader) config(doc map[string]any) *Config {
 	if v, ok := doc["on_error"]; ok {
 		cfg.OnError = l.onError(v, "on_error")
 	}
+	// Index names are checked with the prefix put before them, unless the
+	// prefix is itself refused (reported once, on its own key).
+	namesChecked := true
 	if s, ok := l.str(doc, "", "prefix"); ok {
 		if err := ValidatePrefix(s); err != nil {
 			l.errorf("prefix", "%w", err)
+			namesChecked = false
 		}
 		cfg.Prefix = s
 	}
@@ -77,6 +83,9 @@ func (l *loader) config(doc map[string]any) *Config {
 		cfg.Sinks = []Sink{{Name: StdoutFallback, Type: Stdout}}
 	}
 	cfg.Indexes = l.indexes(doc["index"], cfg.OnError)
+	if namesChecked {
+		l.indexNames(cfg.Prefix, doc["index"])
+	}
 	cfg.Server = l.server(doc["server"])
 	return cfg
 }
@@ -324,6 +333,24 @@ func (l *loader) indexes(v any, global OnError) []Index {
 	return out
 }
 
+// indexNames checks the name of every [[index]] entry that is a valid
+// identifier as OpenSearch will see it, with the prefix before it: an
+// identifier may still start with _, which OpenSearch refuses.
+func (l *loader) indexNames(prefix string, v any) {
+	list, _ := v.([]any)
+	for i, e := range list {
+		m, _ := e.(map[string]any)
+		name, _ := m["name"].(string)
+		name = strings.ToLower(strings.TrimSpace(name))
+		if validateIdent(name) != nil {
+			continue // reported by indexes
+		}
+		if err := checkOwnedNames(prefix, name); err != nil {
+			l.errorf(fmt.Sprintf("index[%d].name", i), "%w", err)
+		}
+	}
+}
+
 func (l *loader) server(v any) Server {
 	srv := Server{PublicAddress: DefaultPublicAddress, PrivateAddress: DefaultPrivateAddress}
 	if v == nil {
@@ -554,9 +581,66 @@ func ValidateAddress(a string) error {
 	return nil
 }
 
-// prefixForbidden are the characters an OpenSearch index name may not hold,
-// plus the comma that joins index names in a multi-index search.
-const prefixForbidden = ` ,:"*+/\|?#<>`
+// indexNameForbidden are the characters an OpenSearch index name may not
+// hold (the comma would also split a multi-index search), and +, which it
+// refuses only in first place but a URL may read as a space anywhere.
+const indexNameForbidden = ` ,:"*+/\|?#<>`
+
+// maxIndexName is the longest index name OpenSearch accepts, in bytes.
+const maxIndexName = 255
+
+// ValidateIndexName checks a whole OpenSearch index name, prefix included,
+// against the rules OpenSearch applies when it creates one.
+func ValidateIndexName(n string) error {
+	switch {
+	case n == "":
+		return errors.New("it must not be empty")
+	case n == "." || n == "..":
+		return fmt.Errorf("%q is reserved", n)
+	case len(n) > maxIndexName:
+		return fmt.Errorf("it is %d bytes long, more than the %d allowed", len(n), maxIndexName)
+	case strings.ContainsAny(n, indexNameForbidden):
+		return fmt.Errorf("it contains %q", n[strings.IndexAny(n, indexNameForbidden)])
+	case strings.ToLower(n) != n:
+		return errors.New("it must be lowercase")
+	case strings.ContainsAny(n[:1], "_-+"):
+		return fmt.Errorf("it must not start with %q", n[0])
+	}
+	return nil
+}
+
+// checkOwnedNames checks the OpenSearch names flusso gives the logical
+// index name under prefix: the alias prefix+name and, the longest, its
+// generations prefix+name_<hash>_<generation> (see pkg/sink/opensearch).
+func checkOwnedNames(prefix, name string) error {
+	full := prefix + name
+	longest := fmt.Sprintf("%s_%s_%d", full, strings.Repeat("f", schema.HashLen), uint32(math.MaxUint32))
+	for _, n := range []string{full, longest} {
+		if err := ValidateIndexName(n); err != nil {
+			how := ""
+			if prefix != "" {
+				how = fmt.Sprintf(" (prefix %q + index name %q)", prefix, name)
+			}
+			return fmt.Errorf("OpenSearch refuses the index name %q%s: %w", n, how, err)
+		}
+	}
+	return nil
+}
+
+// CheckPrefix checks an index prefix given at run time (--index-prefix,
+// FLUSSO_INDEX_PREFIX) the way Load checks the config's own: on its own, then
+// before the name of every index of c.
+func (c *Config) CheckPrefix(prefix string) error {
+	if err := ValidatePrefix(prefix); err != nil {
+		return err
+	}
+	for i, ix := range c.Indexes {
+		if err := checkOwnedNames(prefix, ix.Name); err != nil {
+			return fmt.Errorf("index[%d] of %s: %w", i, c.Path, err)
+		}
+	}
+	return nil
+}
 
 // ValidatePrefix checks an index prefix: it is prepended verbatim to every
 // index name flusso owns, so it must be a legal start of an OpenSearch index
@@ -567,8 +651,8 @@ func ValidatePrefix(p string) error {
 		return nil
 	case len(p) > 50:
 		return fmt.Errorf("index prefix %q is longer than 50 bytes", p)
-	case strings.ContainsAny(p, prefixForbidden):
-		i := strings.IndexAny(p, prefixForbidden)
+	case strings.ContainsAny(p, indexNameForbidden):
+		i := strings.IndexAny(p, indexNameForbidden)
 		return fmt.Errorf("index prefix %q contains %q, which OpenSearch forbids in index names", p, p[i])
 	case strings.ToLower(p) != p:
 		return fmt.Errorf("index prefix %q must be lowercase", p)

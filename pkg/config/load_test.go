@@ -267,6 +267,8 @@ func TestLoadRejects(t *testing.T) {
 		{"index enabled missing", minimalSource + "[[index]]\nname = \"u\"\nschema = \"u.yml\"\n", `:4:3: index[0]: missing required key enabled`},
 		{"index enabled type", minimalSource + "[[index]]\nname = \"u\"\nschema = \"u.yml\"\nenabled = \"yes\"\n", `:7:1: index[0].enabled: must be true or false, not the string "yes"`},
 		{"index name", minimalSource + "[[index]]\nname = \"2users\"\nschema = \"u.yml\"\nenabled = true\n", `:5:1: index[0].name: index name "2users": must be a Postgres identifier: a letter or _, then letters, digits or _`},
+		{"index name refused by OpenSearch", minimalSource + "[[index]]\nname = \"u\"\nschema = \"u.yml\"\nenabled = true\n[[index]]\nname = \" _Users\"\nschema = \"u.yml\"\nenabled = true\n",
+			`:9:1: index[1].name: OpenSearch refuses the index name "_users": it must not start with '_'`},
 		{"index duplicate", index + "[[index]]\nname = \"Users\"\nschema = \"other.yml\"\nenabled = false\n", `:9:1: index[1].name: index "users" is defined twice (first at line 4)`},
 		{"index on_error", index + "on_error = \"retry\"\n", `:8:1: index[0].on_error: must be "stop" or "skip", not the string "retry"`},
 		{"index unknown key", index + "sink = \"primary\"\n", `:8:1: index[0].sink: unknown key (expected one of name, schema, enabled, on_error)`},
