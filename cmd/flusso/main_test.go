@@ -381,7 +381,7 @@ func TestRunRefuses(t *testing.T) {
 		{"locked without lock", []string{"run", "-c", path, "--locked", "--lock", filepath.Join(dir, "none.lock")}, "flusso: --locked: read lock: open " + filepath.Join(dir, "none.lock") + ": no such file or directory\n"},
 		{"locked with stale lock", []string{"run", "-c", path, "--locked", "--lock", stale},
 			"flusso: --locked: " + stale + ": lock is stale: it was not built from the current flusso.toml; rebuild it with flusso build -c " + path + " -o " + stale + "\n"},
-		{"no config, no lock", []string{"run", "--lock", filepath.Join(empty, "flusso.lock")}, "flusso: no flusso.toml here and no lock at " + filepath.Join(empty, "flusso.lock") + ": pass --config or build a lock with flusso build\n"},
+		{"no config, no lock", []string{"run", "--lock", filepath.Join(empty, "flusso.lock")}, "flusso: no lock at " + filepath.Join(empty, "flusso.lock") + ": build one with flusso build, or run a config with --config flusso.toml\n"},
 		{"bad role", []string{"run", "-c", path, "--lock", stale, "--role", "indexer"}, "flusso: --role \"indexer\": must be capture, assembler or writer\n"},
 		{"unknown sink", []string{"run", "-c", path, "--lock", stale, "--sink", "backup"}, "flusso: --sink \"backup\": no such sink in " + path + "\n"},
 		{"bad prefix", []string{"run", "-c", path, "--lock", stale, "--index-prefix", "Dev"}, "flusso: --index-prefix: index prefix \"Dev\" must be lowercase\n"},

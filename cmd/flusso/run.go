@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -24,16 +24,16 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
 		Usage: "run the pipeline: capture, assemblers and writers",
-		Description: "With a config (--config, or flusso.toml in the working directory) run builds it and\n" +
-			"refreshes the lock, like flusso build; without one it runs the lock. --locked runs the\n" +
-			"lock and refuses to start when it is missing or stale: when a config is present and\n" +
-			"building it would not write the same lock byte for byte.\n\n" +
+		Description: "With --config (or FLUSSO_CONFIG) run builds that config, runs it and refreshes the\n" +
+			"lock like flusso build, logging it; without one it runs the lock and never reads a\n" +
+			"flusso.toml. --locked runs the lock and refuses to start when it is missing or stale:\n" +
+			"when a config is given and building it would not write the same lock byte for byte.\n\n" +
 			"With no --nats-url an embedded NATS server keeps its data in --data-dir and every role\n" +
 			"runs in this process; with one, --role picks the stages this process runs.",
 		OnUsageError: usageError,
 		Flags: []cli.Flag{
 			configFlag(),
-			&cli.StringFlag{Name: "lock", Usage: "the lock `FILE` to run, refreshed when a config is built", EnvVars: []string{"FLUSSO_LOCK"}, Value: defaultLock},
+			&cli.StringFlag{Name: "lock", Usage: "the lock `FILE` to run without --config, refreshed when --config is built", EnvVars: []string{"FLUSSO_LOCK"}, Value: defaultLock},
 			&cli.BoolFlag{Name: "locked", Usage: "run the lock as is; fail if it is missing or stale", EnvVars: []string{"FLUSSO_LOCKED"}},
 			&cli.StringFlag{Name: "slot", Usage: "logical replication slot `NAME`", EnvVars: []string{"FLUSSO_SLOT"}, Value: "flusso"},
 			publicationFlag(),
@@ -86,54 +86,61 @@ func adminPasswordFlag() *cli.StringFlag {
 	return &cli.StringFlag{Name: "admin-password", Usage: "Basic auth `PASSWORD` of the control surface; change it before exposing the surface", EnvVars: []string{"FLUSSO_ADMIN_PASSWORD"}, Value: defaultAdminPassword}
 }
 
-// runConfig decides what run runs. An explicit --config must exist;
-// otherwise flusso.toml is used when present. Without --locked a config is
-// built and the lock refreshed (a lock that cannot be written is reported,
-// not fatal: the run does not need it); without a config the lock is run.
-// With --locked the lock must exist and, when a config is present, be
-// exactly what building it would write.
+// runConfig decides what run runs. A config given explicitly (--config or
+// FLUSSO_CONFIG) is built and run; without one the lock is run, whatever
+// files the working directory holds. With --locked the lock must exist and,
+// when a config is given, be exactly what building it would write.
+// Otherwise a config that differs from the lock refreshes it, in a log line
+// (a lock that cannot be written is a warning, not fatal: the run does not
+// need it).
 func runConfig(c *cli.Context) (*config.Config, error) {
-	path := c.String("config")
-	if !c.IsSet("config") {
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			path = ""
-		}
-	}
 	lock := c.String("lock")
-
-	var fresh *config.Config
-	if path != "" {
-		var err error
-		if fresh, err = config.Load(path); err != nil {
-			return nil, err
+	if !c.IsSet("config") {
+		cfg, err := config.ReadLock(lock)
+		switch {
+		case c.Bool("locked") && err != nil:
+			return nil, fmt.Errorf("--locked: %w", err)
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("no lock at %s: build one with flusso build, or run a config with --config %s", lock, defaultConfig)
 		}
+		return cfg, err
 	}
 
-	switch {
-	case c.Bool("locked"):
+	path := c.String("config")
+	fresh, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if c.Bool("locked") {
 		locked, err := config.ReadLock(lock)
 		if err != nil {
 			return nil, fmt.Errorf("--locked: %w", err)
 		}
-		if fresh != nil {
-			if err := config.CheckLock(lock, fresh); err != nil {
-				return nil, fmt.Errorf("--locked: %w; rebuild it with flusso build -c %s -o %s", err, path, lock)
-			}
+		if err := config.CheckLock(lock, fresh); err != nil {
+			return nil, fmt.Errorf("--locked: %w; rebuild it with flusso build -c %s -o %s", err, path, lock)
 		}
 		return locked, nil
-	case fresh != nil:
-		if config.CheckLock(lock, fresh) != nil {
-			if err := config.WriteLock(lock, fresh); err != nil {
-				fmt.Fprintf(c.App.ErrWriter, "flusso: warning: %v; running from %s without refreshing the lock\n", err, path)
-			}
-		}
-		return fresh, nil
 	}
-	cfg, err := config.ReadLock(lock)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no %s here and no lock at %s: pass --config or build a lock with flusso build", defaultConfig, lock)
+	refreshLock(lock, path, fresh)
+	return fresh, nil
+}
+
+// refreshLock writes the lock of cfg unless the lock already holds it, and
+// logs what it did.
+func refreshLock(lock, path string, cfg *config.Config) {
+	stale := config.CheckLock(lock, cfg)
+	if stale == nil {
+		return
 	}
-	return cfg, err
+	if err := config.WriteLock(lock, cfg); err != nil {
+		slog.Warn("running without refreshing the lock", "config", path, "error", err)
+		return
+	}
+	was := "stale"
+	if errors.Is(stale, fs.ErrNotExist) {
+		was = "missing"
+	}
+	slog.Info("wrote the lock from the config", "lock", lock, "config", path, "lock_was", was)
 }
 
 // runOptions fills the run options from the flags (a flag wins over its
