@@ -70,7 +70,7 @@ func TestFieldKinds(t *testing.T) {
 		{"date default", "- date: born\n\tdefault: 2000-01-01", `{"born":"2024-01-02"}`, `{"born":"2000-01-01"}`},
 		{"timestamp", "- timestamp: seen", `{"seen":"2024-01-02T03:04:05.123456"}`, `{"seen":null}`},
 		{"timestamp with time zone", "- timestamp: seen_tz", `{"seen_tz":"2024-01-02T01:04:05.1Z"}`, `{"seen_tz":null}`},
-		{"timestamp of time", "- timestamp: at_time", `{"at_time":"03:04:05"}`, `{"at_time":null}`},
+		{"timestamp of time", "- timestamp: at_time", `{"at_time":"1970-01-01T03:04:05"}`, `{"at_time":null}`},
 		{"timestamp of date", "- timestamp: born", `{"born":"2024-01-02"}`, `{"born":null}`},
 		{"binary", "- binary: blob", `{"blob":"AQL/"}`, `{"blob":null}`},
 		{"json jsonb", "- json: doc", `{"doc":{"a":1,"b":[true,null]}}`, `{"doc":null}`},

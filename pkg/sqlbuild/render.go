@@ -56,8 +56,11 @@ func declared(k schema.Kind, e expr) expr {
 		}
 		return cast(e, tDate)
 	case schema.Timestamp:
-		if f == famTimestamp || f == famTimestampTZ || f == famDate || f == famTime {
+		switch f {
+		case famTimestamp, famTimestampTZ, famDate:
 			return e
+		case famTime:
+			return onEpochDay(e)
 		}
 		return cast(e, tTimestampTZ)
 	case schema.Binary:
@@ -72,6 +75,17 @@ func declared(k schema.Kind, e expr) expr {
 		return e
 	}
 	return e // custom: the value as JSON of its own type
+}
+
+// onEpochDay puts a time of day on 1970-01-01: an OpenSearch date field
+// refuses a time without a date. A timetz keeps its offset, so it renders in
+// UTC like any timestamptz.
+func onEpochDay(e expr) expr {
+	t := builtin("timestamp without time zone", "timestamp")
+	if e.t.base == "timetz" {
+		t = tTimestampTZ
+	}
+	return expr{sql: "(DATE '1970-01-01' + " + e.sql + ")", t: t}
 }
 
 // narrowInt keeps integers no wider than t and casts anything else to t, so
