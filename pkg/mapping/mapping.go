@@ -2,8 +2,9 @@
 // from its schema alone.
 //
 // Schemas written for the original Rust flusso must produce the same index
-// body here, so the shapes below (analyzers, subfields, the enum sort
-// normalizers) follow it key for key.
+// body here, so the shapes below (analyzers, subfields) follow it key for
+// key. The enum sort normalizers do not: the Rust one's char filter rewrote a
+// variant inside any value (low2 sorted as 02).
 package mapping
 
 import (
@@ -122,8 +123,13 @@ func analysis(ix *schema.Index, toolkit string) map[string]any {
 	charFilters := map[string]any{}
 	walkEnums(ix.Fields, "", func(path string, variants []string) {
 		name := EnumSortNormalizer(path)
-		charFilters[name] = map[string]any{"type": "mapping", "mappings": rankRules(variants)}
-		normalizers[name] = map[string]any{"type": "custom", "char_filter": []any{name}, "filter": []any{}}
+		var chain []any
+		for i, rule := range rankRules(variants) {
+			n := fmt.Sprintf("%s_%d", name, i)
+			charFilters[n] = rule
+			chain = append(chain, n)
+		}
+		normalizers[name] = map[string]any{"type": "custom", "char_filter": chain, "filter": []any{}}
 	})
 	if len(charFilters) > 0 {
 		out["char_filter"] = charFilters
@@ -146,15 +152,40 @@ func EnumSortNormalizer(path string) string {
 	return b.String()
 }
 
-// rankRules rewrites each variant to its rank, zero-padded to one width so
-// the keyword sort of the ranks is their numeric order.
+// rankRules are the char filters, applied in order, that give an enum value
+// its sort key. A whole value equal to a variant becomes NUL and the
+// variant's rank, zero-padded to one width; any other value stays as it is,
+// except the empty one, which becomes \x01. Keys sort byte-wise, so the
+// variants come first in their order, then every other value in its own
+// order: Postgres text holds no NUL, so only "" would sort before a rank.
+// (A mapping char filter would also rewrite a variant inside a longer value:
+// low2 would sort as 02.)
 func rankRules(variants []string) []any {
 	width := len(strconv.Itoa(max(len(variants)-1, 0)))
-	out := make([]any, len(variants))
-	for i, v := range variants {
-		out[i] = fmt.Sprintf("%s => %0*d", v, width, i)
+	rules := make([]any, 0, len(variants)+1)
+	add := func(pattern, replacement string) {
+		rules = append(rules, map[string]any{"type": "pattern_replace", "pattern": pattern, "replacement": replacement})
 	}
-	return out
+	for i, v := range variants {
+		add(`\A`+quoteRegexp(v)+`\z`, fmt.Sprintf("\x00%0*d", width, i))
+	}
+	add(`\A\z`, "\x01")
+	return rules
+}
+
+// quoteRegexp makes s a literal Java regular expression (the pattern
+// language of pattern_replace): a backslash before an ASCII character that
+// is not a letter or digit takes it literally, and every other character
+// has no meaning of its own.
+func quoteRegexp(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r < 128 && !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // walkEnums calls fn with the dotted path and variants of every enum that

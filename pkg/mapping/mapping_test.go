@@ -148,16 +148,33 @@ func TestConstantType(t *testing.T) {
 }
 
 func TestRankRules(t *testing.T) {
+	rule := func(pattern, replacement string) any {
+		return map[string]any{"type": "pattern_replace", "pattern": pattern, "replacement": replacement}
+	}
 	var twelve []string
 	for _, v := range "abcdefghijkl" {
 		twelve = append(twelve, string(v))
 	}
-	got := rankRules(twelve)
-	if got[0] != "a => 00" || got[11] != "l => 11" {
-		t.Errorf("rankRules = %v", got)
+	tests := []struct {
+		name     string
+		variants []string
+		want     []any
+	}{
+		{"one", []string{"only"}, []any{rule(`\Aonly\z`, "\x000"), rule(`\A\z`, "\x01")}},
+		{"pattern characters quoted", []string{`a.b*c\d`, "é ü"}, []any{rule(`\Aa\.b\*c\\d\z`, "\x000"), rule(`\Aé\ ü\z`, "\x001"), rule(`\A\z`, "\x01")}},
 	}
-	if got := rankRules([]string{"only"}); !reflect.DeepEqual(got, []any{"only => 0"}) {
-		t.Errorf("rankRules(one) = %v", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := rankRules(tt.variants)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("rankRules = %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+	// Ranks of one width, so 10 sorts after 09.
+	got := rankRules(twelve)
+	if !reflect.DeepEqual(got[0], rule(`\Aa\z`, "\x0000")) || !reflect.DeepEqual(got[11], rule(`\Al\z`, "\x0011")) {
+		t.Errorf("rankRules(twelve) = %q", got)
 	}
 }
 
