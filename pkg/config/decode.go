@@ -62,13 +62,9 @@ func (l *loader) config(doc map[string]any) *Config {
 	if v, ok := doc["on_error"]; ok {
 		cfg.OnError = l.onError(v, "on_error")
 	}
-	// Index names are checked with the prefix put before them, unless the
-	// prefix is itself refused (reported once, on its own key).
-	namesChecked := true
 	if s, ok := l.str(doc, "", "prefix"); ok {
 		if err := ValidatePrefix(s); err != nil {
 			l.errorf("prefix", "%w", err)
-			namesChecked = false
 		}
 		cfg.Prefix = s
 	}
@@ -82,10 +78,7 @@ func (l *loader) config(doc map[string]any) *Config {
 	if len(cfg.Sinks) == 0 {
 		cfg.Sinks = []Sink{{Name: StdoutFallback, Type: Stdout}}
 	}
-	cfg.Indexes = l.indexes(doc["index"], cfg.OnError)
-	if namesChecked {
-		l.indexNames(cfg.Prefix, doc["index"])
-	}
+	cfg.Indexes = l.indexes(doc["index"], cfg.OnError, cfg.Prefix)
 	cfg.Server = l.server(doc["server"])
 	return cfg
 }
@@ -280,7 +273,10 @@ func (l *loader) openSearch(m map[string]any, key string, s *Sink) {
 	}
 }
 
-func (l *loader) indexes(v any, global OnError) []Index {
+// indexes decodes the [[index]] entries. Each name is also checked as
+// OpenSearch will see it, after prefix, unless the prefix is itself refused
+// (that is reported once, on its own key).
+func (l *loader) indexes(v any, global OnError, prefix string) []Index {
 	if v == nil {
 		return nil
 	}
@@ -291,6 +287,7 @@ func (l *loader) indexes(v any, global OnError) []Index {
 	}
 	var out []Index
 	seen := map[string]string{} // name → key path of its first entry
+	checkNames := ValidatePrefix(prefix) == nil
 	for i, e := range list {
 		key := fmt.Sprintf("index[%d]", i)
 		m, ok := l.table(e, key, indexKeys)
@@ -308,6 +305,10 @@ func (l *loader) indexes(v any, global OnError) []Index {
 				l.errorf(key+".name", "index %q is defined twice (first at line %d)", ix.Name, p.line)
 			} else {
 				seen[ix.Name] = key
+				if err := checkOwnedNames(prefix, ix.Name); checkNames && err != nil {
+					// A Postgres identifier may still start with _.
+					l.errorf(key+".name", "%w", err)
+				}
 			}
 		} else if _, present := m["name"]; !present {
 			l.errorf(key, "missing required key name")
@@ -331,24 +332,6 @@ func (l *loader) indexes(v any, global OnError) []Index {
 		out = append(out, ix)
 	}
 	return out
-}
-
-// indexNames checks the name of every [[index]] entry that is a valid
-// identifier as OpenSearch will see it, with the prefix before it: an
-// identifier may still start with _, which OpenSearch refuses.
-func (l *loader) indexNames(prefix string, v any) {
-	list, _ := v.([]any)
-	for i, e := range list {
-		m, _ := e.(map[string]any)
-		name, _ := m["name"].(string)
-		name = strings.ToLower(strings.TrimSpace(name))
-		if validateIdent(name) != nil {
-			continue // reported by indexes
-		}
-		if err := checkOwnedNames(prefix, name); err != nil {
-			l.errorf(fmt.Sprintf("index[%d].name", i), "%w", err)
-		}
-	}
 }
 
 func (l *loader) server(v any) Server {
