@@ -187,11 +187,10 @@ func runOptions(c *cli.Context, cfg *config.Config) (run.Options, error) {
 	if err := config.ValidatePrefix(opts.IndexPrefix); err != nil {
 		return opts, fmt.Errorf("--index-prefix: %w", err)
 	}
+	if err := opts.Validate(); err != nil {
+		return opts, err
+	}
 	switch {
-	case opts.Slot == "":
-		return opts, errors.New("--slot must not be empty")
-	case opts.Publication == "":
-		return opts, errors.New("--publication must not be empty")
 	case opts.QueueCapacity < 1:
 		return opts, fmt.Errorf("--queue-capacity must be at least 1, not %d", opts.QueueCapacity)
 	case opts.LagPoll < time.Second:

@@ -78,9 +78,10 @@ var (
 	publicationRE = regexp.MustCompile(`^[a-z_][a-z0-9_$]{0,62}$`)
 )
 
-// validate refuses what Postgres would, before anything connects: a bad
-// slot name otherwise fails every attempt to follow the slot, forever.
-func (o Options) validate() error {
+// Validate refuses what Postgres would, before anything connects: a bad
+// slot name otherwise fails every attempt to follow the slot, forever. The
+// CLI calls it on its flags; Start calls it again for every other caller.
+func (o Options) Validate() error {
 	if !slotRE.MatchString(o.Slot) {
 		return fmt.Errorf("--slot (FLUSSO_SLOT) %q: a replication slot name is 1 to 63 lowercase letters, digits and underscores", o.Slot)
 	}

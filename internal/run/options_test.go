@@ -63,7 +63,7 @@ func TestValidateNames(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := Options{Slot: tt.slot, Publication: tt.pub, ReadyGrace: tt.grace}.validate()
+			err := Options{Slot: tt.slot, Publication: tt.pub, ReadyGrace: tt.grace}.Validate()
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("validate: %v, want nil", err)

@@ -51,7 +51,7 @@ func Run(ctx context.Context, opts Options) error {
 // Start runs the pipeline like Run and hands the assembled stages to ready
 // before they start (nil: nobody asks).
 func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
-	if err := opts.validate(); err != nil {
+	if err := opts.Validate(); err != nil {
 		return err
 	}
 	log := slog.Default()
