@@ -41,6 +41,7 @@ func TestUnreachableSinkShowsDegradedThenRecovers(t *testing.T) {
 	t.Setenv("PRIMARY_OPENSEARCH_URL", "http://"+closed)
 	opts := e.Options(cfg, t.TempDir())
 	opts.ReadyGrace = time.Second
+	started := time.Now()
 	p := harness.Launch(t, opts)
 
 	await(t, "the sink stage degraded on /status", func() (bool, string) {
@@ -66,9 +67,11 @@ func TestUnreachableSinkShowsDegradedThenRecovers(t *testing.T) {
 			len(answer.Degraded) == 1 && answer.Degraded[0].Stage == "sink.primary" && strings.Contains(answer.Degraded[0].LastError, closed)
 		return ok, fmt.Sprintf("%d %s", code, body)
 	})
+	t.Logf("/readyz 503 %v after start", time.Since(started).Round(10*time.Millisecond))
 	p.CheckRunning()
 
 	// The cause goes away: the port now leads to OpenSearch.
+	fixed := time.Now()
 	forward(t, closed, e.OpenSearch)
 	e.awaitDocs("the backfill after the sink came back", "users", func(d map[string]map[string]any) bool { return len(d) == 2 })
 	await(t, "the sink stage ok and /readyz 200", func() (bool, string) {
@@ -76,6 +79,7 @@ func TestUnreachableSinkShowsDegradedThenRecovers(t *testing.T) {
 		sink := stageReport(status(t, p), "sink.primary")
 		return code == http.StatusOK && sink["state"] == "ok" && sink["since"] == nil, fmt.Sprintf("%d %s %v", code, body, sink)
 	})
+	t.Logf("recovered (documents in, /readyz 200) %v after the port opened", time.Since(fixed).Round(10*time.Millisecond))
 	p.StopClean()
 }
 
