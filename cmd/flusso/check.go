@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -43,6 +45,9 @@ func checkCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if err := sinkURLs(cfg, os.LookupEnv); err != nil {
+				return err
+			}
 			manage := cfg.Source.ManagePublication
 			if c.IsSet("manage-publication") {
 				manage = c.Generic("manage-publication").(*boolValue).v
@@ -57,6 +62,23 @@ func checkCommand() *cli.Command {
 			return fail(r.print(c.App.Writer))
 		},
 	}
+}
+
+// sinkURLs refuses an OpenSearch sink with no url in the file and none in
+// its <SINK>_OPENSEARCH_URL: a run could not start without one.
+func sinkURLs(cfg *config.Config, env func(string) (string, bool)) error {
+	var errs []error
+	for _, s := range cfg.Sinks {
+		if s.Type != config.OpenSearch || s.URL.IsSet() {
+			continue
+		}
+		name := s.EnvPrefix() + "_OPENSEARCH_URL"
+		if v, ok := env(name); ok && v != "" {
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s: sink %s has no url: set url in [sinks.%s] or the variable %s", cfg.Path, s.Name, s.Name, name))
+	}
+	return errors.Join(errs...)
 }
 
 func publicationFlag() *cli.StringFlag {

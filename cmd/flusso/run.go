@@ -46,6 +46,7 @@ func runCommand() *cli.Command {
 			adminUserFlag(),
 			adminPasswordFlag(),
 			&cli.IntFlag{Name: "lag-poll-secs", Usage: "seconds between replication lag samples", EnvVars: []string{"FLUSSO_LAG_POLL_SECS"}, Value: 15},
+			&cli.IntFlag{Name: "ready-grace-secs", Usage: "seconds a stage may stay degraded before /readyz answers 503", EnvVars: []string{"FLUSSO_READY_GRACE_SECS"}, DefaultText: fmt.Sprint(int(run.DefaultReadyGrace / time.Second))},
 			&cli.StringFlag{Name: "index-prefix", Usage: "`PREFIX` of every index name flusso owns (default: the config's prefix)", EnvVars: []string{"FLUSSO_INDEX_PREFIX"}},
 			&cli.StringFlag{Name: "nats-url", Usage: "external NATS `URL`; empty runs an embedded server", EnvVars: []string{"FLUSSO_NATS_URL"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "`DIR` of the embedded NATS server's data", EnvVars: []string{"FLUSSO_DATA_DIR"}, Value: ".flusso"},
@@ -160,6 +161,7 @@ func runOptions(c *cli.Context, cfg *config.Config) (run.Options, error) {
 		AdminUser:         c.String("admin-user"),
 		AdminPassword:     c.String("admin-password"),
 		LagPoll:           time.Duration(c.Int("lag-poll-secs")) * time.Second,
+		ReadyGrace:        time.Duration(c.Int("ready-grace-secs")) * time.Second,
 		IndexPrefix:       cfg.Prefix,
 		NATSURL:           c.String("nats-url"),
 		DataDir:           c.String("data-dir"),
@@ -192,11 +194,10 @@ func runOptions(c *cli.Context, cfg *config.Config) (run.Options, error) {
 	if err := cfg.CheckPrefix(opts.IndexPrefix); err != nil {
 		return opts, fmt.Errorf("--index-prefix: %w", err)
 	}
+	if err := opts.Validate(); err != nil {
+		return opts, err
+	}
 	switch {
-	case opts.Slot == "":
-		return opts, errors.New("--slot must not be empty")
-	case opts.Publication == "":
-		return opts, errors.New("--publication must not be empty")
 	case opts.QueueCapacity < 1:
 		return opts, fmt.Errorf("--queue-capacity must be at least 1, not %d", opts.QueueCapacity)
 	case opts.LagPoll < time.Second:

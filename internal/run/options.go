@@ -5,6 +5,7 @@ package run
 
 import (
 	"fmt"
+	"regexp"
 
 	"github.com/nats-io/nats.go"
 
@@ -58,6 +59,40 @@ type Options struct {
 
 	// Version is the build's version, stamped on stdout envelopes.
 	Version string
+
+	// ReadyGrace is how long a stage may stay degraded before /readyz
+	// answers 503; zero is DefaultReadyGrace.
+	ReadyGrace time.Duration
+}
+
+// DefaultReadyGrace is how long a stage may stay degraded before /readyz
+// answers 503: long enough to ride out a restart of a service it uses.
+const DefaultReadyGrace = 60 * time.Second
+
+var (
+	// slotRE is what Postgres accepts as a replication slot name.
+	slotRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+	// publicationRE is an unquoted identifier in lower case: the replication
+	// protocol reads publication_names folding case, so "Pub" would name
+	// another publication than the one created.
+	publicationRE = regexp.MustCompile(`^[a-z_][a-z0-9_$]{0,62}$`)
+)
+
+// Validate refuses what Postgres would, before anything connects: a bad
+// slot name otherwise fails every attempt to follow the slot, forever. The
+// CLI calls it on its flags; Start calls it again for every other caller.
+func (o Options) Validate() error {
+	if !slotRE.MatchString(o.Slot) {
+		return fmt.Errorf("--slot (FLUSSO_SLOT) %q: a replication slot name is 1 to 63 lowercase letters, digits and underscores", o.Slot)
+	}
+	if !publicationRE.MatchString(o.Publication) {
+		return fmt.Errorf("--publication (FLUSSO_PUBLICATION) %q: a publication name is an unquoted Postgres identifier: a lowercase letter or underscore, "+
+			"then up to 62 lowercase letters, digits, underscores or $", o.Publication)
+	}
+	if o.ReadyGrace < 0 {
+		return fmt.Errorf("--ready-grace-secs (FLUSSO_READY_GRACE_SECS) must not be negative, not %v", o.ReadyGrace)
+	}
+	return nil
 }
 
 // natsOptions turns the credential and TLS settings into client options.

@@ -51,6 +51,9 @@ func Run(ctx context.Context, opts Options) error {
 // Start runs the pipeline like Run and hands the assembled stages to ready
 // before they start (nil: nobody asks).
 func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
 	log := slog.Default()
 	cfg := opts.Config
 	env := os.LookupEnv
@@ -135,7 +138,11 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 	}
 
 	p := &Pipeline{Broker: bc, Sinks: sinks, Indexes: indexes, Health: reg, roles: roles}
-	st := newStatus(p, jobs)
+	grace := opts.ReadyGrace
+	if grace == 0 {
+		grace = DefaultReadyGrace
+	}
+	st := newStatus(p, jobs, grace)
 	tel, err := telemetry.Setup(ctx, telemetry.Config{Version: opts.Version, Log: log})
 	if err != nil {
 		return err
@@ -231,15 +238,6 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 			run = append(run, w.Run)
 		}
 	}
-	// Prepare every sink's indexes once, before the stages race to it.
-	for _, s := range sinks {
-		for _, ix := range indexes {
-			if _, err := s.Ensure(ctx, ix); err != nil {
-				return fmt.Errorf("sink %s: preparing index %s: %w", s.Name(), ix.Name, err)
-			}
-		}
-	}
-	st.refreshStates(ctx)
 	run = append(run, func(ctx context.Context) error {
 		for {
 			select {
@@ -257,10 +255,15 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 		<-ctx.Done()
 		st.stopping.Store(true)
 	}()
+	// Serve from here: while a sink cannot be reached, /status and /readyz
+	// say so rather than not answering.
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(serveCtx) }()
-	err = all(ctx, run)
+	if prepare(ctx, sinks, indexes, reg, log) {
+		st.refreshStates(ctx)
+		err = all(ctx, run)
+	}
 	if err != nil {
 		st.fail(err)
 	}
@@ -269,6 +272,43 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 		err = serr
 	}
 	return err
+}
+
+// Backoff of prepare between attempts.
+const (
+	prepareBackoff    = time.Second
+	prepareBackoffMax = 30 * time.Second
+)
+
+// prepare creates or resumes every index in every sink once, before the
+// stages race to it. A sink that fails is retried until it answers, its
+// stage degraded meanwhile: an unreachable OpenSearch at start is a fault to
+// show and wait out, like one later. It reports false if ctx ended first.
+func prepare(ctx context.Context, sinks []sink.Sink, indexes []sink.Index, reg *health.Registry, log *slog.Logger) bool {
+	for _, s := range sinks {
+		hs := reg.Stage("sink." + s.Name())
+		for _, ix := range indexes {
+			for delay := prepareBackoff; ; delay = min(delay*2, prepareBackoffMax) {
+				_, err := s.Ensure(ctx, ix)
+				if err == nil {
+					break
+				}
+				if ctx.Err() != nil {
+					return false
+				}
+				err = fmt.Errorf("sink %s: preparing index %s: %w", s.Name(), ix.Name, err)
+				hs.Fail(err)
+				log.Warn("preparing a sink failed; retrying", "sink", s.Name(), "index", ix.Name, "err", err, "in", delay)
+				select {
+				case <-ctx.Done():
+					return false
+				case <-time.After(delay):
+				}
+			}
+		}
+		hs.OK()
+	}
+	return ctx.Err() == nil
 }
 
 // all runs fns until ctx is done or the first fails, then stops the rest.

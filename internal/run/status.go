@@ -22,6 +22,7 @@ type status struct {
 	p       *Pipeline
 	jobs    *backfill.Store
 	started time.Time
+	grace   time.Duration // a stage degraded longer makes /readyz answer 503
 
 	stopping atomic.Bool
 	failed   atomic.Bool
@@ -36,8 +37,8 @@ type status struct {
 	refreshing atomic.Bool
 }
 
-func newStatus(p *Pipeline, jobs *backfill.Store) *status {
-	return &status{p: p, jobs: jobs, started: time.Now(), states: map[string]sink.State{}}
+func newStatus(p *Pipeline, jobs *backfill.Store, grace time.Duration) *status {
+	return &status{p: p, jobs: jobs, started: time.Now(), grace: grace, states: map[string]sink.State{}}
 }
 
 // fail records a stage error.
@@ -60,7 +61,8 @@ func (s *status) Status(ctx context.Context) server.Status {
 }
 
 func (s *status) compute(ctx context.Context) server.Status {
-	st := server.Status{Uptime: time.Since(s.started), Errors: s.errors.Load()}
+	st := server.Status{Uptime: time.Since(s.started), Errors: s.errors.Load(),
+		Stages: s.p.Health.Reports(), Unready: s.p.Health.DegradedFor(s.grace, time.Now())}
 	if e, ok := s.lastErr.Load().(string); ok {
 		st.LastError = e
 	}
@@ -228,7 +230,7 @@ func (s *status) Reindex(ctx context.Context, index string) error {
 		return server.ErrUnknownIndex
 	}
 	if len(s.p.Sinks) == 0 {
-		return errors.New("this process runs no sink (assembler only): send the reindex to a capture or writer process")
+		return fmt.Errorf("%w: this process runs no sink (assembler only): send the reindex to a capture or writer process", server.ErrNothingToRebuild)
 	}
 	if j, err := s.jobs.Get(ctx, index); err != nil {
 		return err
@@ -246,7 +248,7 @@ func (s *status) Reindex(ctx context.Context, index string) error {
 		}
 	}
 	if len(targets) == 0 {
-		return fmt.Errorf("no sink of index %s keeps generations to rebuild", index)
+		return fmt.Errorf("%w: the sinks of this process are stdout sinks, which keep no index", server.ErrNothingToRebuild)
 	}
 	err := s.jobs.Request(ctx, &backfill.Job{Index: index, Hash: target.Hash, Targets: targets, Reason: "reindex"})
 	if errors.Is(err, backfill.ErrRunning) {

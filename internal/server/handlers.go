@@ -19,17 +19,19 @@ func publicHandler(src Source, metrics http.Handler, log *slog.Logger) http.Hand
 		writeText(w, http.StatusOK, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if phase := src.Status(r.Context()).Phase; !phase.Ready() {
-			writeText(w, http.StatusServiceUnavailable, "not ready: "+string(phase))
+		st := redacted(src.Status(r.Context()))
+		if len(st.Unready) > 0 {
+			writeJSON(w, http.StatusServiceUnavailable, unready(st), log)
+			return
+		}
+		if !st.Phase.Ready() {
+			writeText(w, http.StatusServiceUnavailable, "not ready: "+string(st.Phase))
 			return
 		}
 		writeText(w, http.StatusOK, "ready")
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		st := src.Status(r.Context())
-		// The last error may quote a connection string; never serve it whole.
-		st.LastError = redact.String(st.LastError)
-		writeJSON(w, http.StatusOK, st, log)
+		writeJSON(w, http.StatusOK, redacted(src.Status(r.Context())), log)
 	})
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
@@ -70,6 +72,8 @@ func privateHandler(src Source, user, password string, log *slog.Logger) http.Ha
 			writeError(w, http.StatusNotFound, "unknown index "+jsonQuote(name), log)
 		case errors.Is(err, ErrReindexRunning):
 			writeError(w, http.StatusConflict, "a reindex of "+name+" is already running", log)
+		case errors.Is(err, ErrNothingToRebuild):
+			writeError(w, http.StatusConflict, "cannot reindex "+name+": "+err.Error(), log)
 		default:
 			log.Error("queueing a reindex", "index", name, "err", err)
 			writeError(w, http.StatusInternalServerError, "queueing a reindex of "+name+": "+err.Error(), log)

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flusso/flusso/pkg/health"
 )
 
 // fakeSource is a Source with canned answers.
@@ -190,6 +192,8 @@ func TestNoMetricsHandler(t *testing.T) {
 
 func TestStatusDocument(t *testing.T) {
 	eta := uint64(12)
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	at := since.Add(30 * time.Second)
 	src := &fakeSource{status: Status{
 		Phase:  Backfilling,
 		Uptime: 90*time.Second + 300*time.Millisecond,
@@ -204,6 +208,10 @@ func TestStatusDocument(t *testing.T) {
 		SlotLagBytes: lag(4096), ConfirmedLSN: "0/16B3748",
 		Backlog: Backlog{Changes: 5, Documents: 9},
 		Errors:  1, LastError: "sink primary: connection refused",
+		Stages: []health.Report{
+			{Stage: "capture", State: health.OK},
+			{Stage: "sink.primary", State: health.Degraded, LastError: "bulk: connection refused", LastErrorAt: &at, Since: &since, Failures: 3},
+		},
 	}}
 	srv := start(t, Config{Source: src})
 	a := do(t, "GET", srv.public+"/status", nil)
@@ -235,6 +243,62 @@ func TestStatusDocument(t *testing.T) {
 	if orders := got["indexes"].([]any)[1].(map[string]any); orders["backfill"] != nil {
 		t.Errorf("a seeded index has backfill %v, want null", orders["backfill"])
 	}
+	stages, _ := got["stages"].([]any)
+	if len(stages) != 2 {
+		t.Fatalf("/status stages = %v, want capture and sink.primary", got["stages"])
+	}
+	for i, want := range []string{
+		`map[failures:0 stage:capture state:ok]`,
+		`map[failures:3 last_error:bulk: connection refused last_error_at:2026-01-02T03:04:35Z since:2026-01-02T03:04:05Z stage:sink.primary state:degraded]`,
+	} {
+		if fmt.Sprint(stages[i]) != want {
+			t.Errorf("/status stages[%d] = %v, want %v", i, stages[i], want)
+		}
+	}
+}
+
+// TestReadyzNamesDegradedStages: /readyz answers 503 with the stages
+// degraded past the grace period, whatever the phase, and does not
+// mind a stage degraded for less.
+func TestReadyzNamesDegradedStages(t *testing.T) {
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	sink := health.Report{Stage: "sink.primary", State: health.Degraded, LastError: "dial tcp 127.0.0.1:1: connection refused", Since: &since, Failures: 7}
+	capture := health.Report{Stage: "capture", State: health.Degraded, LastError: "connecting to postgres://flusso:hunter2@db/app: refused", Since: &since, Failures: 2}
+	tests := []struct {
+		name     string
+		status   Status
+		wantCode int
+		want     []string
+	}{
+		{"live, degraded within grace", Status{Phase: Live, Stages: []health.Report{sink}}, 200, []string{"ready"}},
+		{"live, degraded past grace", Status{Phase: Live, Stages: []health.Report{sink}, Unready: []health.Report{sink}}, 503, []string{
+			`"error": "not ready: stage sink.primary degraded since 2026-01-02T03:04:05Z: dial tcp 127.0.0.1:1: connection refused"`,
+			`"phase": "live"`, `"stage": "sink.primary"`, `"failures": 7`,
+		}},
+		{"starting, capture failing", Status{Phase: Starting, Unready: []health.Report{capture, sink}}, 503, []string{
+			"not ready: stage capture degraded since", "postgres://flusso:xxxxx@db/app", "(and 1 more)", `"stage": "sink.primary"`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := start(t, Config{Source: &fakeSource{status: tt.status}})
+			a := do(t, "GET", srv.public+"/readyz", nil)
+			if a.code != tt.wantCode {
+				t.Fatalf("GET /readyz: %d, want %d (body %s)", a.code, tt.wantCode, a.body)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(a.body, w) {
+					t.Errorf("GET /readyz: body %s does not contain %s", a.body, w)
+				}
+			}
+			if strings.Contains(a.body, "hunter2") {
+				t.Errorf("GET /readyz serves a secret: %s", a.body)
+			}
+			if tt.wantCode == 503 && a.header.Get("Content-Type") != "application/json" {
+				t.Errorf("GET /readyz: Content-Type %q, want application/json", a.header.Get("Content-Type"))
+			}
+		})
+	}
 }
 
 func TestStatusNulls(t *testing.T) {
@@ -242,7 +306,7 @@ func TestStatusNulls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"slot_lag_bytes":null`, `"last_error":null`, `"indexes":[]`, `"uptime_seconds":0`} {
+	for _, want := range []string{`"slot_lag_bytes":null`, `"last_error":null`, `"indexes":[]`, `"stages":[]`, `"uptime_seconds":0`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("%s does not contain %s", b, want)
 		}
@@ -281,10 +345,11 @@ func TestSnapshot(t *testing.T) {
 		ChangesCaptured: 1, ChangesCommitted: 2, ChangesInFlight: 3, Batches: 4, Errors: 5,
 		SlotLagBytes: lag(6), Backlog: Backlog{Changes: 7, Documents: 8},
 		Indexes: []IndexStatus{{Name: "users", DocumentsBuilt: 9, DocumentsQuarantined: 10}},
+		Stages:  []health.Report{{Stage: "capture", State: health.OK, Failures: 11}, {Stage: "sink.primary", State: health.Degraded, Failures: 12}},
 	}.Snapshot()
-	got := fmt.Sprintf("%d %d %d %d %d %d %v %v", s.ChangesCaptured, s.ChangesCommitted, s.ChangesInFlight,
-		s.Batches, s.Errors, *s.SlotLagBytes, s.Backlog, s.Indexes)
-	if want := "1 2 3 4 5 6 map[assembler:7 writer:8] map[users:{9 10}]"; got != want {
+	got := fmt.Sprintf("%d %d %d %d %d %d %v %v %v", s.ChangesCaptured, s.ChangesCommitted, s.ChangesInFlight,
+		s.Batches, s.Errors, *s.SlotLagBytes, s.Backlog, s.Indexes, s.Stages)
+	if want := "1 2 3 4 5 6 map[assembler:7 writer:8] map[users:{9 10}] map[capture:{false 11} sink.primary:{true 12}]"; got != want {
 		t.Errorf("Snapshot = %s, want %s", got, want)
 	}
 }
@@ -303,6 +368,8 @@ func TestPrivateSurface(t *testing.T) {
 				return nil
 			case "orders":
 				return fmt.Errorf("index orders: %w", ErrReindexRunning)
+			case "stdout_only":
+				return fmt.Errorf("index stdout_only: %w", ErrNothingToRebuild)
 			case "broken":
 				return errors.New("connecting to postgres://flusso:hunter2@db/app: refused")
 			}
@@ -330,6 +397,7 @@ func TestPrivateSurface(t *testing.T) {
 		{"reindex too long", "POST", "/reindex?index=" + strings.Repeat("a", 64), good, 400, "invalid index name"},
 		{"reindex unknown", "POST", "/reindex?index=nope", good, 404, `unknown index \"nope\"`},
 		{"reindex running", "POST", "/reindex?index=orders", good, 409, "already running"},
+		{"reindex without generations", "POST", "/reindex?index=stdout_only", good, 409, "no sink keeps generations"},
 		{"reindex failing", "POST", "/reindex?index=broken", good, 500, "postgres://flusso:xxxxx@db/app"},
 		{"unknown path", "GET", "/status", good, 404, ""},
 		// Every failed authentication is the same 401, before routing.

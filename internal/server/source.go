@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"time"
 
 	"github.com/flusso/flusso/internal/telemetry"
+	"github.com/flusso/flusso/pkg/health"
+	"github.com/flusso/flusso/pkg/redact"
 )
 
 // Source is what the surfaces read and control; the running pipeline implements it.
@@ -28,6 +31,10 @@ type Source interface {
 var (
 	ErrUnknownIndex   = errors.New("unknown index")
 	ErrReindexRunning = errors.New("a reindex of this index is already running")
+	// ErrNothingToRebuild: no sink of this process keeps generations (only
+	// stdout sinks, or no sink at all), so there is nothing a reindex could
+	// build.
+	ErrNothingToRebuild = errors.New("no sink keeps generations to rebuild")
 )
 
 // Phase is where the pipeline as a whole is.
@@ -91,6 +98,12 @@ type Status struct {
 	// without secrets.
 	Errors    uint64 `json:"errors"`
 	LastError string `json:"-"` // rendered as last_error, null when empty
+
+	// Stages is the health of every stage this process runs, by name.
+	Stages []health.Report `json:"stages"`
+	// Unready are the stages degraded for longer than the readiness grace:
+	// /readyz answers 503 naming them.
+	Unready []health.Report `json:"-"`
 }
 
 // IndexStatus is one index in /status.
@@ -150,12 +163,47 @@ func (s Status) MarshalJSON() ([]byte, error) {
 		indexes = []IndexStatus{}
 	}
 	s.Indexes = indexes
+	if s.Stages == nil {
+		s.Stages = []health.Report{}
+	}
 	return json.Marshal(struct {
 		plain
 		UptimeSeconds   uint64  `json:"uptime_seconds"`
 		LastFlushMicros uint64  `json:"last_flush_micros"`
 		LastError       *string `json:"last_error"`
 	}{plain(s), uint64(s.Uptime / time.Second), uint64(s.LastFlush / time.Microsecond), lastError})
+}
+
+// redacted is st with its errors redacted: they may quote a connection
+// string, and the surfaces never serve one whole.
+func redacted(st Status) Status {
+	st.LastError = redact.String(st.LastError)
+	st.Stages, st.Unready = redactReports(st.Stages), redactReports(st.Unready)
+	return st
+}
+
+func redactReports(in []health.Report) []health.Report {
+	if in == nil {
+		return nil
+	}
+	out := make([]health.Report, len(in))
+	for i, r := range in {
+		r.LastError = redact.String(r.LastError)
+		out[i] = r
+	}
+	return out
+}
+
+// unready is the /readyz answer while stages have been degraded past the
+// grace period: which stages, since when, and their last error.
+func unready(st Status) map[string]any {
+	first := st.Unready[0]
+	msg := fmt.Sprintf("not ready: stage %s degraded since %s: %s",
+		first.Stage, first.Since.UTC().Format(time.RFC3339), first.LastError)
+	if n := len(st.Unready); n > 1 {
+		msg += fmt.Sprintf(" (and %d more)", n-1)
+	}
+	return map[string]any{"error": msg, "phase": st.Phase, "degraded": st.Unready}
 }
 
 // IndexInfo is one index in GET /indexes.
@@ -179,9 +227,13 @@ func (s Status) Snapshot() telemetry.Snapshot {
 		SlotLagBytes:     s.SlotLagBytes,
 		Backlog:          map[string]uint64{"assembler": s.Backlog.Changes, "writer": s.Backlog.Documents},
 		Indexes:          make(map[string]telemetry.IndexCounts, len(s.Indexes)),
+		Stages:           make(map[string]telemetry.StageHealth, len(s.Stages)),
 	}
 	for _, ix := range s.Indexes {
 		out.Indexes[ix.Name] = telemetry.IndexCounts{Built: ix.DocumentsBuilt, Quarantined: ix.DocumentsQuarantined}
+	}
+	for _, st := range s.Stages {
+		out.Stages[st.Stage] = telemetry.StageHealth{Degraded: st.State == health.Degraded, Failures: st.Failures}
 	}
 	return out
 }

@@ -26,6 +26,16 @@ type Snapshot struct {
 	Backlog map[string]uint64
 	// Indexes are the per-index counters by index name.
 	Indexes map[string]IndexCounts
+	// Stages are the health counters by stage name ("capture", "sink.primary").
+	Stages map[string]StageHealth
+}
+
+// StageHealth is one stage's health as metrics show it.
+type StageHealth struct {
+	Degraded bool
+	// Failures counts every failure since start; for a sink each one is a
+	// retry.
+	Failures uint64
 }
 
 // IndexCounts are one index's document counters.
@@ -46,6 +56,8 @@ type IndexCounts struct {
 //	flusso.errors                counter  flusso_errors_total
 //	flusso.replication.slot_lag  gauge    flusso_replication_slot_lag_bytes
 //	flusso.stage.backlog         gauge    flusso_stage_backlog{stage}
+//	flusso.stage.degraded        gauge    flusso_stage_degraded{stage} (0 or 1)
+//	flusso.stage.failures        counter  flusso_stage_failures_total{stage}
 func (p *Provider) Register(snapshot func() Snapshot) error {
 	m := p.meter
 	var err error
@@ -72,6 +84,8 @@ func (p *Provider) Register(snapshot func() Snapshot) error {
 	errs := counter("flusso.errors", "{error}", "Errors that failed a stage")
 	slotLag := gauge("flusso.replication.slot_lag", "By", "WAL bytes the slot's confirmed position trails the server by")
 	backlog := gauge("flusso.stage.backlog", "{message}", "Broker messages a stage has not acknowledged yet")
+	degraded := gauge("flusso.stage.degraded", "", "1 while a stage keeps failing and retrying, else 0")
+	failures := counter("flusso.stage.failures", "{failure}", "Failures a stage retried after (for a sink, its retries)")
 	if err != nil {
 		return err
 	}
@@ -93,12 +107,24 @@ func (p *Provider) Register(snapshot func() Snapshot) error {
 			o.ObserveInt64(built, clamp(c.Built), attrs)
 			o.ObserveInt64(quarantined, clamp(c.Quarantined), attrs)
 		}
+		for stage, h := range s.Stages {
+			attrs := metric.WithAttributes(attribute.String("stage", stage))
+			o.ObserveInt64(degraded, boolGauge(h.Degraded), attrs)
+			o.ObserveInt64(failures, clamp(h.Failures), attrs)
+		}
 		return nil
-	}, captured, committed, inFlight, built, quarantined, batches, errs, slotLag, backlog)
+	}, captured, committed, inFlight, built, quarantined, batches, errs, slotLag, backlog, degraded, failures)
 	if err != nil {
 		return fmt.Errorf("registering the pipeline metrics: %w", err)
 	}
 	return nil
+}
+
+func boolGauge(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func clamp(n uint64) int64 {

@@ -48,6 +48,7 @@ func snapshot() Snapshot {
 		SlotLagBytes: lag(8192),
 		Backlog:      map[string]uint64{"assembler": 6, "writer": 2},
 		Indexes:      map[string]IndexCounts{"users": {Built: 10, Quarantined: 2}, "orders": {Built: 7}},
+		Stages:       map[string]StageHealth{"capture": {}, "sink.primary": {Degraded: true, Failures: 4}},
 	}
 }
 
@@ -80,6 +81,10 @@ func TestPrometheusNames(t *testing.T) {
 		"flusso_replication_slot_lag_bytes 8192",
 		`flusso_stage_backlog{stage="assembler"} 6`,
 		`flusso_stage_backlog{stage="writer"} 2`,
+		`flusso_stage_degraded{stage="capture"} 0`,
+		`flusso_stage_degraded{stage="sink.primary"} 1`,
+		`flusso_stage_failures_total{stage="capture"} 0`,
+		`flusso_stage_failures_total{stage="sink.primary"} 4`,
 		`flusso_flush_duration_seconds_bucket{sink="primary",le="0.005"} 1`,
 		`flusso_flush_duration_seconds_bucket{sink="primary",le="2.5"} 2`,
 		`flusso_flush_duration_seconds_count{sink="primary"} 2`,
@@ -360,7 +365,7 @@ func check(t *testing.T, name string, r *receiver, want []string) {
 		return
 	}
 	for _, m := range []string{"flusso.changes.captured", "flusso.documents.quarantined", "flusso.replication.slot_lag",
-		"flusso.stage.backlog", "flusso.flush.duration"} {
+		"flusso.stage.backlog", "flusso.stage.degraded", "flusso.stage.failures", "flusso.flush.duration"} {
 		if !slices.Contains(r.metrics, m) {
 			t.Errorf("%s did not receive %s (got %v)", name, m, r.metrics)
 		}
