@@ -430,6 +430,21 @@ func TestRunFailure(t *testing.T) {
 	}
 }
 
+// TestFinalErrorLineHidesSecrets: the error a run ends with may quote a
+// connection URL; the line printed for it does not show the secret.
+func TestFinalErrorLineHidesSecrets(t *testing.T) {
+	prev := startPipeline
+	startPipeline = func(context.Context, run.Options) error {
+		return errors.New("connecting to NATS at nats://alice:nats-s3cret@nats:4222: context canceled\nand postgres://u@db/x?sslpassword=key-s3cret")
+	}
+	t.Cleanup(func() { startPipeline = prev })
+	_, _, stderr := flusso(t, "run", "-c", specConfig(t), "--lock", filepath.Join(t.TempDir(), "flusso.lock"))
+	want := "flusso: connecting to NATS at nats://alice:xxxxx@nats:4222: context canceled\nflusso: and postgres://u@db/x?sslpassword=xxxxx\n"
+	if stderr != want {
+		t.Errorf("stderr %q, want %q", stderr, want)
+	}
+}
+
 func TestIndexesAndReindex(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if u, p, ok := r.BasicAuth(); !ok || u != "ops" || p != "s3cret" {

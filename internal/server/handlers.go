@@ -26,10 +26,7 @@ func publicHandler(src Source, metrics http.Handler, log *slog.Logger) http.Hand
 		writeText(w, http.StatusOK, "ready")
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		st := src.Status(r.Context())
-		// The last error may quote a connection string; never serve it whole.
-		st.LastError = redact.String(st.LastError)
-		writeJSON(w, http.StatusOK, st, log)
+		writeJSON(w, http.StatusOK, src.Status(r.Context()), log)
 	})
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
@@ -111,12 +108,15 @@ func writeText(w http.ResponseWriter, code int, text string) {
 	_, _ = w.Write([]byte(text + "\n"))
 }
 
+// writeJSON answers v as JSON without the secrets its strings may quote: an
+// error naming a connection string, wherever in the answer it sits.
 func writeJSON(w http.ResponseWriter, code int, v any, log *slog.Logger) {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		log.Error("encoding an answer", "err", err)
 		code, b = http.StatusInternalServerError, []byte(`{"error":"encoding the answer failed"}`)
 	}
+	b = redactJSON(b)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_, _ = w.Write(append(b, '\n'))
@@ -124,7 +124,36 @@ func writeJSON(w http.ResponseWriter, code int, v any, log *slog.Logger) {
 
 // writeError answers {"error": msg}, the shape the flusso client reads.
 func writeError(w http.ResponseWriter, code int, msg string, log *slog.Logger) {
-	writeJSON(w, code, map[string]string{"error": redact.String(msg)}, log)
+	writeJSON(w, code, map[string]string{"error": msg}, log)
+}
+
+// redactJSON runs redact.String on every string of the valid JSON text b.
+// It works on decoded strings, so a secret is hidden whatever its escaping,
+// and the result stays valid JSON.
+func redactJSON(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '"' {
+			out = append(out, b[i])
+			continue
+		}
+		end := i + 1
+		for ; b[end] != '"'; end++ {
+			if b[end] == '\\' {
+				end++ // an escaped character, maybe a quote
+			}
+		}
+		lit := b[i : end+1]
+		var s string
+		if json.Unmarshal(lit, &s) == nil {
+			if r := redact.String(s); r != s {
+				lit, _ = json.Marshal(r)
+			}
+		}
+		out = append(out, lit...)
+		i = end
+	}
+	return out
 }
 
 func jsonQuote(s string) string {
