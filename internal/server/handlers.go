@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
+	"sync"
+	"time"
 
 	"github.com/flusso/flusso/pkg/redact"
 )
@@ -78,6 +81,10 @@ func privateHandler(src Source, user, password string, log *slog.Logger) http.Ha
 // identRE is a Postgres identifier as index names are written.
 var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
+// refusalWarnEvery is how often a refused login from one remote host is
+// logged at most: someone guessing passwords must not flood the log.
+const refusalWarnEvery = 10 * time.Second
+
 // basicAuth admits requests carrying the credentials. Both sides are
 // hashed first so the comparison takes the same time whatever the length
 // or content of the attempt, and user and password are both compared
@@ -85,6 +92,7 @@ var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 func basicAuth(next http.Handler, user, password string, log *slog.Logger) http.Handler {
 	wantUser := sha256.Sum256([]byte(user))
 	wantPassword := sha256.Sum256([]byte(password))
+	warns := newWarnLimiter(refusalWarnEvery, time.Now)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, p, ok := r.BasicAuth()
 		gotUser := sha256.Sum256([]byte(u))
@@ -92,8 +100,10 @@ func basicAuth(next http.Handler, user, password string, log *slog.Logger) http.
 		userOK := subtle.ConstantTimeCompare(gotUser[:], wantUser[:])
 		passwordOK := subtle.ConstantTimeCompare(gotPassword[:], wantPassword[:])
 		if !ok || userOK&passwordOK != 1 {
-			log.Warn("control surface: request refused: bad or missing credentials",
-				"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			if warn, suppressed := warns.allow(remoteHost(r.RemoteAddr)); warn {
+				log.Warn("control surface: request refused: bad or missing credentials",
+					"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "unlogged_refusals", suppressed)
+			}
 			w.Header().Set("WWW-Authenticate", `Basic realm="flusso control", charset="UTF-8"`)
 			writeError(w, http.StatusUnauthorized, "authentication required", log)
 			return
@@ -159,4 +169,70 @@ func redactJSON(b []byte) []byte {
 func jsonQuote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// warnLimiter lets one warning per key through every interval and counts
+// the ones it holds back, for the next warning to report.
+type warnLimiter struct {
+	mu    sync.Mutex
+	every time.Duration
+	now   func() time.Time
+	keys  map[string]*warnState
+}
+
+type warnState struct {
+	last       time.Time // of the last warning let through
+	suppressed int       // held back since
+}
+
+// warnLimiterKeys bounds the keys remembered: past it, keys whose interval
+// has passed are forgotten (their next warning is let through anyway).
+const warnLimiterKeys = 1024
+
+func newWarnLimiter(every time.Duration, now func() time.Time) *warnLimiter {
+	return &warnLimiter{every: every, now: now, keys: map[string]*warnState{}}
+}
+
+// allow reports whether a warning for key may be logged now and, if so,
+// how many were held back since the last one.
+func (l *warnLimiter) allow(key string) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	st := l.keys[key]
+	if st == nil {
+		if len(l.keys) >= warnLimiterKeys {
+			l.forget(now)
+		}
+		// Still full: warn without remembering; memory stays bounded.
+		if len(l.keys) < warnLimiterKeys {
+			l.keys[key] = &warnState{last: now}
+		}
+		return true, 0
+	}
+	if now.Sub(st.last) < l.every {
+		st.suppressed++
+		return false, 0
+	}
+	n := st.suppressed
+	st.last, st.suppressed = now, 0
+	return true, n
+}
+
+// forget drops the keys whose interval has passed.
+func (l *warnLimiter) forget(now time.Time) {
+	for k, st := range l.keys {
+		if now.Sub(st.last) >= l.every {
+			delete(l.keys, k)
+		}
+	}
+}
+
+// remoteHost is the host of a request's remote address: each connection
+// of one client has a port of its own.
+func remoteHost(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }
