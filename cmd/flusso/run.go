@@ -32,7 +32,7 @@ func runCommand() *cli.Command {
 			"runs in this process; with one, --role picks the stages this process runs. The embedded\n" +
 			"NATS takes no connection from outside the process unless --nats-listen opens it to the\n" +
 			"nats CLI; then it admits only --nats-listen-user, or the user and password generated\n" +
-			"into DIR/" + run.ListenCredentialsFile + " (readable by its owner only):\n\n" +
+			"into <data-dir>/" + run.ListenCredentialsFile + " (readable by its owner only):\n\n" +
 			"  nats stream info FLUSSO_CHANGES --server nats://127.0.0.1:4222 --user flusso --password …",
 		OnUsageError: usageError,
 		Flags: []cli.Flag{
@@ -54,7 +54,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "nats-url", Usage: "external NATS `URL`; empty runs an embedded server", EnvVars: []string{"FLUSSO_NATS_URL"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "`DIR` of the embedded NATS server's data", EnvVars: []string{"FLUSSO_DATA_DIR"}, Value: ".flusso"},
 			&cli.StringFlag{Name: "nats-listen", Usage: "open the embedded NATS to TCP clients such as the nats CLI on `HOST:PORT`, behind a user and password (default: reachable from this process only)", EnvVars: []string{"FLUSSO_NATS_LISTEN"}},
-			&cli.StringFlag{Name: "nats-listen-user", Usage: "`USER` admitted by --nats-listen (default: the one in DIR/" + run.ListenCredentialsFile + ", made at first use)", EnvVars: []string{"FLUSSO_NATS_LISTEN_USER"}},
+			&cli.StringFlag{Name: "nats-listen-user", Usage: "`USER` admitted by --nats-listen (default: the one in <data-dir>/" + run.ListenCredentialsFile + ", made at first use)", EnvVars: []string{"FLUSSO_NATS_LISTEN_USER"}},
 			&cli.StringFlag{Name: "nats-listen-password", Usage: "`PASSWORD` of --nats-listen-user", EnvVars: []string{"FLUSSO_NATS_LISTEN_PASSWORD"}},
 			&cli.StringFlag{Name: "nats-creds", Usage: "NATS credentials `FILE` (JWT and nkey) for --nats-url", EnvVars: []string{"FLUSSO_NATS_CREDS"}},
 			&cli.StringFlag{Name: "nats-nkey", Usage: "NATS nkey seed `FILE` for --nats-url", EnvVars: []string{"FLUSSO_NATS_NKEY"}},

@@ -82,8 +82,8 @@ func TestEmbeddedBroker(t *testing.T) {
 			}
 			credentials := filepath.Join(tc.opts.DataDir, ListenCredentialsFile)
 			if tc.opts.NATSListen == "" {
-				if strings.Contains(logs.String(), "listening") {
-					t.Errorf("listening without NATSListen:\n%s", &logs)
+				if ln, _, err := tc.opts.listener(); ln != nil || err != nil || strings.Contains(logs.String(), "listening") {
+					t.Errorf("a listener without NATSListen: %+v %v\n%s", ln, err, &logs)
 				}
 				return
 			}
