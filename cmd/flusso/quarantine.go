@@ -33,7 +33,7 @@ func quarantineCommand() *cli.Command {
 			"With --nats-url the commands work while the pipeline runs. The embedded NATS of a\n" +
 			"single-process pipeline is reachable only from inside it: stop the pipeline and point\n" +
 			"--data-dir at its data directory instead, or run it with --nats-listen and pass\n" +
-			"--nats-url nats://USER:PASSWORD@ADDR (the credentials are in DATA_DIR/nats-listen.env).",
+			"--nats-url nats://USER:PASSWORD@ADDR (the credentials are in <data-dir>/nats-listen.env).",
 		OnUsageError: usageError,
 		Subcommands: []*cli.Command{{
 			Name:         "list",

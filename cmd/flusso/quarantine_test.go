@@ -183,3 +183,23 @@ func TestQuarantineOnADataDir(t *testing.T) {
 		t.Errorf("a data dir without NATS data: exit %d: %s", code, stderr)
 	}
 }
+
+// TestQuarantineThroughTheListener reaches a running one-process
+// pipeline's embedded NATS through --nats-listen, with its credentials.
+func TestQuarantineThroughTheListener(t *testing.T) {
+	emb, err := broker.StartEmbedded(filepath.Join(t.TempDir(), "nats"), &broker.Listener{Addr: "127.0.0.1:0", User: "ops", Password: "pw-123"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Close()
+	conn, err := emb.Connect(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	seedQuarantine(t, conn, quarantineEntry{sink: "primary", index: "items", id: "2", reason: "refused", version: 5})
+
+	if got := ids(listed(t, "--nats-url", "nats://ops:pw-123@"+emb.Addr().String())); !slices.Equal(got, []string{"primary/items/2"}) {
+		t.Errorf("listed %v through the listener", got)
+	}
+}
