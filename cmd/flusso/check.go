@@ -14,6 +14,7 @@ import (
 
 	"github.com/flusso/flusso/pkg/config"
 	"github.com/flusso/flusso/pkg/mapping"
+	"github.com/flusso/flusso/pkg/redact"
 	"github.com/flusso/flusso/pkg/schema"
 )
 
@@ -204,7 +205,7 @@ func newReport(cfg *config.Config, publication string, manage bool) *report {
 		r.Source.ConnectionURL = src.URL.String()
 		need(src.URL.Env)
 	case src.URL.Literal != "":
-		r.Source.ConnectionURL = config.RedactURL(src.URL.Literal)
+		r.Source.ConnectionURL = redact.String(src.URL.Literal)
 		override(config.DatabaseURLVar)
 	case src.Parts != nil:
 		p := src.Parts
@@ -303,7 +304,7 @@ func shown(v config.Value, isURL bool) string {
 	case v.Literal == "":
 		return v.String()
 	case isURL:
-		return config.RedactURL(v.Literal)
+		return redact.String(v.Literal)
 	}
 	return v.Literal
 }

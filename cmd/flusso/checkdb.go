@@ -12,6 +12,7 @@ import (
 
 	"github.com/flusso/flusso/pkg/check"
 	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/redact"
 )
 
 // connectTimeout bounds reaching the database for an online check.
@@ -32,7 +33,7 @@ func checkDatabase(c *cli.Context, cfg *config.Config, publication string, manag
 	defer cancel()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
-		return fail(fmt.Errorf("connecting to %s: %w", config.RedactURL(url), err))
+		return fail(fmt.Errorf("connecting to %s: %w", redact.String(url), err))
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
@@ -43,7 +44,7 @@ func checkDatabase(c *cli.Context, cfg *config.Config, publication string, manag
 	if c.String("format") == "json" {
 		err = writeJSON(c.App.Writer, r)
 	} else {
-		fmt.Fprintf(c.App.Writer, "%s: valid\ndatabase %s:\n", cfg.Path, config.RedactURL(url))
+		fmt.Fprintf(c.App.Writer, "%s: valid\ndatabase %s:\n", cfg.Path, redact.String(url))
 		err = r.Print(c.App.Writer)
 	}
 	if err != nil {

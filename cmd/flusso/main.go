@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flusso/flusso/internal/logging"
+	"github.com/flusso/flusso/pkg/redact"
 )
 
 // Exit codes.
@@ -53,14 +54,15 @@ func main() {
 }
 
 // execute runs the command line args and returns the exit code. Errors are
-// printed to stderr, one line each.
+// printed to stderr, one line each, without the secrets they may quote (a
+// connection URL, a --server with user info).
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := newApp(stdout, stderr).RunContext(ctx, args)
 	if err == nil {
 		return exitOK
 	}
 	for _, line := range strings.Split(err.Error(), "\n") {
-		fmt.Fprintln(stderr, "flusso: "+line)
+		fmt.Fprintln(stderr, "flusso: "+redact.String(line))
 	}
 	var f *failure
 	if errors.As(err, &f) {

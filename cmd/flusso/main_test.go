@@ -331,6 +331,21 @@ func TestRunOptions(t *testing.T) {
 	}
 }
 
+// TestRunNATSListen reads the opt-in listener of the embedded NATS from the
+// environment, as from flags.
+func TestRunNATSListen(t *testing.T) {
+	got := captureRun(t)
+	t.Setenv("FLUSSO_NATS_LISTEN", "127.0.0.1:14222")
+	t.Setenv("FLUSSO_NATS_LISTEN_USER", "ops")
+	t.Setenv("FLUSSO_NATS_LISTEN_PASSWORD", "pw")
+	if code, _, stderr := flusso(t, "run", "-c", specConfig(t), "--lock", filepath.Join(t.TempDir(), "flusso.lock")); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if got.NATSListen != "127.0.0.1:14222" || got.NATSListenUser != "ops" || got.NATSListenPassword != "pw" {
+		t.Errorf("options = %+v", *got)
+	}
+}
+
 func TestRunDefaultsFromConfig(t *testing.T) {
 	got := captureRun(t)
 	path := specConfig(t)
@@ -386,6 +401,8 @@ func TestRunRefuses(t *testing.T) {
 		{"unknown sink", []string{"run", "-c", path, "--lock", stale, "--sink", "backup"}, "flusso: --sink \"backup\": no such sink in " + path + "\n"},
 		{"bad prefix", []string{"run", "-c", path, "--lock", stale, "--index-prefix", "Dev"}, "flusso: --index-prefix: index prefix \"Dev\" must be lowercase\n"},
 		{"bad address", []string{"run", "-c", path, "--lock", stale, "--public-address", "9464"}, "flusso: --public-address: \"9464\" is not a host:port address (e.g. 0.0.0.0:9464)\n"},
+		{"nats-listen with nats-url", []string{"run", "-c", path, "--lock", stale, "--nats-listen", "127.0.0.1:4222", "--nats-url", "nats://nats:4222"}, "flusso: --nats-listen opens the embedded NATS, which --nats-url replaces: give one of them\n"},
+		{"bad nats-listen", []string{"run", "-c", path, "--lock", stale, "--nats-listen", "4222"}, "flusso: --nats-listen: \"4222\" is not a host:port address (e.g. 0.0.0.0:9464)\n"},
 		{"bad queue capacity", []string{"run", "-c", path, "--lock", stale, "--queue-capacity", "0"}, "flusso: --queue-capacity must be at least 1, not 0\n"},
 		{"bad bool", []string{"run", "-c", path, "--lock", stale, "--manage-publication", "maybe"}, "flusso: invalid value \"maybe\" for flag -manage-publication: \"maybe\" is not true or false (see flusso run --help)\n"},
 	}
@@ -410,6 +427,21 @@ func TestRunFailure(t *testing.T) {
 	code, _, stderr := flusso(t, "run", "-c", specConfig(t), "--lock", filepath.Join(t.TempDir(), "flusso.lock"))
 	if code != exitFailure || stderr != "flusso: capture: connection refused\n" {
 		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestFinalErrorLineHidesSecrets: the error a run ends with may quote a
+// connection URL; the line printed for it does not show the secret.
+func TestFinalErrorLineHidesSecrets(t *testing.T) {
+	prev := startPipeline
+	startPipeline = func(context.Context, run.Options) error {
+		return errors.New("connecting to NATS at nats://alice:nats-s3cret@nats:4222: context canceled\nand postgres://u@db/x?sslpassword=key-s3cret")
+	}
+	t.Cleanup(func() { startPipeline = prev })
+	_, _, stderr := flusso(t, "run", "-c", specConfig(t), "--lock", filepath.Join(t.TempDir(), "flusso.lock"))
+	want := "flusso: connecting to NATS at nats://alice:xxxxx@nats:4222: context canceled\nflusso: and postgres://u@db/x?sslpassword=xxxxx\n"
+	if stderr != want {
+		t.Errorf("stderr %q, want %q", stderr, want)
 	}
 }
 

@@ -32,7 +32,8 @@ func quarantineCommand() *cli.Command {
 		Description: "Quarantined documents are kept on the FLUSSO_QUARANTINE stream of the deployment's NATS.\n" +
 			"With --nats-url the commands work while the pipeline runs. The embedded NATS of a\n" +
 			"single-process pipeline is reachable only from inside it: stop the pipeline and point\n" +
-			"--data-dir at its data directory instead.",
+			"--data-dir at its data directory instead, or run it with --nats-listen and pass\n" +
+			"--nats-url nats://USER:PASSWORD@ADDR (the credentials are in <data-dir>/nats-listen.env).",
 		OnUsageError: usageError,
 		Subcommands: []*cli.Command{{
 			Name:         "list",
@@ -99,25 +100,27 @@ func quarantineCommand() *cli.Command {
 // fn with the filter the flags give.
 func withQuarantine(c *cli.Context, fn func(context.Context, *broker.Conn, writer.Filter) error) error {
 	f := writer.Filter{Index: c.String("index"), Sink: c.String("sink")}
-	url := c.String("nats-url")
-	if url == "" {
-		dataDir := c.String("data-dir")
-		store := filepath.Join(dataDir, "nats")
+	ctx, cancel := context.WithTimeout(c.Context, natsTimeout)
+	defer cancel()
+	var conn *broker.Conn
+	if url := c.String("nats-url"); url != "" {
+		var err error
+		if conn, err = broker.Connect(ctx, url, "flusso quarantine"); err != nil {
+			return fail(err)
+		}
+	} else {
+		store := filepath.Join(c.String("data-dir"), "nats")
 		if _, err := os.Stat(store); errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("no embedded NATS data in %s: pass the pipeline's --data-dir, or --nats-url for a deployment on an external NATS", store)
 		}
-		emb, err := broker.StartEmbedded(store, 0)
+		emb, err := broker.StartEmbedded(store, nil)
 		if err != nil {
 			return fail(err)
 		}
 		defer emb.Close()
-		url = emb.URL()
-	}
-	ctx, cancel := context.WithTimeout(c.Context, natsTimeout)
-	conn, err := broker.Connect(ctx, url, "flusso quarantine")
-	cancel()
-	if err != nil {
-		return fail(err)
+		if conn, err = emb.Connect(ctx, "flusso quarantine"); err != nil {
+			return fail(err)
+		}
 	}
 	defer conn.Close()
 	return fn(c.Context, conn, f)

@@ -26,17 +26,13 @@ type quarantineEntry struct {
 	version                 uint64
 }
 
-// seedQuarantine sets up a deployment's streams on the NATS at url and
-// quarantines entries.
-func seedQuarantine(t *testing.T, url string, entries ...quarantineEntry) *broker.Conn {
+// seedQuarantine sets up a deployment's streams on conn and quarantines
+// entries.
+func seedQuarantine(t *testing.T, conn *broker.Conn, entries ...quarantineEntry) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := broker.Connect(ctx, url, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
+	var err error
 	if err := conn.Setup(ctx, []string{"primary"}); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +54,6 @@ func seedQuarantine(t *testing.T, url string, entries ...quarantineEntry) *broke
 			t.Fatal(err)
 		}
 	}
-	return conn
 }
 
 func listed(t *testing.T, args ...string) []writer.Entry {
@@ -84,7 +79,14 @@ func ids(entries []writer.Entry) []string {
 
 func TestQuarantineListAndReplay(t *testing.T) {
 	url := testenv.NATS(t)
-	conn := seedQuarantine(t, url,
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := broker.Connect(ctx, url, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	seedQuarantine(t, conn,
 		quarantineEntry{sink: "primary", index: "items", id: "2", reason: "status 400: mapper_parsing_exception", version: 100},
 		quarantineEntry{sink: "primary", index: "tags", id: "7", reason: "status 400: strict_dynamic_mapping_exception", version: 200},
 		quarantineEntry{sink: broker.AssemblerSink, index: "items", id: "9", reason: "building: bad value"},
@@ -126,7 +128,6 @@ func TestQuarantineListAndReplay(t *testing.T) {
 	if got := ids(listed(t, "--nats-url", url)); !slices.Equal(got, []string{"primary/tags/7", "assembler/items/9"}) {
 		t.Errorf("left after the replay: %v", got)
 	}
-	ctx := context.Background()
 	changes, err := conn.JS.Stream(ctx, broker.ChangesStream)
 	if err != nil {
 		t.Fatal(err)
@@ -151,18 +152,23 @@ func TestQuarantineListAndReplay(t *testing.T) {
 
 func TestQuarantineOnADataDir(t *testing.T) {
 	dir := t.TempDir()
-	emb, err := broker.StartEmbedded(filepath.Join(dir, "nats"), 0)
+	emb, err := broker.StartEmbedded(filepath.Join(dir, "nats"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	seedQuarantine(t, emb.URL(), quarantineEntry{sink: "primary", index: "items", id: "2", reason: "refused", version: 5})
+	conn, err := emb.Connect(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedQuarantine(t, conn, quarantineEntry{sink: "primary", index: "items", id: "2", reason: "refused", version: 5})
+	conn.Close()
 	emb.Close()
 
 	if got := ids(listed(t, "--data-dir", dir)); !slices.Equal(got, []string{"primary/items/2"}) {
 		t.Errorf("listed %v from the data dir", got)
 	}
 
-	running, err := broker.StartEmbedded(filepath.Join(dir, "nats"), 0) // as a running pipeline would
+	running, err := broker.StartEmbedded(filepath.Join(dir, "nats"), nil) // as a running pipeline would
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,5 +181,25 @@ func TestQuarantineOnADataDir(t *testing.T) {
 	code, _, stderr = flusso(t, "quarantine", "replay", "--data-dir", filepath.Join(dir, "missing"))
 	if code != exitUsage || !strings.Contains(stderr, "no embedded NATS data") {
 		t.Errorf("a data dir without NATS data: exit %d: %s", code, stderr)
+	}
+}
+
+// TestQuarantineThroughTheListener reaches a running one-process
+// pipeline's embedded NATS through --nats-listen, with its credentials.
+func TestQuarantineThroughTheListener(t *testing.T) {
+	emb, err := broker.StartEmbedded(filepath.Join(t.TempDir(), "nats"), &broker.Listener{Addr: "127.0.0.1:0", User: "ops", Password: "pw-123"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Close()
+	conn, err := emb.Connect(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	seedQuarantine(t, conn, quarantineEntry{sink: "primary", index: "items", id: "2", reason: "refused", version: 5})
+
+	if got := ids(listed(t, "--nats-url", "nats://ops:pw-123@"+emb.Addr().String())); !slices.Equal(got, []string{"primary/items/2"}) {
+		t.Errorf("listed %v through the listener", got)
 	}
 }

@@ -29,7 +29,11 @@ func runCommand() *cli.Command {
 			"flusso.toml. --locked runs the lock and refuses to start when it is missing or stale:\n" +
 			"when a config is given and building it would not write the same lock byte for byte.\n\n" +
 			"With no --nats-url an embedded NATS server keeps its data in --data-dir and every role\n" +
-			"runs in this process; with one, --role picks the stages this process runs.",
+			"runs in this process; with one, --role picks the stages this process runs. The embedded\n" +
+			"NATS takes no connection from outside the process unless --nats-listen opens it to the\n" +
+			"nats CLI; then it admits only --nats-listen-user, or the user and password generated\n" +
+			"into <data-dir>/" + run.ListenCredentialsFile + " (readable by its owner only):\n\n" +
+			"  nats stream info FLUSSO_CHANGES --server nats://127.0.0.1:4222 --user flusso --password …",
 		OnUsageError: usageError,
 		Flags: []cli.Flag{
 			configFlag(),
@@ -50,6 +54,9 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "index-prefix", Usage: "`PREFIX` of every index name flusso owns (default: the config's prefix)", EnvVars: []string{"FLUSSO_INDEX_PREFIX"}},
 			&cli.StringFlag{Name: "nats-url", Usage: "external NATS `URL`; empty runs an embedded server", EnvVars: []string{"FLUSSO_NATS_URL"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "`DIR` of the embedded NATS server's data", EnvVars: []string{"FLUSSO_DATA_DIR"}, Value: ".flusso"},
+			&cli.StringFlag{Name: "nats-listen", Usage: "open the embedded NATS to TCP clients such as the nats CLI on `HOST:PORT`, behind a user and password (default: reachable from this process only)", EnvVars: []string{"FLUSSO_NATS_LISTEN"}},
+			&cli.StringFlag{Name: "nats-listen-user", Usage: "`USER` admitted by --nats-listen (default: the one in <data-dir>/" + run.ListenCredentialsFile + ", made at first use)", EnvVars: []string{"FLUSSO_NATS_LISTEN_USER"}},
+			&cli.StringFlag{Name: "nats-listen-password", Usage: "`PASSWORD` of --nats-listen-user", EnvVars: []string{"FLUSSO_NATS_LISTEN_PASSWORD"}},
 			&cli.StringFlag{Name: "nats-creds", Usage: "NATS credentials `FILE` (JWT and nkey) for --nats-url", EnvVars: []string{"FLUSSO_NATS_CREDS"}},
 			&cli.StringFlag{Name: "nats-nkey", Usage: "NATS nkey seed `FILE` for --nats-url", EnvVars: []string{"FLUSSO_NATS_NKEY"}},
 			&cli.StringFlag{Name: "nats-tls-ca", Usage: "CA certificate `FILE` that signs the NATS server's certificate", EnvVars: []string{"FLUSSO_NATS_TLS_CA"}},
@@ -149,29 +156,32 @@ func refreshLock(lock, path string, cfg *config.Config) {
 // defaults.
 func runOptions(c *cli.Context, cfg *config.Config) (run.Options, error) {
 	opts := run.Options{
-		Config:            cfg,
-		Slot:              c.String("slot"),
-		Publication:       c.String("publication"),
-		ManagePublication: cfg.Source.ManagePublication,
-		SkipBackfill:      c.Bool("skip-backfill"),
-		Pretty:            c.Bool("pretty"),
-		QueueCapacity:     c.Int("queue-capacity"),
-		PublicAddress:     cfg.Server.PublicAddress,
-		PrivateAddress:    cfg.Server.PrivateAddress,
-		AdminUser:         c.String("admin-user"),
-		AdminPassword:     c.String("admin-password"),
-		LagPoll:           time.Duration(c.Int("lag-poll-secs")) * time.Second,
-		ReadyGrace:        time.Duration(c.Int("ready-grace-secs")) * time.Second,
-		IndexPrefix:       cfg.Prefix,
-		NATSURL:           c.String("nats-url"),
-		DataDir:           c.String("data-dir"),
-		NATSCreds:         c.String("nats-creds"),
-		NATSNKey:          c.String("nats-nkey"),
-		NATSCA:            c.String("nats-tls-ca"),
-		NATSCert:          c.String("nats-tls-cert"),
-		NATSKey:           c.String("nats-tls-key"),
-		Sinks:             c.StringSlice("sink"),
-		Version:           c.App.Version,
+		Config:             cfg,
+		Slot:               c.String("slot"),
+		Publication:        c.String("publication"),
+		ManagePublication:  cfg.Source.ManagePublication,
+		SkipBackfill:       c.Bool("skip-backfill"),
+		Pretty:             c.Bool("pretty"),
+		QueueCapacity:      c.Int("queue-capacity"),
+		PublicAddress:      cfg.Server.PublicAddress,
+		PrivateAddress:     cfg.Server.PrivateAddress,
+		AdminUser:          c.String("admin-user"),
+		AdminPassword:      c.String("admin-password"),
+		LagPoll:            time.Duration(c.Int("lag-poll-secs")) * time.Second,
+		ReadyGrace:         time.Duration(c.Int("ready-grace-secs")) * time.Second,
+		IndexPrefix:        cfg.Prefix,
+		NATSURL:            c.String("nats-url"),
+		DataDir:            c.String("data-dir"),
+		NATSListen:         c.String("nats-listen"),
+		NATSListenUser:     c.String("nats-listen-user"),
+		NATSListenPassword: c.String("nats-listen-password"),
+		NATSCreds:          c.String("nats-creds"),
+		NATSNKey:           c.String("nats-nkey"),
+		NATSCA:             c.String("nats-tls-ca"),
+		NATSCert:           c.String("nats-tls-cert"),
+		NATSKey:            c.String("nats-tls-key"),
+		Sinks:              c.StringSlice("sink"),
+		Version:            c.App.Version,
 	}
 	if c.IsSet("manage-publication") {
 		opts.ManagePublication = c.Generic("manage-publication").(*boolValue).v
@@ -189,6 +199,14 @@ func runOptions(c *cli.Context, cfg *config.Config) (run.Options, error) {
 	for _, a := range []struct{ flag, addr string }{{"public-address", opts.PublicAddress}, {"private-address", opts.PrivateAddress}} {
 		if err := config.ValidateAddress(a.addr); err != nil {
 			return opts, fmt.Errorf("--%s: %w", a.flag, err)
+		}
+	}
+	if opts.NATSListen != "" {
+		if opts.NATSURL != "" {
+			return opts, errors.New("--nats-listen opens the embedded NATS, which --nats-url replaces: give one of them")
+		}
+		if err := config.ValidateAddress(opts.NATSListen); err != nil {
+			return opts, fmt.Errorf("--nats-listen: %w", err)
 		}
 	}
 	if err := cfg.CheckPrefix(opts.IndexPrefix); err != nil {

@@ -4,13 +4,17 @@
 package run
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"path/filepath"
 	"regexp"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
-	"time"
-
+	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
 )
 
@@ -46,6 +50,13 @@ type Options struct {
 	// with its data in DataDir.
 	NATSURL string
 	DataDir string
+	// NATSListen opens the embedded server to TCP clients such as the nats
+	// CLI on this host:port; empty keeps it reachable from this process
+	// only. NATSListenUser and NATSListenPassword admit them; with neither,
+	// the credentials in DataDir/nats-listen.env are used, made at first use.
+	NATSListen         string
+	NATSListenUser     string
+	NATSListenPassword string
 	// NATS credentials and TLS for an external server (all optional).
 	NATSCreds string // a .creds file (JWT + nkey)
 	NATSNKey  string // an nkey seed file
@@ -118,4 +129,65 @@ func (o Options) natsOptions() ([]nats.Option, error) {
 		out = append(out, nats.ClientCert(o.NATSCert, o.NATSKey))
 	}
 	return out, nil
+}
+
+// ListenCredentialsFile is the file in the data directory that keeps the
+// generated credentials of the embedded NATS listener.
+const ListenCredentialsFile = "nats-listen.env"
+
+// connectBroker connects to the external NATS, or starts the embedded one
+// in DataDir and connects in process. The returned func closes both.
+func (o Options) connectBroker(ctx context.Context, log *slog.Logger) (*broker.Conn, func(), error) {
+	if o.NATSURL != "" {
+		natsOpts, err := o.natsOptions()
+		if err != nil {
+			return nil, nil, err
+		}
+		bc, err := broker.Connect(ctx, o.NATSURL, "flusso", natsOpts...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return bc, bc.Close, nil
+	}
+	ln, from, err := o.listener()
+	if err != nil {
+		return nil, nil, err
+	}
+	dir := filepath.Join(o.DataDir, "nats")
+	emb, err := broker.StartEmbedded(dir, ln)
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("embedded NATS JetStream started", "data", dir)
+	if ln != nil {
+		// Where the credentials are, never what they are.
+		log.Info("embedded NATS listening for TCP clients such as the nats CLI",
+			"address", emb.Addr().String(), "user", ln.User, "credentials", from)
+	}
+	bc, err := emb.Connect(ctx, "flusso")
+	if err != nil {
+		emb.Close()
+		return nil, nil, err
+	}
+	return bc, func() { bc.Close(); emb.Close() }, nil
+}
+
+// listener is the embedded server's TCP listener, nil when none was asked
+// for, and where its credentials come from.
+func (o Options) listener() (*broker.Listener, string, error) {
+	switch {
+	case o.NATSListen == "":
+		return nil, "", nil
+	case o.NATSListenUser != "" && o.NATSListenPassword != "":
+		return &broker.Listener{Addr: o.NATSListen, User: o.NATSListenUser, Password: o.NATSListenPassword},
+			"--nats-listen-user and --nats-listen-password", nil
+	case o.NATSListenUser != "" || o.NATSListenPassword != "":
+		return nil, "", errors.New("--nats-listen-user and --nats-listen-password go together: give both, or neither to use generated credentials")
+	}
+	path := filepath.Join(o.DataDir, ListenCredentialsFile)
+	user, password, err := broker.ListenerCredentials(path)
+	if err != nil {
+		return nil, "", err
+	}
+	return &broker.Listener{Addr: o.NATSListen, User: user, Password: password}, path, nil
 }

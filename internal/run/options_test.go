@@ -1,10 +1,19 @@
 package run
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/flusso/flusso/pkg/broker"
 )
 
 func TestNATSOptions(t *testing.T) {
@@ -86,5 +95,80 @@ func TestStartRefusesABadSlotBeforeConnecting(t *testing.T) {
 	err := Start(ctx, Options{Slot: "Bad-Slot", Publication: "flusso"}, func(*Pipeline) { t.Error("the pipeline was assembled") })
 	if err == nil || !strings.Contains(err.Error(), `--slot (FLUSSO_SLOT) "Bad-Slot"`) {
 		t.Fatalf("Start: %v, want the slot name refused", err)
+	}
+}
+
+// TestEmbeddedBroker connects a one-process pipeline to its embedded NATS:
+// in process only by default; with NATSListen, TCP clients need the
+// credentials, generated into the data directory or given, and the log
+// says where they are, never what.
+func TestEmbeddedBroker(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		opts           Options
+		user, password string // given; empty: generated
+		wantErr        string
+	}{
+		{name: "in process only"},
+		{name: "generated credentials", opts: Options{NATSListen: "127.0.0.1:0"}},
+		{name: "given credentials", opts: Options{NATSListen: "127.0.0.1:0", NATSListenUser: "ops", NATSListenPassword: "given-pw-123"}},
+		{name: "user without password", opts: Options{NATSListen: "127.0.0.1:0", NATSListenUser: "ops"}, wantErr: "go together"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.DataDir = t.TempDir()
+			var logs bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			bc, closeBroker, err := tc.opts.connectBroker(ctx, slog.New(slog.NewTextHandler(&logs, nil)))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeBroker()
+			if err := bc.Setup(ctx, []string{"primary"}); err != nil {
+				t.Fatal(err)
+			}
+			credentials := filepath.Join(tc.opts.DataDir, ListenCredentialsFile)
+			if tc.opts.NATSListen == "" {
+				if ln, _, err := tc.opts.listener(); ln != nil || err != nil || strings.Contains(logs.String(), "listening") {
+					t.Errorf("a listener without NATSListen: %+v %v\n%s", ln, err, &logs)
+				}
+				return
+			}
+			user, password := tc.opts.NATSListenUser, tc.opts.NATSListenPassword
+			if user == "" {
+				fi, err := os.Stat(credentials)
+				if err != nil || fi.Mode().Perm() != 0o600 {
+					t.Fatalf("credentials file: %v %v", fi, err)
+				}
+				if !strings.Contains(logs.String(), credentials) {
+					t.Errorf("the log does not say where the credentials are:\n%s", &logs)
+				}
+				if user, password, err = broker.ListenerCredentials(credentials); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if strings.Contains(logs.String(), password) {
+				t.Errorf("the log holds the password:\n%s", &logs)
+			}
+			addr := regexp.MustCompile(`address=(\S+)`).FindStringSubmatch(logs.String())
+			if addr == nil {
+				t.Fatalf("no address logged:\n%s", &logs)
+			}
+			if nc, err := nats.Connect("nats://" + addr[1]); err == nil {
+				nc.Close()
+				t.Error("connected without credentials")
+			}
+			nc, err := nats.Connect("nats://"+addr[1], nats.UserInfo(user, password))
+			if err != nil {
+				t.Fatalf("with the credentials: %v", err)
+			}
+			nc.Close()
+		})
 	}
 }

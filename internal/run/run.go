@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -75,27 +74,11 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 		return errors.New("no enabled [[index]] in the configuration: nothing to sync")
 	}
 
-	natsOpts, err := opts.natsOptions()
+	bc, closeBroker, err := opts.connectBroker(ctx, log)
 	if err != nil {
 		return err
 	}
-	natsURL := opts.NATSURL
-	if natsURL == "" {
-		dir := filepath.Join(opts.DataDir, "nats")
-		emb, err := broker.StartEmbedded(dir, 0)
-		if err != nil {
-			return err
-		}
-		defer emb.Close()
-		natsURL = emb.URL()
-		natsOpts = append(natsOpts, emb.InProcess())
-		log.Info("embedded NATS JetStream started", "data", dir)
-	}
-	bc, err := broker.Connect(ctx, natsURL, "flusso", natsOpts...)
-	if err != nil {
-		return err
-	}
-	defer bc.Close()
+	defer closeBroker()
 	sinkNames := make([]string, len(cfg.Sinks))
 	for i, s := range cfg.Sinks {
 		sinkNames[i] = s.Name

@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
+	"sync"
+	"time"
 
 	"github.com/flusso/flusso/pkg/redact"
 )
@@ -19,7 +22,7 @@ func publicHandler(src Source, metrics http.Handler, log *slog.Logger) http.Hand
 		writeText(w, http.StatusOK, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		st := redacted(src.Status(r.Context()))
+		st := src.Status(r.Context())
 		if len(st.Unready) > 0 {
 			writeJSON(w, http.StatusServiceUnavailable, unready(st), log)
 			return
@@ -31,7 +34,7 @@ func publicHandler(src Source, metrics http.Handler, log *slog.Logger) http.Hand
 		writeText(w, http.StatusOK, "ready")
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, redacted(src.Status(r.Context())), log)
+		writeJSON(w, http.StatusOK, src.Status(r.Context()), log)
 	})
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
@@ -85,6 +88,10 @@ func privateHandler(src Source, user, password string, log *slog.Logger) http.Ha
 // identRE is a Postgres identifier as index names are written.
 var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
+// refusalWarnEvery is how often a refused login from one remote host is
+// logged at most: someone guessing passwords must not flood the log.
+const refusalWarnEvery = 10 * time.Second
+
 // basicAuth admits requests carrying the credentials. Both sides are
 // hashed first so the comparison takes the same time whatever the length
 // or content of the attempt, and user and password are both compared
@@ -92,6 +99,7 @@ var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 func basicAuth(next http.Handler, user, password string, log *slog.Logger) http.Handler {
 	wantUser := sha256.Sum256([]byte(user))
 	wantPassword := sha256.Sum256([]byte(password))
+	warns := newWarnLimiter(refusalWarnEvery, time.Now)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, p, ok := r.BasicAuth()
 		gotUser := sha256.Sum256([]byte(u))
@@ -99,8 +107,10 @@ func basicAuth(next http.Handler, user, password string, log *slog.Logger) http.
 		userOK := subtle.ConstantTimeCompare(gotUser[:], wantUser[:])
 		passwordOK := subtle.ConstantTimeCompare(gotPassword[:], wantPassword[:])
 		if !ok || userOK&passwordOK != 1 {
-			log.Warn("control surface: request refused: bad or missing credentials",
-				"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			if warn, suppressed := warns.allow(remoteHost(r.RemoteAddr)); warn {
+				log.Warn("control surface: request refused: bad or missing credentials",
+					"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "unlogged_refusals", suppressed)
+			}
 			w.Header().Set("WWW-Authenticate", `Basic realm="flusso control", charset="UTF-8"`)
 			writeError(w, http.StatusUnauthorized, "authentication required", log)
 			return
@@ -115,12 +125,15 @@ func writeText(w http.ResponseWriter, code int, text string) {
 	_, _ = w.Write([]byte(text + "\n"))
 }
 
+// writeJSON answers v as JSON without the secrets its strings may quote: an
+// error naming a connection string, wherever in the answer it sits.
 func writeJSON(w http.ResponseWriter, code int, v any, log *slog.Logger) {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		log.Error("encoding an answer", "err", err)
 		code, b = http.StatusInternalServerError, []byte(`{"error":"encoding the answer failed"}`)
 	}
+	b = redactJSON(b)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_, _ = w.Write(append(b, '\n'))
@@ -128,10 +141,105 @@ func writeJSON(w http.ResponseWriter, code int, v any, log *slog.Logger) {
 
 // writeError answers {"error": msg}, the shape the flusso client reads.
 func writeError(w http.ResponseWriter, code int, msg string, log *slog.Logger) {
-	writeJSON(w, code, map[string]string{"error": redact.String(msg)}, log)
+	writeJSON(w, code, map[string]string{"error": msg}, log)
+}
+
+// redactJSON runs redact.String on every string of the valid JSON text b.
+// It works on decoded strings, so a secret is hidden whatever its escaping,
+// and the result stays valid JSON.
+func redactJSON(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '"' {
+			out = append(out, b[i])
+			continue
+		}
+		end := i + 1
+		for ; b[end] != '"'; end++ {
+			if b[end] == '\\' {
+				end++ // an escaped character, maybe a quote
+			}
+		}
+		lit := b[i : end+1]
+		var s string
+		if json.Unmarshal(lit, &s) == nil {
+			if r := redact.String(s); r != s {
+				lit, _ = json.Marshal(r)
+			}
+		}
+		out = append(out, lit...)
+		i = end
+	}
+	return out
 }
 
 func jsonQuote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// warnLimiter lets one warning per key through every interval and counts
+// the ones it holds back, for the next warning to report.
+type warnLimiter struct {
+	mu    sync.Mutex
+	every time.Duration
+	now   func() time.Time
+	keys  map[string]*warnState
+}
+
+type warnState struct {
+	last       time.Time // of the last warning let through
+	suppressed int       // held back since
+}
+
+// warnLimiterKeys bounds the keys remembered: past it, keys whose interval
+// has passed are forgotten (their next warning is let through anyway).
+const warnLimiterKeys = 1024
+
+func newWarnLimiter(every time.Duration, now func() time.Time) *warnLimiter {
+	return &warnLimiter{every: every, now: now, keys: map[string]*warnState{}}
+}
+
+// allow reports whether a warning for key may be logged now and, if so,
+// how many were held back since the last one.
+func (l *warnLimiter) allow(key string) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	st := l.keys[key]
+	if st == nil {
+		if len(l.keys) >= warnLimiterKeys {
+			l.forget(now)
+		}
+		// Still full: warn without remembering; memory stays bounded.
+		if len(l.keys) < warnLimiterKeys {
+			l.keys[key] = &warnState{last: now}
+		}
+		return true, 0
+	}
+	if now.Sub(st.last) < l.every {
+		st.suppressed++
+		return false, 0
+	}
+	n := st.suppressed
+	st.last, st.suppressed = now, 0
+	return true, n
+}
+
+// forget drops the keys whose interval has passed.
+func (l *warnLimiter) forget(now time.Time) {
+	for k, st := range l.keys {
+		if now.Sub(st.last) >= l.every {
+			delete(l.keys, k)
+		}
+	}
+}
+
+// remoteHost is the host of a request's remote address: each connection
+// of one client has a port of its own.
+func remoteHost(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }

@@ -121,10 +121,18 @@ func listen(surface, addr, flag string) (net.Listener, error) {
 	return ln, nil
 }
 
+// Connection timeouts: a client that sends its headers slowly, or keeps an
+// idle connection open, holds a goroutine and a socket until they pass.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+)
+
 func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/flusso/flusso/internal/telemetry"
 	"github.com/flusso/flusso/pkg/health"
-	"github.com/flusso/flusso/pkg/redact"
 )
 
 // Source is what the surfaces read and control; the running pipeline implements it.
@@ -172,26 +171,6 @@ func (s Status) MarshalJSON() ([]byte, error) {
 		LastFlushMicros uint64  `json:"last_flush_micros"`
 		LastError       *string `json:"last_error"`
 	}{plain(s), uint64(s.Uptime / time.Second), uint64(s.LastFlush / time.Microsecond), lastError})
-}
-
-// redacted is st with its errors redacted: they may quote a connection
-// string, and the surfaces never serve one whole.
-func redacted(st Status) Status {
-	st.LastError = redact.String(st.LastError)
-	st.Stages, st.Unready = redactReports(st.Stages), redactReports(st.Unready)
-	return st
-}
-
-func redactReports(in []health.Report) []health.Report {
-	if in == nil {
-		return nil
-	}
-	out := make([]health.Report, len(in))
-	for i, r := range in {
-		r.LastError = redact.String(r.LastError)
-		out[i] = r
-	}
-	return out
 }
 
 // unready is the /readyz answer while stages have been degraded past the

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/flusso/flusso/pkg/redact"
 )
 
 // PostgresAdminURL returns the superuser URL of the dev cluster (FLUSSO_TEST_PG_URL).
@@ -30,7 +32,7 @@ func Postgres(t testing.TB) string {
 
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
-		unavailable(t, "PostgreSQL at "+redactURL(admin), err)
+		unavailable(t, "PostgreSQL at "+redact.String(admin), err)
 	}
 	defer conn.Close(context.Background())
 
@@ -41,7 +43,7 @@ func Postgres(t testing.TB) string {
 	}
 	if walLevel != "logical" {
 		t.Fatalf("testenv: PostgreSQL at %s runs with wal_level=%s; flusso needs wal_level=logical (%s)",
-			redactURL(admin), walLevel, startHint)
+			redact.String(admin), walLevel, startHint)
 	}
 
 	name := databaseName(t)
@@ -127,7 +129,7 @@ func UnprivilegedURL(t testing.TB, dbURL string) string {
 	t.Helper()
 	u, err := url.Parse(dbURL)
 	if err != nil {
-		t.Fatalf("testenv: parsing database URL %s: %v", redactURL(dbURL), err)
+		t.Fatalf("testenv: parsing database URL %s: %v", redact.String(dbURL), err)
 	}
 	u.User = url.UserPassword(UnprivilegedRole, unprivilegedPassword)
 	return u.String()
@@ -172,7 +174,7 @@ func Conn(t testing.TB, url string) *pgx.Conn {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
-		t.Fatalf("testenv: connecting to %s: %v", redactURL(url), err)
+		t.Fatalf("testenv: connecting to %s: %v", redact.String(url), err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
@@ -182,17 +184,8 @@ func Conn(t testing.TB, url string) *pgx.Conn {
 func withDatabase(admin, name string) (string, error) {
 	u, err := url.Parse(admin)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return "", fmt.Errorf("%s must be a postgres:// URL, got %q", EnvPostgresURL, redactURL(admin))
+		return "", fmt.Errorf("%s must be a postgres:// URL, got %q", EnvPostgresURL, redact.String(admin))
 	}
 	u.Path = "/" + name
 	return u.String(), nil
-}
-
-// redactURL hides the password of a URL for messages.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	return u.Redacted()
 }

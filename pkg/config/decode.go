@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flusso/flusso/internal/suggest"
+	"github.com/flusso/flusso/pkg/redact"
 	"github.com/flusso/flusso/pkg/schema"
 )
 
@@ -547,7 +548,7 @@ func validateSchemaPath(p string) error {
 func validateHTTPURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an http:// or https:// URL", RedactURL(s))
+		return fmt.Errorf("%q is not an http:// or https:// URL", redact.String(s))
 	}
 	return nil
 }

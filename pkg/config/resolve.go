@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/flusso/flusso/pkg/redact"
 )
 
 // DatabaseURLVar is the reserved variable that overrides or fills the source
@@ -135,7 +137,7 @@ type Connection struct {
 
 // String hides the password and any credentials in the URL.
 func (c Connection) String() string {
-	s := RedactURL(c.URL)
+	s := redact.String(c.URL)
 	if c.Username != "" {
 		s += " as " + c.Username
 	}
@@ -197,14 +199,4 @@ func (s Sink) Connection(env func(string) (string, bool)) (Connection, []Overrid
 		return Connection{}, nil, fmt.Errorf("resolve %s: %w", key, err)
 	}
 	return c, ovs, nil
-}
-
-// redactURL hides the password of a URL; a string that does not parse is
-// hidden whole, since it may be anything.
-func RedactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "<invalid URL>"
-	}
-	return u.Redacted()
 }
