@@ -51,7 +51,7 @@ func TestBadInputFailsWithOneLineFix(t *testing.T) {
 				u.Host = "127.0.0.1:" + strconv.Itoa(closedPort(t)) + ",localhost:" + strconv.Itoa(closedPort(t))
 			})
 		},
-		want: []string{"cannot reach postgres at postgres://flusso@127.0.0.1:", "connection refused", "check that it runs and the host and port"},
+		want: []string{"cannot reach postgres at postgres://flusso:xxxxx@127.0.0.1:", "connection refused", "check that it runs and the host and port"},
 	}, {
 		name: "wrong password",
 		setup: func(*testing.T, string) string {
