@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +22,7 @@ import (
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/publication"
+	"github.com/flusso/flusso/pkg/redact"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sqlbuild"
 )
@@ -35,11 +35,14 @@ type Index struct {
 	Keys   KeySource
 }
 
-// KeySource pages through an index's root keys for a backfill.
+// KeySource pages through an index's root keys for a backfill, and names
+// the columns a change of each table must carry for the assemblers to find
+// the documents it touches.
 type KeySource interface {
 	Prepare(ctx context.Context, q sqlbuild.Querier) error
 	Keys(ctx context.Context, q sqlbuild.Querier, after string, first bool, limit int) ([]string, error)
 	Count(ctx context.Context, q sqlbuild.Querier) (int64, error)
+	ChangeColumns(schema, table string) []string
 }
 
 // SeedPlanner tells which sinks lack an index, and the generation each
@@ -77,6 +80,9 @@ type Capture struct {
 	log    *slog.Logger
 	jobs   *backfill.Store
 	tables map[schema.TableRef]bool
+	// columns are those a change of each table carries, over every index;
+	// set once the indexes are prepared (see changeColumns).
+	columns map[schema.TableRef]map[string]bool
 	// publishing is held by the stream for a whole transaction and by a
 	// backfill for one key batch, so that a transaction's changes are
 	// contiguous on the changes stream.
@@ -91,6 +97,7 @@ type Capture struct {
 	streaming   atomic.Bool
 	captured    atomic.Uint64 // row changes published
 	commits     atomic.Uint64 // transactions seen
+	oversized   atomic.Uint64 // changes published without their row images
 }
 
 // New prepares a capture.
@@ -124,6 +131,10 @@ type Stats struct {
 	Streaming    bool // holding the lease and following the slot
 	Captured     uint64
 	Commits      uint64
+	// Oversized counts changes too large for the broker even cut down to
+	// the columns the indexes read: each went without its row images, and
+	// every document of the indexes reading its table is rebuilt.
+	Oversized uint64
 }
 
 // Stats reads the counters.
@@ -135,6 +146,7 @@ func (c *Capture) Stats() Stats {
 		Streaming:    c.streaming.Load(),
 		Captured:     c.captured.Load(),
 		Commits:      c.commits.Load(),
+		Oversized:    c.oversized.Load(),
 	}
 }
 
@@ -170,6 +182,7 @@ func (c *Capture) Run(ctx context.Context) error {
 			return nil
 		}
 		if cause != nil && !errors.Is(cause, context.Canceled) {
+			c.cfg.Health.Fail(cause)
 			c.log.Warn("stepping down", "reason", cause)
 			continue
 		}
@@ -191,6 +204,7 @@ func (c *Capture) lead(ctx context.Context) error {
 			return nil
 		}
 	}
+	c.columns = c.changeColumns()
 	if !c.cfg.SkipBackfill {
 		if err := c.planSeeds(ctx); err != nil {
 			return err
@@ -213,6 +227,7 @@ func (c *Capture) lead(ctx context.Context) error {
 		if time.Since(started) > time.Minute {
 			backoff = time.Second
 		}
+		c.cfg.Health.Fail(err)
 		c.log.Warn("replication interrupted; reconnecting", "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
@@ -221,6 +236,25 @@ func (c *Capture) lead(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, 30*time.Second)
 	}
+}
+
+// changeColumns gathers, per table, the columns any index reads from its
+// changes. The indexes must be prepared.
+func (c *Capture) changeColumns() map[schema.TableRef]map[string]bool {
+	out := map[schema.TableRef]map[string]bool{}
+	for _, ix := range c.cfg.Indexes {
+		for t := range c.tables {
+			cols := out[t]
+			if cols == nil {
+				cols = map[string]bool{}
+				out[t] = cols
+			}
+			for _, name := range ix.Keys.ChangeColumns(t.Schema, t.Name) {
+				cols[name] = true
+			}
+		}
+	}
+	return out
 }
 
 // fatalError stops Run instead of reconnecting.
@@ -312,13 +346,17 @@ func (c *Capture) awaitPublication(ctx context.Context) bool {
 		exists, err := c.publicationExists(ctx)
 		switch {
 		case err != nil:
+			c.cfg.Health.Fail(err)
 			c.log.Warn("checking for the publication", "publication", c.cfg.Publication, "err", err)
 		case exists:
 			c.log.Info("publication found", "publication", c.cfg.Publication)
 			return true
-		case time.Now().After(remind):
-			remind = time.Now().Add(time.Minute)
-			c.log.Warn("still waiting for the publication; run the SQL logged above as the table owner", "publication", c.cfg.Publication)
+		default:
+			c.cfg.Health.Fail(fmt.Errorf("waiting for publication %s to exist: run the SQL logged as the table owner", c.cfg.Publication))
+			if time.Now().After(remind) {
+				remind = time.Now().Add(time.Minute)
+				c.log.Warn("still waiting for the publication; run the SQL logged above as the table owner", "publication", c.cfg.Publication)
+			}
 		}
 	}
 }
@@ -385,7 +423,7 @@ func sameTargets(a, b map[string]uint32) bool {
 
 // explainConnect turns a connection failure into one line with the fix.
 func explainConnect(dsn string, err error) error {
-	where := redact(dsn)
+	where := redact.String(dsn)
 	var pgErr *pgconn.PgError
 	isPg := errors.As(err, &pgErr)
 	switch {
@@ -413,14 +451,3 @@ type oneLine struct {
 
 func (e *oneLine) Error() string { return e.msg }
 func (e *oneLine) Unwrap() error { return e.err }
-
-// redact drops the password from a connection URL for messages.
-func redact(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "(unparseable connection URL)"
-	}
-	u.User = url.User(u.User.Username())
-	u.RawQuery = ""
-	return u.String()
-}

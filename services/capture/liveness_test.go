@@ -4,16 +4,19 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/services/capture"
 )
 
 // TestSilentConnectionLossIsNoticed cuts the path to Postgres without a
-// reset: the capture must notice the silence, reconnect and go on.
+// reset: the capture must notice the silence, show it on its health
+// record, reconnect and go on, healthy again.
 func TestSilentConnectionLossIsNoticed(t *testing.T) {
 	t.Cleanup(capture.SetLiveness(200*time.Millisecond, 2*time.Second))
 	r := newRig(t, `CREATE TABLE users (id int PRIMARY KEY, email text);
@@ -26,6 +29,7 @@ func TestSilentConnectionLossIsNoticed(t *testing.T) {
 	u.Host = p.addr()
 	cfg := r.config(map[string]string{"users": usersSchema})
 	cfg.DatabaseURL = u.String()
+	cfg.Health = health.NewRegistry().Stage("capture")
 	c := r.start(cfg)
 	r.waitStreaming()
 	r.exec(`INSERT INTO users VALUES (1, 'before')`)
@@ -35,15 +39,19 @@ func TestSilentConnectionLossIsNoticed(t *testing.T) {
 	r.eventually("the capture to notice the silence", 30*time.Second, func() bool {
 		return len(r.logs.lines("no answer from postgres")) > 0
 	})
+	if rep := cfg.Health.Report(); rep.State != health.Degraded || !strings.Contains(rep.LastError, "no answer from postgres") {
+		t.Errorf("health while reconnecting: %s, last error %q; want degraded by the silence", rep.State, rep.LastError)
+	}
 	// The server side of the dead path goes too, freeing the slot.
 	p.cut()
 	r.exec(`INSERT INTO users VALUES (2, 'after')`)
-	if got := r.read(1, true)[0]; got.New.Columns["email"].GetText() != "after" {
+	if got := r.read(1, true)[0]; got.New.Columns["id"].GetText() != "2" {
 		t.Fatalf("after reconnecting got %v, want the insert made meanwhile", image(got.New))
 	}
 	if !c.Stats().Streaming {
 		t.Fatal("the capture is not streaming after reconnecting")
 	}
+	r.eventually("the capture to report itself healthy", 30*time.Second, func() bool { return cfg.Health.Report().State == health.OK })
 }
 
 // proxy forwards TCP connections to a target. Frozen connections stay open

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/semaphore"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/flusso/flusso/internal/telemetry"
@@ -39,6 +40,16 @@ var (
 // inlineAcks bounds the publish acks one open transaction may hold before
 // the stream waits for them, so a huge transaction streams in bounded memory.
 const inlineAcks = 512
+
+// inflightBytes bounds the bytes of changes published and not yet
+// acknowledged, over every transaction of a session: each unacknowledged
+// publish holds its message, so counting acks alone lets a transaction of
+// large rows take hundreds of megabytes.
+const inflightBytes = 4 << 20
+
+// changeHeaders is room left in a message for its headers (the
+// deduplication id and the trace context).
+const changeHeaders = 1 << 10
 
 // session is one replication connection's life: create the slot when
 // missing (seeding inside its snapshot), then stream until an error.
@@ -102,6 +113,7 @@ func (c *Capture) session(ctx context.Context) error {
 	}()
 	t := newTracker(confirmed)
 	acks := make(chan *openTxn, 256)
+	budget := semaphore.NewWeighted(inflightBytes)
 	helpers.Go(func() { cancel(c.resolve(ctx, acks, t)) })
 	helpers.Go(func() { cancel(c.watermark(ctx, t)) })
 	helpers.Go(func() {
@@ -111,7 +123,7 @@ func (c *Capture) session(ctx context.Context) error {
 	})
 	helpers.Go(func() { c.pollLag(ctx, db) })
 
-	err = c.stream(ctx, repl, t, acks)
+	err = c.stream(ctx, repl, t, acks, budget)
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}
@@ -156,13 +168,22 @@ func (c *Capture) createSlot(ctx context.Context, repl *pgconn.PgConn, db *pgx.C
 type openTxn struct {
 	xid     uint32
 	end     pglogrepl.LSN // end of the commit record; set at commit
-	futures []jetstream.PubAckFuture
+	futures []pending
+	// budget is the session's bound on bytes in flight; settling an ack
+	// gives its bytes back.
+	budget  *semaphore.Weighted
 	lastSeq uint64
 	// floor is the highest sequence seen stored before the transaction's
 	// first change was published; see reuseWatch. Taken then, not when its
 	// acks are settled, because a backfill batch published after the
 	// commit may be acknowledged first, with a higher sequence.
 	floor uint64
+}
+
+// pending is a publish whose ack is awaited, and the bytes it holds.
+type pending struct {
+	ack  jetstream.PubAckFuture
+	size int64
 }
 
 // stoppingPings is how many reply-requested keepalives within a second,
@@ -175,7 +196,7 @@ type openTxn struct {
 const stoppingPings = 50
 
 // stream reads the replication stream until an error or ctx is done.
-func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, acks chan<- *openTxn) error {
+func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, acks chan<- *openTxn, budget *semaphore.Weighted) error {
 	relations := map[uint32]*pglogrepl.RelationMessage{}
 	var (
 		cur            *openTxn // the transaction being received; it holds c.publishing
@@ -187,6 +208,7 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 		asked          time.Time    // the first request for an answer not answered yet
 		pings          int          // reply requests since pingsFrom with no data between
 		pingsFrom      time.Time
+		started        = time.Now()
 	)
 	defer func() {
 		if cur != nil {
@@ -245,6 +267,12 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 				received = max(received, ka.ServerWALEnd)
 				if cur == nil {
 					t.Idle(ka.ServerWALEnd)
+					// Streaming works again, also with nothing to publish; a
+					// session that fails at once (on a change it cannot
+					// publish, say) is not taken for a recovery.
+					if time.Since(started) >= statusEvery {
+						c.cfg.Health.OK()
+					}
 				}
 				if ka.ReplyRequested {
 					nextStatus = time.Time{}
@@ -274,7 +302,7 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 						return fmt.Errorf("begin at %s inside the transaction of %s", m.FinalLSN, final)
 					}
 					c.publishing.Lock()
-					cur, final, seq = &openTxn{xid: m.Xid, floor: c.reuse.floor()}, m.FinalLSN, 0
+					cur, final, seq = &openTxn{xid: m.Xid, floor: c.reuse.floor(), budget: budget}, m.FinalLSN, 0
 					t.Open()
 				case *pglogrepl.CommitMessage:
 					if cur == nil {
@@ -325,9 +353,14 @@ func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[ui
 	if !ok {
 		return fmt.Errorf("row change for unknown relation %d", relID)
 	}
-	if !c.tables[schema.TableRef{Schema: rel.Namespace, Name: rel.RelationName}] {
+	ref := schema.TableRef{Schema: rel.Namespace, Name: rel.RelationName}
+	if !c.tables[ref] {
 		return nil
 	}
+	// Only the columns the assemblers read to find the documents a change
+	// touches: they build documents from current data, so a large value in
+	// any other column costs nothing on the way.
+	keep := c.columns[ref]
 	ch := &flussopb.Change{
 		CommitLsn: uint64(final),
 		Xid:       cur.xid,
@@ -335,12 +368,12 @@ func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[ui
 		Schema:    rel.Namespace,
 		Table:     rel.RelationName,
 		Op:        op,
-		Old:       row(rel, old, oldType == 'K'),
-		New:       row(rel, new, false),
+		Old:       row(rel, old, oldType == 'K', keep),
+		New:       row(rel, new, false, keep),
 	}
-	data, err := proto.Marshal(ch)
+	data, err := c.encode(ch, final)
 	if err != nil {
-		return fmt.Errorf("encoding change: %w", err)
+		return err
 	}
 	msg := &nats.Msg{Subject: broker.ChangesSubject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%X-%d", uint64(final), *seq))
@@ -351,30 +384,79 @@ func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[ui
 		attribute.String("flusso.commit_lsn", final.String())))
 	telemetry.Inject(trace.ContextWithSpan(ctx, span), msg.Header)
 	span.End()
+	size := min(int64(len(data)), inflightBytes)
+	if !cur.budget.TryAcquire(size) {
+		// Bytes come back as acks are settled: this transaction's here,
+		// committed ones' in resolve.
+		if err := c.settle(ctx, cur); err != nil {
+			return err
+		}
+		if err := cur.budget.Acquire(ctx, size); err != nil {
+			return err
+		}
+	}
 	f, err := c.cfg.Broker.JS.PublishMsgAsync(msg)
 	if err != nil {
+		cur.budget.Release(size)
 		return fmt.Errorf("publishing change of %s.%s: %w", rel.Namespace, rel.RelationName, err)
 	}
 	*seq++
 	c.captured.Add(1)
-	cur.futures = append(cur.futures, f)
+	cur.futures = append(cur.futures, pending{ack: f, size: size})
 	if len(cur.futures) >= inlineAcks {
 		return c.settle(ctx, cur)
 	}
 	return nil
 }
 
+// encode marshals a change. One too large for the broker even cut down to
+// the columns the indexes read (a huge key) goes without its row images:
+// the assemblers then cannot trace it and rebuild every document of the
+// indexes reading its table. Slow, but nothing is missed, and the stream
+// never stops on it: a change that cannot be published would end every
+// session at the same transaction and hold the slot back for good.
+func (c *Capture) encode(ch *flussopb.Change, final pglogrepl.LSN) ([]byte, error) {
+	data, err := proto.Marshal(ch)
+	if err != nil {
+		return nil, fmt.Errorf("encoding change: %w", err)
+	}
+	limit := c.maxChange()
+	if len(data) <= limit {
+		return data, nil
+	}
+	c.oversized.Add(1)
+	c.log.Warn("change too large for the broker; publishing it without its row images, so every document of the indexes reading its table is rebuilt",
+		"table", ch.Schema+"."+ch.Table, "op", ch.Op.String(), "commit_lsn", final, "bytes", len(data), "limit", limit)
+	ch.Old, ch.New = nil, nil
+	if data, err = proto.Marshal(ch); err != nil {
+		return nil, fmt.Errorf("encoding change: %w", err)
+	}
+	return data, nil
+}
+
+// maxChange is the largest change the broker takes: the server's limit
+// (another server than the embedded one may have a lower one) and the
+// changes stream's.
+func (c *Capture) maxChange() int {
+	limit := broker.MaxPayload
+	if server := int(c.cfg.Broker.NC.MaxPayload()); server > 0 {
+		limit = min(limit, server)
+	}
+	return limit - changeHeaders
+}
+
 // settle waits for a transaction's outstanding publish acks, keeping only
 // the highest sequence, and fails on one the stream handed out again.
 func (c *Capture) settle(ctx context.Context, txn *openTxn) error {
-	for _, f := range txn.futures {
+	for _, p := range txn.futures {
 		select {
-		case ack := <-f.Ok():
+		case ack := <-p.ack.Ok():
+			txn.budget.Release(p.size)
 			if err := c.reuse.stored(ack, txn.floor); err != nil {
 				return err
 			}
 			txn.lastSeq = max(txn.lastSeq, ack.Sequence)
-		case err := <-f.Err():
+		case err := <-p.ack.Err():
 			return fmt.Errorf("publishing a change to %s: %w", broker.ChangesStream, err)
 		case <-ctx.Done():
 			return ctx.Err()
@@ -396,6 +478,7 @@ func (c *Capture) resolve(ctx context.Context, acks <-chan *openTxn, t *tracker)
 				return err
 			}
 			t.Commit(txn.end, txn.lastSeq)
+			c.cfg.Health.OK()
 		}
 	}
 }
@@ -463,11 +546,11 @@ func (w *reuseWatch) handled(last uint64) {
 	w.highest = min(w.highest, last)
 }
 
-// row converts a tuple. A key-only image carries the other columns as
-// NULLs that stand for "not sent": they are left out, so that a consumer
-// never mistakes them for the row's values (a NULL foreign key would lead a
-// child's delete to no parent at all).
-func row(rel *pglogrepl.RelationMessage, tuple *pglogrepl.TupleData, keyOnly bool) *flussopb.Row {
+// row converts a tuple, keeping the columns in keep. A key-only image
+// carries the other columns as NULLs that stand for "not sent": they are
+// left out, so that a consumer never mistakes them for the row's values (a
+// NULL foreign key would lead a child's delete to no parent at all).
+func row(rel *pglogrepl.RelationMessage, tuple *pglogrepl.TupleData, keyOnly bool, keep map[string]bool) *flussopb.Row {
 	if tuple == nil {
 		return nil
 	}
@@ -476,7 +559,7 @@ func row(rel *pglogrepl.RelationMessage, tuple *pglogrepl.TupleData, keyOnly boo
 		if i >= len(rel.Columns) {
 			break
 		}
-		if keyOnly && rel.Columns[i].Flags&1 == 0 {
+		if !keep[rel.Columns[i].Name] || keyOnly && rel.Columns[i].Flags&1 == 0 {
 			continue
 		}
 		d := &flussopb.Datum{}

@@ -43,6 +43,26 @@ type sample struct {
 	docsLast    uint64
 }
 
+// maxSamples bounds the samples kept while the writers lag (12.8 s at full
+// rate). Past it they are thinned, never dropped from either end: the
+// oldest is the next to become safe, so dropping it would stop the slot for
+// as long as the lag lasts.
+const maxSamples = 64
+
+// thin halves samples, keeping the oldest and the newest: the slot then
+// follows the sinks in coarser steps, as far apart as the lag is long.
+func thin(s []sample) []sample {
+	last := s[len(s)-1]
+	out := s[:0]
+	for i := 0; i < len(s); i += 2 {
+		out = append(out, s[i])
+	}
+	if out[len(out)-1] != last {
+		out = append(out, last)
+	}
+	return out
+}
+
 func newTracker(confirmed pglogrepl.LSN) *tracker {
 	return &tracker{confirmed: confirmed, idle: confirmed}
 }
@@ -95,8 +115,8 @@ func (t *tracker) Advance(changes, docs broker.Progress) pglogrepl.LSN {
 		}
 	}
 	t.samples = t.samples[keep:]
-	if len(t.samples) > 64 { // a stuck writer: keep the newest samples only
-		t.samples = t.samples[len(t.samples)-64:]
+	if len(t.samples) > maxSamples {
+		t.samples = thin(t.samples)
 	}
 	n := 0
 	for n < len(t.txns) && t.txns[n].lastSeq <= safe {

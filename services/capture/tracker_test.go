@@ -83,3 +83,35 @@ func TestTrackerConfirmsOnlyDurableCommits(t *testing.T) {
 		})
 	}
 }
+
+// TestTrackerConfirmsUnderLagLongerThanItsSamples keeps the writers a
+// steady 80 samples (16 s at 200 ms) behind, longer than the tracker keeps
+// samples at full rate: the slot must still follow what is durable, never
+// run ahead of it, and the samples stay bounded.
+func TestTrackerConfirmsUnderLagLongerThanItsSamples(t *testing.T) {
+	const lag, steps = 80, 1000
+	tr := newTracker(0)
+	end := func(txn int) pglogrepl.LSN { return pglogrepl.LSN(100 * (txn + 1)) }
+	worst := 0 // samples between the last durable transaction and the last confirmed
+	for k := range steps {
+		// Transaction k publishes change k+1, which the assemblers turn
+		// into document k+1 at once; the writers are lag documents behind.
+		tr.Open()
+		tr.Commit(end(k), uint64(k+1))
+		durable := k + 1 - lag // documents written, so transactions durable
+		got := tr.Advance(broker.Progress{Done: uint64(k + 1)}, broker.Progress{Done: uint64(max(durable, 0)), Last: uint64(k + 1)})
+		if durable > 0 && got > end(durable-1) {
+			t.Fatalf("step %d: confirmed %s past the last durable transaction's end %s", k, got, end(durable-1))
+		}
+		if k >= 2*lag && got < end(k-2*lag) {
+			t.Fatalf("step %d: confirmed %s, more than %d samples behind what is durable (%s)", k, got, lag, end(durable-1))
+		}
+		if n := len(tr.samples); n > maxSamples+1 {
+			t.Fatalf("step %d: %d samples kept", k, n)
+		}
+		if durable > 0 {
+			worst = max(worst, durable-int(got/100))
+		}
+	}
+	t.Logf("writers %d samples behind: the slot trailed what was durable by at most %d samples", lag, worst)
+}
