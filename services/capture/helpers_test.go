@@ -65,13 +65,18 @@ type rig struct {
 // natsURL "" starts an embedded NATS server.
 func newRig(t *testing.T, ddl, natsURL string) *rig {
 	t.Helper()
-	r := &rig{t: t, dbURL: testenv.Postgres(t), slot: "t_" + randomHex(6), logs: &logBuffer{}}
-	r.db = testenv.Conn(t, r.dbURL)
-	r.exec(ddl)
 	if natsURL == "" {
 		natsURL = testenv.NATS(t)
 	}
-	r.bc = testenv.BrokerAt(t, natsURL)
+	return newRigOn(t, ddl, testenv.BrokerAt(t, natsURL))
+}
+
+// newRigOn is newRig on a broker connection of the caller's.
+func newRigOn(t *testing.T, ddl string, bc *broker.Conn) *rig {
+	t.Helper()
+	r := &rig{t: t, dbURL: testenv.Postgres(t), slot: "t_" + randomHex(6), logs: &logBuffer{}, bc: bc}
+	r.db = testenv.Conn(t, r.dbURL)
+	r.exec(ddl)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := r.bc.Setup(ctx, []string{"primary"}); err != nil {

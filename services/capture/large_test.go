@@ -1,6 +1,7 @@
 package capture_test
 
 import (
+	"context"
 	"maps"
 	"path/filepath"
 	"runtime"
@@ -153,12 +154,19 @@ func TestLargeValuesStreamInBoundedBytes(t *testing.T) {
 // transaction, and nothing after it would ever arrive.
 func TestOversizedRowsNeverWedgeTheCapture(t *testing.T) {
 	const huge = 9 << 20 // past broker.MaxPayload
-	e, err := broker.StartEmbedded(filepath.Join(t.TempDir(), "nats"), 0)
+	e, err := broker.StartEmbedded(filepath.Join(t.TempDir(), "nats"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	r := newRig(t, notesDDL, e.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bc, err := e.Connect(ctx, "capture-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bc.Close)
+	r := newRigOn(t, notesDDL, bc)
 	cfg := r.config(map[string]string{"items": notesSchema})
 	cfg.Health = health.NewRegistry().Stage("capture")
 	c := r.start(cfg)
