@@ -147,7 +147,7 @@ func (a *Assembler) Run(ctx context.Context) error {
 			return fmt.Errorf("preparing index %s: %w", ix.name, err)
 		}
 	}
-	limit, err := a.cfg.Broker.MaxMessage(ctx, broker.DocsStream, broker.QuarantineStream)
+	limit, err := a.cfg.Broker.MaxMessage(ctx, broker.DocsStream)
 	if err != nil {
 		return err
 	}
