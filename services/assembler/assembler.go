@@ -48,7 +48,8 @@ type Config struct {
 	Broker  *broker.Conn
 	Indexes []Index
 	// Batch is how many changes a worker takes at once (default 500);
-	// BuildChunk how many documents one build statement makes (default 250).
+	// BuildChunk how many documents one build statement makes at most
+	// (default 250; fewer when the documents are large, see buildBytes).
 	Batch      int
 	BuildChunk int
 	// GroupKeys bounds the documents one group of a fetch may imply
@@ -88,6 +89,38 @@ type index struct {
 	name    string
 	onError config.OnError
 	sql     atomic.Pointer[sqlbuild.Index]
+	// chunk is how many documents its next build statement makes; 0
+	// before the first.
+	chunk atomic.Int64
+}
+
+// buildBytes is about how many bytes of documents one build statement
+// makes: a build holds all of them at once, so with large documents it
+// makes fewer (a transaction of 200 rows of 1 MiB would otherwise be
+// 200 MiB in memory).
+const buildBytes = 16 << 20
+
+// firstChunk is how many documents the first build of an index makes,
+// before the size of its documents is known.
+const firstChunk = 16
+
+// chunkSize is how many documents the next build of ix makes.
+func (a *Assembler) chunkSize(ix *index) int {
+	n := int(ix.chunk.Load())
+	if n == 0 {
+		n = firstChunk
+	}
+	return min(n, a.cfg.BuildChunk)
+}
+
+// built adapts the chunk of ix to a build of n documents of size bytes in
+// all: towards buildBytes, growing at most twofold at a time.
+func (ix *index) built(n, size int) {
+	next := 2 * n
+	if size > 0 {
+		next = max(1, min(next, n*buildBytes/size))
+	}
+	ix.chunk.Store(int64(next))
 }
 
 // New prepares an assembler.
@@ -467,12 +500,18 @@ func (a *Assembler) emit(ctx context.Context, out *inflight, ix *index, x *sqlbu
 // build builds keys in chunks and publishes each document to the sinks
 // and generation given (none: every sink, every live generation).
 func (a *Assembler) build(ctx context.Context, out *inflight, ix *index, x *sqlbuild.Index, keys []string, sinks []string, gen uint32, version uint64) error {
-	for start := 0; start < len(keys); start += a.cfg.BuildChunk {
-		chunk := keys[start:min(start+a.cfg.BuildChunk, len(keys))]
+	for len(keys) > 0 {
+		chunk := keys[:min(a.chunkSize(ix), len(keys))]
+		keys = keys[len(chunk):]
 		docs, err := x.Build(ctx, a.cfg.Pool, chunk)
 		if err != nil {
 			return fmt.Errorf("building documents of index %s: %w", ix.name, err)
 		}
+		size := 0
+		for _, d := range docs {
+			size += len(d.Body)
+		}
+		ix.built(len(chunk), size)
 		if slices.ContainsFunc(docs, func(d sqlbuild.Doc) bool { return d.Err != nil }) {
 			// A value that does not render may only say that the
 			// statements are stale (a key widened to bigint, say).

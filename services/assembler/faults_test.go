@@ -459,3 +459,52 @@ func TestInFlightBytesBounded(t *testing.T) {
 		t.Errorf("%d documents stored, want %d", p.Pending, docs)
 	}
 }
+
+// TestChunkSize checks that builds make fewer documents at once as the
+// documents grow, towards buildBytes a build.
+func TestChunkSize(t *testing.T) {
+	tests := []struct {
+		name    string
+		n, size int // the last build: documents, bytes
+		want    int
+	}{
+		{"small documents: twice as many", 16, 16 << 10, 32},
+		{"tombstones only: twice as many", 16, 0, 32},
+		{"never more than BuildChunk", 250, 1 << 10, 250},
+		{"1 MiB documents", 32, 32 << 20, 16},
+		{"one document over the budget", 1, 50 << 20, 1},
+		{"budget overrun: shrink at once", 250, 250 << 20, 16},
+	}
+	a := New(Config{})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ix := &index{}
+			if got := a.chunkSize(ix); got != firstChunk {
+				t.Fatalf("first chunk %d, want %d", got, firstChunk)
+			}
+			ix.built(tt.n, tt.size)
+			if got := a.chunkSize(ix); got != tt.want {
+				t.Errorf("after %d documents of %d bytes: chunk %d, want %d", tt.n, tt.size, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestBuildBytesBounded checks that large documents are built a few at a
+// time, every one of them still published.
+func TestBuildBytesBounded(t *testing.T) {
+	const rows, size = 40, 512 << 10
+	r := newRig(t, fmt.Sprintf("CREATE TABLE items (id int PRIMARY KEY, body text); INSERT INTO items SELECT i, repeat('b', %d) FROM generate_series(1, %d) i", size, rows),
+		"  - keyword: body\n", config.Stop)
+	r.start()
+	keys := make([]string, rows)
+	for i := range keys {
+		keys[i] = fmt.Sprint(i + 1)
+	}
+	r.backfill(keys...)
+	r.docs(keys...)
+	if got := r.a.chunkSize(r.a.indexes[0]); got > buildBytes/size {
+		t.Errorf("chunk %d after documents of %d bytes, want at most %d", got, size, buildBytes/size)
+	}
+	r.running()
+}

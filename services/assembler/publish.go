@@ -43,16 +43,18 @@ type sent struct {
 
 // publish publishes a document; one too large for the broker is rejected.
 func (a *Assembler) publish(ctx context.Context, out *inflight, ix *index, doc *flussopb.Document) error {
+	msg := &nats.Msg{Subject: broker.DocsSubject(doc.Index), Header: nats.Header{}}
+	telemetry.Inject(ctx, msg.Header)
+	// Measured before encoding: a document far too large costs no copy.
+	size := messageSize(msg) + proto.Size(doc)
+	if size > a.limit {
+		return a.reject(ctx, out, ix, doc.Id, doc.Version, tooLarge(ix.name, doc.Id, size, a.limit))
+	}
 	data, err := proto.Marshal(doc)
 	if err != nil {
 		return fmt.Errorf("encoding document %s of %s: %w", doc.Id, ix.name, err)
 	}
-	msg := &nats.Msg{Subject: broker.DocsSubject(doc.Index), Data: data, Header: nats.Header{}}
-	telemetry.Inject(ctx, msg.Header)
-	size := messageSize(msg)
-	if size > a.limit {
-		return a.reject(ctx, out, ix, doc.Id, doc.Version, tooLarge(ix.name, doc.Id, size, a.limit))
-	}
+	msg.Data = data
 	f, err := a.cfg.Broker.JS.PublishMsgAsync(msg)
 	if errors.Is(err, nats.ErrMaxPayload) {
 		// The server's limit dropped after a reconnect.
