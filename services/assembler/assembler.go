@@ -176,9 +176,10 @@ func count(m *sync.Map, key string, n int) {
 // Run runs the workers until ctx is done or one fails for good.
 func (a *Assembler) Run(ctx context.Context) error {
 	for _, ix := range a.indexes {
-		if err := ix.sql.Load().Prepare(ctx, a.cfg.Pool); err != nil {
-			return fmt.Errorf("preparing index %s: %w", ix.name, err)
-		}
+		a.prepare(ctx, ix)
+	}
+	if ctx.Err() != nil {
+		return nil
 	}
 	limit, err := a.cfg.Broker.MaxMessage(ctx, broker.DocsStream)
 	if err != nil {
@@ -208,6 +209,27 @@ func (a *Assembler) Run(ctx context.Context) error {
 	return nil
 }
 
+// prepare prepares the statements of ix, retrying until it works or ctx
+// is done: Postgres may be down, or the tables not yet what the schema
+// reads (a migration under way), and the stage shows it meanwhile.
+func (a *Assembler) prepare(ctx context.Context, ix *index) {
+	var pause backoff
+	for ctx.Err() == nil {
+		err := ix.sql.Load().Prepare(ctx, a.cfg.Pool)
+		if err == nil {
+			return
+		}
+		var missing *sqlbuild.MissingError
+		if errors.As(err, &missing) {
+			err = mismatch(ix.name, missing)
+		}
+		err = fmt.Errorf("preparing index %s: %w", ix.name, err)
+		a.log.Warn("preparing an index failed; retrying", "index", ix.name, "err", err)
+		a.cfg.Health.Fail(err)
+		pause.wait(ctx)
+	}
+}
+
 // badDataError stops the run under on_error = stop.
 type badDataError struct{ err error }
 
@@ -220,13 +242,20 @@ func (e *badDataError) Error() string { return e.err.Error() }
 // bad data under on_error = stop ends it.
 func (a *Assembler) work(ctx context.Context, cons jetstream.Consumer) error {
 	var pause backoff
+	fetchFailed := false
 	for ctx.Err() == nil {
 		msgs, err := broker.Next(ctx, cons, a.cfg.Batch, time.Second, broker.Linger)
-		if err == nil {
-			err = a.handle(ctx, msgs)
-		} else {
+		fetched := err == nil
+		switch {
+		case !fetched:
 			err = fmt.Errorf("fetching changes: %w", err)
+		case len(msgs) == 0 && fetchFailed:
+			// The broker answers again, with no batch to fail.
+			a.cfg.Health.OK()
+		default:
+			err = a.handle(ctx, msgs)
 		}
+		fetchFailed = !fetched
 		var bad *badDataError
 		switch {
 		case err == nil:

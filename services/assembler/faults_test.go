@@ -361,32 +361,40 @@ func TestQuarantineAwaited(t *testing.T) {
 }
 
 // TestSchemaMismatchRecovers checks that a column the schema reads,
-// dropped while the assembler runs, degrades the stage with an error
-// naming index, field and column, without ending the run, and that the
-// documents land by themselves once the column is back.
+// dropped while the assembler runs or missing when it starts, degrades the
+// stage with an error naming index, field and column, without ending the
+// run, and that the documents land by themselves once the column is back.
 func TestSchemaMismatchRecovers(t *testing.T) {
-	r := newRig(t, "CREATE TABLE items (id int PRIMARY KEY, email text, name text); INSERT INTO items VALUES (1, 'ada@x', 'Ada')",
-		"  - keyword: email\n  - keyword: name\n", config.Stop)
-	r.start()
-	r.backfill("1")
-	r.docs("1")
+	for _, atStart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("missing at start %v", atStart), func(t *testing.T) {
+			r := newRig(t, "CREATE TABLE items (id int PRIMARY KEY, email text, name text); INSERT INTO items VALUES (1, 'ada@x', 'Ada')",
+				"  - keyword: email\n  - keyword: name\n", config.Stop)
+			if atStart {
+				r.exec("ALTER TABLE items DROP COLUMN email")
+				r.start()
+			} else {
+				r.start()
+				r.backfill("1")
+				r.docs("1")
+				r.exec("ALTER TABLE items DROP COLUMN email")
+			}
+			r.backfill("1")
+			const want = `index items: field "email" reads column items.email, which no longer exists (42703)`
+			r.until("two failures", func() bool { return r.health.Report().Failures >= 2 })
+			if rep := r.health.Report(); rep.State != health.Degraded || !strings.Contains(rep.LastError, want) {
+				t.Errorf("health %+v, want degraded with %q", rep, want)
+			}
+			r.running()
 
-	r.exec("ALTER TABLE items DROP COLUMN email")
-	r.backfill("1")
-	const want = `index items: field "email" reads column items.email, which no longer exists (42703)`
-	r.until("the batch failing twice", func() bool { return r.health.Report().Failures >= 2 })
-	if rep := r.health.Report(); rep.State != health.Degraded || !strings.Contains(rep.LastError, want) {
-		t.Errorf("health %+v, want degraded with %q", rep, want)
+			r.exec("ALTER TABLE items ADD COLUMN email text; UPDATE items SET email = 'back@x'")
+			d := r.docs("1")["1"]
+			if !strings.Contains(string(d.Body), "back@x") {
+				t.Errorf("document 1 = %s, want the re-added email", d.Body)
+			}
+			r.until("the stage ok", func() bool { return r.health.Report().State == health.OK })
+			r.running()
+		})
 	}
-	r.running()
-
-	r.exec("ALTER TABLE items ADD COLUMN email text; UPDATE items SET email = 'back@x'")
-	d := r.docs("1")["1"]
-	if !strings.Contains(string(d.Body), "back@x") {
-		t.Errorf("document 1 = %s, want the re-added email", d.Body)
-	}
-	r.until("the stage ok", func() bool { return r.health.Report().State == health.OK })
-	r.running()
 }
 
 // TestColumnTypeChange checks that builds go on when columns change type
