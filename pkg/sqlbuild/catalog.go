@@ -3,6 +3,8 @@ package sqlbuild
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 )
 
 // family groups Postgres types by how their values are rendered.
@@ -107,8 +109,26 @@ func intWidth(base string) int {
 
 // catalog is what Prepare learns about the tables of one index.
 type catalog struct {
+	schema  string
 	columns map[string]map[string]pgType // table → column → type
 	pkeys   map[string][]string          // table → primary key columns
+}
+
+// MissingError is a table, or a column of one, that an index reads and the
+// database does not have: the schema and the tables disagree (a column
+// dropped or renamed, say).
+type MissingError struct {
+	Field  string // the field reading it (document path); "" when no one field does
+	Schema string
+	Table  string
+	Column string // "" when the table itself is missing
+}
+
+func (e *MissingError) Error() string {
+	if e.Column == "" {
+		return fmt.Sprintf("table %s.%s does not exist", e.Schema, e.Table)
+	}
+	return fmt.Sprintf("table %q has no column %q", e.Table, e.Column)
 }
 
 func (c *catalog) column(table, column string) (pgType, error) {
@@ -118,9 +138,16 @@ func (c *catalog) column(table, column string) (pgType, error) {
 	}
 	t, ok := cols[column]
 	if !ok {
-		return pgType{}, fmt.Errorf("table %q has no column %q", table, column)
+		return pgType{}, &MissingError{Schema: c.schema, Table: table, Column: column}
 	}
 	return t, nil
+}
+
+// equal reports whether two catalogs describe the same tables.
+func (c *catalog) equal(o *catalog) bool {
+	return c.schema == o.schema &&
+		maps.EqualFunc(c.columns, o.columns, maps.Equal) &&
+		maps.EqualFunc(c.pkeys, o.pkeys, slices.Equal)
 }
 
 // primaryKey returns the single-column primary key of table.
@@ -162,7 +189,7 @@ ORDER BY c.relname, array_position(i.indkey::int2[], a.attnum)`
 
 // loadCatalog reads the column types and primary keys of tables in schema.
 func loadCatalog(ctx context.Context, q Querier, schemaName string, tables []string) (*catalog, error) {
-	c := &catalog{columns: map[string]map[string]pgType{}, pkeys: map[string][]string{}}
+	c := &catalog{schema: schemaName, columns: map[string]map[string]pgType{}, pkeys: map[string][]string{}}
 	rows, err := q.Query(ctx, columnsSQL, schemaName, tables)
 	if err != nil {
 		return nil, fmt.Errorf("reading column types: %w", err)
@@ -202,7 +229,7 @@ func loadCatalog(ctx context.Context, q Querier, schemaName string, tables []str
 	}
 	for _, t := range tables {
 		if _, ok := c.columns[t]; !ok {
-			return nil, fmt.Errorf("table %s.%s does not exist", schemaName, t)
+			return nil, &MissingError{Schema: schemaName, Table: t}
 		}
 	}
 	return c, nil

@@ -7,6 +7,11 @@
 //	ix, err := sqlbuild.Compile("users", def)
 //	err = ix.Prepare(ctx, pool)
 //
+// When the tables change shape while it is in use (a column retyped,
+// dropped or added back), Refresh reads their shape again and returns a
+// new Index prepared for it, or a *MissingError naming the field and the
+// column the tables no longer have.
+//
 // Then, for a batch of changes from the replication stream:
 //
 //	if ix.RootTruncated(changes) { /* purge the index */ }

@@ -71,6 +71,9 @@ func (g *gen) alias(prefix string) string {
 func (g *gen) column(table, column string) pgType {
 	t, err := g.x.cat.column(table, column)
 	if err != nil {
+		if missing, ok := err.(*MissingError); ok {
+			missing.Field = g.path
+		}
 		g.fail(err)
 	}
 	return t

@@ -293,6 +293,41 @@ func (x *Index) RootTruncated(changes []Change) bool {
 // statements. Call it once before Build, Affected, Keys and Count, and not
 // while they run; call it again after the tables change shape.
 func (x *Index) Prepare(ctx context.Context, q Querier) error {
+	cat, err := x.readCatalog(ctx, q)
+	if err != nil {
+		return err
+	}
+	if err := x.prepare(cat); err != nil {
+		return fmt.Errorf("index %q: %w", x.name, err)
+	}
+	return nil
+}
+
+// Refresh reads the shape of the tables again. When it differs from the
+// one x was prepared with (a column's type changed, say), Refresh returns a
+// new Index prepared for it and leaves x as it is for the calls still
+// running on it; otherwise it returns x. Like Prepare, it fails with a
+// *MissingError when a table or column the index reads is gone.
+func (x *Index) Refresh(ctx context.Context, q Querier) (*Index, error) {
+	cat, err := x.readCatalog(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if x.cat != nil && x.cat.equal(cat) {
+		return x, nil
+	}
+	fresh, err := Compile(x.name, x.def)
+	if err != nil {
+		return nil, err
+	}
+	if err := fresh.prepare(cat); err != nil {
+		return nil, fmt.Errorf("index %q: %w", x.name, err)
+	}
+	return fresh, nil
+}
+
+// readCatalog reads the shape of every table the index reads.
+func (x *Index) readCatalog(ctx context.Context, q Querier) (*catalog, error) {
 	refs := x.def.Tables()
 	tables := make([]string, len(refs))
 	for i, r := range refs {
@@ -300,12 +335,9 @@ func (x *Index) Prepare(ctx context.Context, q Querier) error {
 	}
 	cat, err := loadCatalog(ctx, q, x.schema, tables)
 	if err != nil {
-		return fmt.Errorf("index %q: %w", x.name, err)
+		return nil, fmt.Errorf("index %q: %w", x.name, err)
 	}
-	if err := x.prepare(cat); err != nil {
-		return fmt.Errorf("index %q: %w", x.name, err)
-	}
-	return nil
+	return cat, nil
 }
 
 func (x *Index) prepare(cat *catalog) error {

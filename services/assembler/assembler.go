@@ -18,14 +18,12 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
@@ -50,7 +48,8 @@ type Config struct {
 	Broker  *broker.Conn
 	Indexes []Index
 	// Batch is how many changes a worker takes at once (default 500);
-	// BuildChunk how many documents one build statement makes (default 250).
+	// BuildChunk how many documents one build statement makes at most
+	// (default 250; fewer when the documents are large, see buildBytes).
 	Batch      int
 	BuildChunk int
 	// GroupKeys bounds the documents one group of a fetch may imply
@@ -68,8 +67,12 @@ type Config struct {
 
 // Assembler is the assembler stage.
 type Assembler struct {
-	cfg Config
-	log *slog.Logger
+	cfg     Config
+	log     *slog.Logger
+	indexes []*index
+	// limit is the largest document message, headers included, that the
+	// broker takes; set by Run.
+	limit int
 
 	changes     atomic.Uint64
 	built       sync.Map // index → *atomic.Uint64
@@ -78,6 +81,46 @@ type Assembler struct {
 	// room is how many documents the workers may still publish before they
 	// look at the writers' backlog again; see awaitWriters.
 	room atomic.Int64
+}
+
+// index is an enabled index with its prepared statements, replaced by
+// statements prepared again when its tables change shape (see refresh).
+type index struct {
+	name    string
+	onError config.OnError
+	sql     atomic.Pointer[sqlbuild.Index]
+	// chunk is how many documents its next build statement makes; 0
+	// before the first.
+	chunk atomic.Int64
+}
+
+// buildBytes is about how many bytes of documents one build statement
+// makes: a build holds all of them at once, so with large documents it
+// makes fewer (a transaction of 200 rows of 1 MiB would otherwise be
+// 200 MiB in memory).
+const buildBytes = 16 << 20
+
+// firstChunk is how many documents the first build of an index makes,
+// before the size of its documents is known.
+const firstChunk = 16
+
+// chunkSize is how many documents the next build of ix makes.
+func (a *Assembler) chunkSize(ix *index) int {
+	n := int(ix.chunk.Load())
+	if n == 0 {
+		n = firstChunk
+	}
+	return min(n, a.cfg.BuildChunk)
+}
+
+// built adapts the chunk of ix to a build of n documents of size bytes in
+// all: towards buildBytes, growing at most twofold at a time.
+func (ix *index) built(n, size int) {
+	next := 2 * n
+	if size > 0 {
+		next = max(1, min(next, n*buildBytes/size))
+	}
+	ix.chunk.Store(int64(next))
 }
 
 // New prepares an assembler.
@@ -100,7 +143,13 @@ func New(cfg Config) *Assembler {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Assembler{cfg: cfg, log: cfg.Log.With("stage", "assembler")}
+	a := &Assembler{cfg: cfg, log: cfg.Log.With("stage", "assembler")}
+	for _, ix := range cfg.Indexes {
+		x := &index{name: ix.Name, onError: ix.OnError}
+		x.sql.Store(ix.SQL)
+		a.indexes = append(a.indexes, x)
+	}
+	return a
 }
 
 // Stats is a snapshot of the assembler's counters.
@@ -126,11 +175,17 @@ func count(m *sync.Map, key string, n int) {
 
 // Run runs the workers until ctx is done or one fails for good.
 func (a *Assembler) Run(ctx context.Context) error {
-	for _, ix := range a.cfg.Indexes {
-		if err := ix.SQL.Prepare(ctx, a.cfg.Pool); err != nil {
-			return fmt.Errorf("preparing index %s: %w", ix.Name, err)
-		}
+	for _, ix := range a.indexes {
+		a.prepare(ctx, ix)
 	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	limit, err := a.cfg.Broker.MaxMessage(ctx, broker.DocsStream)
+	if err != nil {
+		return err
+	}
+	a.limit = limit
 	cons, err := a.cfg.Broker.JS.Consumer(ctx, broker.ChangesStream, broker.AssemblerConsumer)
 	if err != nil {
 		return fmt.Errorf("opening consumer %s: %w", broker.AssemblerConsumer, err)
@@ -154,62 +209,120 @@ func (a *Assembler) Run(ctx context.Context) error {
 	return nil
 }
 
+// prepare prepares the statements of ix, retrying until it works or ctx
+// is done: Postgres may be down, or the tables not yet what the schema
+// reads (a migration under way), and the stage shows it meanwhile.
+func (a *Assembler) prepare(ctx context.Context, ix *index) {
+	var pause backoff
+	for ctx.Err() == nil {
+		err := ix.sql.Load().Prepare(ctx, a.cfg.Pool)
+		if err == nil {
+			return
+		}
+		var missing *sqlbuild.MissingError
+		if errors.As(err, &missing) {
+			err = mismatch(ix.name, missing)
+		}
+		err = fmt.Errorf("preparing index %s: %w", ix.name, err)
+		a.log.Warn("preparing an index failed; retrying", "index", ix.name, "err", err)
+		a.cfg.Health.Fail(err)
+		pause.wait(ctx)
+	}
+}
+
 // badDataError stops the run under on_error = stop.
 type badDataError struct{ err error }
 
 func (e *badDataError) Error() string { return e.err.Error() }
 
+// work takes batches of changes until ctx is done. A batch that fails is
+// redelivered and retried after a pause, however often it fails (Postgres
+// down, a column the schema reads dropped): the stage shows itself
+// degraded meanwhile and recovers by itself once the cause is gone. Only
+// bad data under on_error = stop ends it.
 func (a *Assembler) work(ctx context.Context, cons jetstream.Consumer) error {
-	backoff := 200 * time.Millisecond
+	var pause backoff
+	fetchFailed := false
 	for ctx.Err() == nil {
 		msgs, err := broker.Next(ctx, cons, a.cfg.Batch, time.Second, broker.Linger)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			a.log.Warn("fetching changes", "err", err)
-			time.Sleep(backoff)
+		fetched := err == nil
+		switch {
+		case !fetched:
+			err = fmt.Errorf("fetching changes: %w", err)
+		case len(msgs) == 0 && fetchFailed:
+			// The broker answers again, with no batch to fail.
+			a.cfg.Health.OK()
+		default:
+			err = a.handle(ctx, msgs)
+		}
+		fetchFailed = !fetched
+		var bad *badDataError
+		switch {
+		case err == nil:
+			pause.reset()
 			continue
+		case ctx.Err() != nil:
+			return nil
+		case errors.As(err, &bad):
+			a.cfg.Health.Fail(bad.err)
+			return bad.err
 		}
-		if len(msgs) == 0 {
-			continue
-		}
-		stop := broker.KeepAlive(msgs)
-		for len(msgs) > 0 {
-			// Checked per group, not per fetch: one fetch of backfill
-			// batches can imply hundreds of thousands of documents.
-			group, weight := nextGroup(msgs, a.cfg.GroupKeys)
-			a.awaitWriters(ctx, weight)
-			msgs = msgs[len(group):]
-			if err := a.process(ctx, group); err != nil {
-				for _, m := range append(group, msgs...) {
-					_ = m.NakWithDelay(time.Second)
-				}
-				var bad *badDataError
-				if errors.As(err, &bad) {
-					return bad.err
-				}
-				if ctx.Err() != nil {
-					return nil
-				}
-				a.log.Warn("batch failed; it will be redelivered", "changes", len(group), "err", err)
-				time.Sleep(backoff)
-				backoff = min(backoff*2, 10*time.Second)
-				break
-			}
-			backoff = 200 * time.Millisecond
-			for _, m := range group {
-				if err := m.Ack(); err != nil {
-					a.log.Warn("acking change", "err", err)
-				}
-			}
-			a.changes.Add(uint64(len(group)))
-			a.batches.Add(1)
-		}
-		stop()
+		a.log.Warn("batch failed; it will be redelivered", "err", err)
+		a.cfg.Health.Fail(err)
+		pause.wait(ctx)
 	}
 	return nil
 }
+
+// handle processes one fetch of changes a group at a time, acking each
+// group once everything it implies is stored; on failure the group and
+// the rest of the fetch are handed back for redelivery.
+func (a *Assembler) handle(ctx context.Context, msgs []jetstream.Msg) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	stop := broker.KeepAlive(msgs)
+	defer stop()
+	for len(msgs) > 0 {
+		// Checked per group, not per fetch: one fetch of backfill
+		// batches can imply hundreds of thousands of documents.
+		group, weight := nextGroup(msgs, a.cfg.GroupKeys)
+		a.awaitWriters(ctx, weight)
+		if err := a.process(ctx, group); err != nil {
+			for _, m := range msgs {
+				_ = m.NakWithDelay(time.Second)
+			}
+			return fmt.Errorf("processing %d changes: %w", len(group), err)
+		}
+		msgs = msgs[len(group):]
+		a.cfg.Health.OK()
+		for _, m := range group {
+			if err := m.Ack(); err != nil {
+				a.log.Warn("acking change", "err", err)
+			}
+		}
+		a.changes.Add(uint64(len(group)))
+		a.batches.Add(1)
+	}
+	return nil
+}
+
+// backoff is the pause before retrying failed work: from 200 ms, doubling
+// on each failure in a row up to 10 s.
+type backoff struct{ next time.Duration }
+
+func (b *backoff) wait(ctx context.Context) {
+	d := max(b.next, 200*time.Millisecond)
+	b.next = min(2*d, 10*time.Second)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (b *backoff) reset() { b.next = 0 }
 
 // awaitWriters pauses, before a group of weight documents, while the
 // documents stream holds more than MaxBacklog documents.
@@ -272,10 +385,12 @@ type seed struct {
 	generation uint32
 }
 
-// process builds and publishes everything a batch of changes implies.
+// process builds and publishes everything a batch of changes implies, and
+// returns once the broker has stored all of it.
 func (a *Assembler) process(ctx context.Context, msgs []jetstream.Msg) error {
 	ctx, span := telemetry.StartBatch(ctx, "assembler.build", broker.Headers(msgs))
 	defer span.End()
+	var out inflight
 	var version uint64
 	var live []sqlbuild.Change
 	xids := map[uint32]bool{}
@@ -283,8 +398,11 @@ func (a *Assembler) process(ctx context.Context, msgs []jetstream.Msg) error {
 	for _, m := range msgs {
 		var ch flussopb.Change
 		if err := proto.Unmarshal(m.Data(), &ch); err != nil {
-			// Not ours to interpret: a corrupt message must not block the stream.
-			a.log.Error("dropping undecodable change message", "err", err)
+			// Not ours to interpret, and it must not block the stream:
+			// kept in quarantine for an operator to look at.
+			if err := a.quarantineChange(ctx, &out, m, err); err != nil {
+				return err
+			}
 			continue
 		}
 		version = max(version, ch.CommitLsn)
@@ -304,76 +422,76 @@ func (a *Assembler) process(ctx context.Context, msgs []jetstream.Msg) error {
 	if err := awaitVisible(ctx, a.cfg.Pool, xids, a.log); err != nil {
 		return fmt.Errorf("waiting for the batch's transactions to become visible: %w", err)
 	}
-
-	var pubs []jetstream.PubAckFuture
-	for _, ix := range a.cfg.Indexes {
-		p := plan{backfill: backfills[ix.Name]}
-		var mine []sqlbuild.Change
-		for _, ch := range live {
-			if ix.SQL.Reads(ch.Schema, ch.Table) {
-				mine = append(mine, ch)
-			}
-		}
-		if len(mine) > 0 {
-			p.purge = ix.SQL.RootTruncated(mine)
-			keys, all, err := ix.SQL.Affected(ctx, a.cfg.Pool, mine)
-			if err != nil {
-				return fmt.Errorf("resolving documents of index %s: %w", ix.Name, err)
-			}
-			p.live, p.all = keys, all
-		}
-		f, err := a.emit(ctx, ix, p, version)
-		if err != nil {
+	for _, ix := range a.indexes {
+		if err := a.index(ctx, &out, ix, live, backfills[ix.name], version); err != nil {
 			return err
 		}
-		pubs = append(pubs, f...)
 	}
-	for _, f := range pubs {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("publishing a document to %s: %w", broker.DocsStream, err)
-		case <-ctx.Done():
-			return ctx.Err()
+	return a.settle(ctx, &out)
+}
+
+// index builds and publishes one index's share of a batch: once more when
+// the first attempt found that the index's tables changed shape.
+func (a *Assembler) index(ctx context.Context, out *inflight, ix *index, live []sqlbuild.Change, backfill map[seed][]string, version uint64) error {
+	err := a.assemble(ctx, out, ix, live, backfill, version)
+	if errors.Is(err, errReshaped) {
+		err = a.assemble(ctx, out, ix, live, backfill, version)
+	}
+	return err
+}
+
+// assemble builds and publishes one index's share of a batch with the
+// index's current statements.
+func (a *Assembler) assemble(ctx context.Context, out *inflight, ix *index, live []sqlbuild.Change, backfill map[seed][]string, version uint64) error {
+	x := ix.sql.Load()
+	p := plan{backfill: backfill}
+	var mine []sqlbuild.Change
+	for _, ch := range live {
+		if x.Reads(ch.Schema, ch.Table) {
+			mine = append(mine, ch)
 		}
+	}
+	if len(mine) > 0 {
+		p.purge = x.RootTruncated(mine)
+		keys, all, err := x.Affected(ctx, a.cfg.Pool, mine)
+		if err != nil {
+			return a.explain(ctx, ix, x, fmt.Errorf("resolving documents of index %s: %w", ix.name, err))
+		}
+		p.live, p.all = keys, all
+	}
+	if err := a.emit(ctx, out, ix, x, p, version); err != nil {
+		return a.explain(ctx, ix, x, err)
 	}
 	return nil
 }
 
-// emit builds and publishes one index's share of a batch.
-func (a *Assembler) emit(ctx context.Context, ix Index, p plan, version uint64) ([]jetstream.PubAckFuture, error) {
-	var pubs []jetstream.PubAckFuture
+// emit builds and publishes what p asks of index ix, with statements x.
+func (a *Assembler) emit(ctx context.Context, out *inflight, ix *index, x *sqlbuild.Index, p plan, version uint64) error {
 	if p.purge {
-		f, err := a.publish(ctx, &flussopb.Document{Index: ix.Name, Op: flussopb.DocOp_PURGE, Version: version})
-		if err != nil {
-			return nil, err
+		if err := a.publish(ctx, out, ix, &flussopb.Document{Index: ix.name, Op: flussopb.DocOp_PURGE, Version: version}); err != nil {
+			return err
 		}
-		pubs = append(pubs, f)
 	}
 	if p.all {
 		// A related table was truncated: every document may have changed.
 		after, first := "", true
 		for {
-			keys, err := ix.SQL.Keys(ctx, a.cfg.Pool, after, first, 5000)
+			keys, err := x.Keys(ctx, a.cfg.Pool, after, first, 5000)
 			if err != nil {
-				return nil, fmt.Errorf("listing documents of index %s: %w", ix.Name, err)
+				return fmt.Errorf("listing documents of index %s: %w", ix.name, err)
 			}
 			if len(keys) == 0 {
 				break
 			}
-			f, err := a.build(ctx, ix, keys, nil, 0, version)
-			if err != nil {
-				return nil, err
+			if err := a.build(ctx, out, ix, x, keys, nil, 0, version); err != nil {
+				return err
 			}
-			pubs = append(pubs, f...)
 			after, first = keys[len(keys)-1], false
 		}
 	} else if len(p.live) > 0 {
-		f, err := a.build(ctx, ix, p.live, nil, 0, version)
-		if err != nil {
-			return nil, err
+		if err := a.build(ctx, out, ix, x, p.live, nil, 0, version); err != nil {
+			return err
 		}
-		pubs = append(pubs, f...)
 	}
 	// Backfill keys also rebuilt live already reach every sink.
 	done := map[string]bool{}
@@ -401,89 +519,59 @@ func (a *Assembler) emit(ctx context.Context, ix Index, p plan, version uint64) 
 		if sd.sinks != "" {
 			sinks = strings.Split(sd.sinks, ",")
 		}
-		f, err := a.build(ctx, ix, keys, sinks, sd.generation, version)
-		if err != nil {
-			return nil, err
+		if err := a.build(ctx, out, ix, x, keys, sinks, sd.generation, version); err != nil {
+			return err
 		}
-		pubs = append(pubs, f...)
 	}
-	return pubs, nil
+	return nil
 }
 
 // build builds keys in chunks and publishes each document to the sinks
 // and generation given (none: every sink, every live generation).
-func (a *Assembler) build(ctx context.Context, ix Index, keys []string, sinks []string, gen uint32, version uint64) ([]jetstream.PubAckFuture, error) {
-	var pubs []jetstream.PubAckFuture
-	for start := 0; start < len(keys); start += a.cfg.BuildChunk {
-		chunk := keys[start:min(start+a.cfg.BuildChunk, len(keys))]
-		docs, err := ix.SQL.Build(ctx, a.cfg.Pool, chunk)
+func (a *Assembler) build(ctx context.Context, out *inflight, ix *index, x *sqlbuild.Index, keys []string, sinks []string, gen uint32, version uint64) error {
+	for len(keys) > 0 {
+		chunk := keys[:min(a.chunkSize(ix), len(keys))]
+		keys = keys[len(chunk):]
+		docs, err := x.Build(ctx, a.cfg.Pool, chunk)
 		if err != nil {
-			return nil, fmt.Errorf("building documents of index %s: %w", ix.Name, err)
+			return fmt.Errorf("building documents of index %s: %w", ix.name, err)
+		}
+		size := 0
+		for _, d := range docs {
+			size += len(d.Body)
+		}
+		ix.built(len(chunk), size)
+		if slices.ContainsFunc(docs, func(d sqlbuild.Doc) bool { return d.Err != nil }) {
+			// A value that does not render may only say that the
+			// statements are stale (a key widened to bigint, say).
+			fresh, err := a.refresh(ctx, ix, x)
+			if err != nil {
+				return err
+			}
+			if fresh != x {
+				return errReshaped
+			}
 		}
 		for _, d := range docs {
 			if d.Err != nil {
-				if err := a.reject(ix, d.ID, version, d.Err); err != nil {
-					return nil, err
+				if err := a.reject(ctx, out, ix, d.ID, version, d.Err); err != nil {
+					return err
 				}
 				continue
 			}
-			doc := &flussopb.Document{Index: ix.Name, Id: d.ID, Version: version, Sinks: sinks, Generation: gen}
+			doc := &flussopb.Document{Index: ix.name, Id: d.ID, Version: version, Sinks: sinks, Generation: gen}
 			if d.Body == nil {
 				doc.Op = flussopb.DocOp_DELETE_DOC
 			} else {
 				doc.Op, doc.Body = flussopb.DocOp_UPSERT, d.Body
 			}
-			f, err := a.publish(ctx, doc)
-			if err != nil {
-				if errors.Is(err, nats.ErrMaxPayload) {
-					if err := a.reject(ix, d.ID, version, fmt.Errorf("document is larger than the %d-byte message limit", broker.MaxPayload)); err != nil {
-						return nil, err
-					}
-					continue
-				}
-				return nil, err
+			if err := a.publish(ctx, out, ix, doc); err != nil {
+				return err
 			}
-			pubs = append(pubs, f)
 		}
-		count(&a.built, ix.Name, len(docs))
-	}
-	return pubs, nil
-}
-
-// reject applies on_error to a document that could not be built.
-func (a *Assembler) reject(ix Index, id string, version uint64, cause error) error {
-	if ix.OnError != config.Skip {
-		return &badDataError{fmt.Errorf("index %s, document %s: %w (on_error = stop: fix the data or set on_error = \"skip\")", ix.Name, id, cause)}
-	}
-	count(&a.quarantined, ix.Name, 1)
-	a.log.Warn("document quarantined", "index", ix.Name, "id", id, "reason", cause)
-	msg := &nats.Msg{Subject: broker.QuarantineSubject(broker.AssemblerSink, ix.Name), Data: []byte(cause.Error()), Header: nats.Header{}}
-	msg.Header.Set(broker.HeaderSink, broker.AssemblerSink)
-	msg.Header.Set(broker.HeaderIndex, ix.Name)
-	msg.Header.Set(broker.HeaderID, id)
-	msg.Header.Set(broker.HeaderReason, cause.Error())
-	msg.Header.Set(broker.HeaderVersion, strconv.FormatUint(version, 10))
-	if _, err := a.cfg.Broker.JS.PublishMsgAsync(msg); err != nil {
-		return fmt.Errorf("quarantining document %s of %s: %w", id, ix.Name, err)
+		count(&a.built, ix.name, len(docs))
 	}
 	return nil
-}
-
-func (a *Assembler) publish(ctx context.Context, doc *flussopb.Document) (jetstream.PubAckFuture, error) {
-	data, err := proto.Marshal(doc)
-	if err != nil {
-		return nil, fmt.Errorf("encoding document: %w", err)
-	}
-	if len(data) > broker.MaxPayload-1024 {
-		return nil, nats.ErrMaxPayload
-	}
-	msg := &nats.Msg{Subject: broker.DocsSubject(doc.Index), Data: data, Header: nats.Header{}}
-	telemetry.Inject(ctx, msg.Header)
-	f, err := a.cfg.Broker.JS.PublishMsgAsync(msg)
-	if err != nil {
-		return nil, fmt.Errorf("publishing document %s of %s: %w", doc.Id, doc.Index, err)
-	}
-	return f, nil
 }
 
 func toChange(ch *flussopb.Change) sqlbuild.Change {
