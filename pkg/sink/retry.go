@@ -55,16 +55,15 @@ type Pause func(attempt int, err error) (time.Duration, error)
 type Retrier struct {
 	Health *health.Stage // may be nil
 	Log    *slog.Logger  // nil: slog.Default()
-	What   string        // names the operations in log lines: "opensearch request"
 
 	mu       sync.Mutex
 	retrying int // operations between a failed attempt and their end
 }
 
 // Do runs fn until it succeeds, pause ends the retries or ctx ends. Every
-// failed attempt is reported to the health record and logged with how long
-// until the next.
-func (r *Retrier) Do(ctx context.Context, fn func() error, pause Pause) error {
+// failed attempt is reported to the health record and logged, with what
+// (say "opensearch request") and how long until the next.
+func (r *Retrier) Do(ctx context.Context, what string, fn func() error, pause Pause) error {
 	failing := false
 	for attempt := 0; ; attempt++ {
 		err := fn()
@@ -83,7 +82,7 @@ func (r *Retrier) Do(ctx context.Context, fn func() error, pause Pause) error {
 			r.ended(true, false)
 			return stop
 		}
-		r.log().Warn(r.What+" failed, retrying", "attempt", attempt+1, "in", d.Round(time.Millisecond), "err", redact.Error(err))
+		r.log().Warn(what+" failed, retrying", "attempt", attempt+1, "in", d.Round(time.Millisecond), "err", redact.Error(err))
 		if cerr := Sleep(ctx, d); cerr != nil {
 			r.ended(true, false)
 			return fmt.Errorf("%w (last error: %v)", cerr, err)

@@ -43,14 +43,14 @@ func TestBackoff(t *testing.T) {
 // still retries, even as others succeed; it is ok after the next success.
 func TestRetrierHealth(t *testing.T) {
 	stage := health.NewRegistry().Stage("sink.primary")
-	r := &Retrier{Health: stage, What: "test"}
+	r := &Retrier{Health: stage}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	failing, release := make(chan struct{}), make(chan struct{})
 	done := make(chan error)
 	go func() {
 		attempts := 0
-		done <- r.Do(ctx, func() error {
+		done <- r.Do(ctx, "test", func() error {
 			attempts++
 			if attempts == 1 {
 				close(failing)
@@ -65,7 +65,7 @@ func TestRetrierHealth(t *testing.T) {
 	for stage.Report().State != health.Degraded && ctx.Err() == nil {
 		time.Sleep(time.Millisecond)
 	}
-	if err := r.Do(ctx, func() error { return nil }, nil); err != nil {
+	if err := r.Do(ctx, "test", func() error { return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	got := stage.Report()
@@ -82,13 +82,13 @@ func TestRetrierHealth(t *testing.T) {
 
 	// One that gives up leaves the stage degraded until a success.
 	stop := errors.New("refused")
-	if err := r.Do(ctx, func() error { return stop }, func(int, error) (time.Duration, error) { return 0, stop }); !errors.Is(err, stop) {
+	if err := r.Do(ctx, "test", func() error { return stop }, func(int, error) (time.Duration, error) { return 0, stop }); !errors.Is(err, stop) {
 		t.Fatalf("Do = %v, want %v", err, stop)
 	}
 	if got := stage.Report(); got.State != health.Degraded {
 		t.Fatalf("after an operation gave up: %+v", got)
 	}
-	if err := r.Do(ctx, func() error { return nil }, nil); err != nil {
+	if err := r.Do(ctx, "test", func() error { return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := stage.Report(); got.State != health.OK {
@@ -99,7 +99,7 @@ func TestRetrierHealth(t *testing.T) {
 	cctx, ccancel := context.WithCancel(ctx)
 	start := time.Now()
 	go func() { time.Sleep(50 * time.Millisecond); ccancel() }()
-	err := r.Do(cctx, func() error { return errors.New("status 503") }, func(int, error) (time.Duration, error) { return time.Hour, nil })
+	err := r.Do(cctx, "test", func() error { return errors.New("status 503") }, func(int, error) (time.Duration, error) { return time.Hour, nil })
 	if !errors.Is(err, context.Canceled) || time.Since(start) > 5*time.Second {
 		t.Fatalf("Do after cancel = %v after %v, want context.Canceled at once", err, time.Since(start))
 	}

@@ -194,7 +194,7 @@ func New(cfg Config) (*Sink, error) {
 		cfg:     cfg,
 		client:  client,
 		log:     log,
-		retrier: &sink.Retrier{Health: cfg.Health, Log: log, What: "opensearch request"},
+		retrier: &sink.Retrier{Health: cfg.Health, Log: log},
 		owned:   map[string]owned{},
 	}, nil
 }
@@ -384,7 +384,7 @@ func (r *retryable) Unwrap() error { return r.err }
 // Each failed attempt marks the sink degraded on /status; the next success
 // marks it ok.
 func (s *Sink) retry(ctx context.Context, fn func() error) error {
-	return s.retrier.Do(ctx, fn, s.pause())
+	return s.retrier.Do(ctx, "opensearch request", fn, s.pause())
 }
 
 // pause is the retry policy of one operation. A *retryable busy failure is
