@@ -10,6 +10,7 @@ import (
 
 	"time"
 
+	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
 )
 
@@ -55,6 +56,8 @@ type Options struct {
 	// sink names (empty: every sink).
 	Roles []Role
 	Sinks []string
+	// Quarantine bounds the quarantine stream.
+	Quarantine broker.QuarantineLimits
 
 	// Version is the build's version, stamped on stdout envelopes.
 	Version string
