@@ -410,6 +410,25 @@ func TestRetries(t *testing.T) {
 			t.Errorf("bulk requests %q, want the second to resend item 1 alone", bulks)
 		}
 	})
+	t.Run("state answers within the timeout while the cluster is down", func(t *testing.T) {
+		p := newProxy(t)
+		s := newSink(t, Config{URL: p.URL, Timeout: time.Second})
+		ensure(t, s, parseSchema(t, usersYAML))
+		p.Close()
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.State(ctxT(t), "users")
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("State = %v, want the timeout's end", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("State waits out the outage like a write")
+		}
+	})
 	t.Run("an unreachable cluster is waited for until the context ends", func(t *testing.T) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
