@@ -22,10 +22,13 @@ const (
 // 0): up to RetryBase doubled per attempt, at most RetryCap, with full
 // jitter: any delay up to that bound, so the writers a refusing cluster
 // turned away together do not all come back together.
-func Backoff(attempt int) time.Duration {
-	bound := RetryCap
+func Backoff(attempt int) time.Duration { return BackoffUpTo(attempt, RetryCap) }
+
+// BackoffUpTo is Backoff with another cap.
+func BackoffUpTo(attempt int, limit time.Duration) time.Duration {
+	bound := limit
 	if attempt < 20 { // past that the shift overflows; the cap applies long before
-		bound = min(RetryBase<<attempt, RetryCap)
+		bound = min(RetryBase<<attempt, limit)
 	}
 	return rand.N(bound + 1)
 }

@@ -13,27 +13,34 @@ func TestBackoff(t *testing.T) {
 	tests := []struct {
 		attempt int
 		bound   time.Duration
+		limit   time.Duration // BackoffUpTo's; 0: Backoff
 	}{
-		{0, RetryBase},
-		{1, 2 * RetryBase},
-		{5, 32 * RetryBase},
-		{9, RetryCap},
-		{64, RetryCap},
-		{1 << 20, RetryCap},
+		{0, RetryBase, 0},
+		{1, 2 * RetryBase, 0},
+		{5, 32 * RetryBase, 0},
+		{9, RetryCap, 0},
+		{64, RetryCap, 0},
+		{1 << 20, RetryCap, 0},
+		{3, 800 * time.Millisecond, time.Second},
+		{4, time.Second, time.Second},
 	}
 	for _, tt := range tests {
+		backoff := Backoff
+		if tt.limit > 0 {
+			backoff = func(attempt int) time.Duration { return BackoffUpTo(attempt, tt.limit) }
+		}
 		var below time.Duration = -1
 		for range 200 {
-			d := Backoff(tt.attempt)
+			d := backoff(tt.attempt)
 			if d < 0 || d > tt.bound {
-				t.Fatalf("Backoff(%d) = %v, want within [0, %v]", tt.attempt, d, tt.bound)
+				t.Fatalf("attempt %d (cap %v): %v, want within [0, %v]", tt.attempt, tt.limit, d, tt.bound)
 			}
 			below = max(below, tt.bound-d)
 		}
 		// Full jitter: 200 draws all in the top half would be a constant
 		// delay, not jitter (odds 2^-200).
 		if below < tt.bound/2 {
-			t.Errorf("Backoff(%d): 200 delays all within %v of %v", tt.attempt, below, tt.bound)
+			t.Errorf("attempt %d (cap %v): 200 delays all within %v of %v", tt.attempt, tt.limit, below, tt.bound)
 		}
 	}
 }

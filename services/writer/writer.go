@@ -575,12 +575,17 @@ func (w *Writer) marker(ctx context.Context, m jetstream.Msg, d *flussopb.Docume
 	return nil
 }
 
+// retryCap bounds the writer's waits between attempts. What it retries
+// is cheap to try (the sink waits out backpressure itself), and a broker
+// or sink back from an outage should see the writer again within seconds.
+const retryCap = 5 * time.Second
+
 // retry runs fn until it succeeds or ctx ends (the only error), with
 // backoff; each failure marks the stage degraded on /status and the next
 // success ok.
 func (w *Writer) retry(ctx context.Context, what string, fn func() error) error {
 	return w.retrier.Do(ctx, what, fn, func(attempt int, _ error) (time.Duration, error) {
-		return sink.Backoff(attempt), nil
+		return sink.BackoffUpTo(attempt, retryCap), nil
 	})
 }
 
