@@ -63,8 +63,9 @@ func consumersCommand() *cli.Command {
 			Name:      "delete",
 			Usage:     "delete the writer consumer of a sink removed from the config, releasing its documents",
 			ArgsUsage: "SINK",
-			Description: "Only for a sink no process writes any more: a writer still running for it fails, and\n" +
-				"the documents it had not written are gone for it. `flusso consumers list` names the sinks.",
+			Description: "Only for a sink no process writes any more: a writer still running for it gets no more\n" +
+				"documents until its process restarts, and the documents it had not written are gone for\n" +
+				"it. `flusso consumers list` names the sinks.",
 			OnUsageError: usageError,
 			Flags:        brokerFlags(),
 			Action: func(c *cli.Context) error {

@@ -285,7 +285,8 @@ func (c *Conn) Writers(ctx context.Context) ([]WriterState, error) {
 
 // DeleteWriter removes the writer consumer of sink, releasing the
 // documents it held for it; a missing one is an error that IsNotFound
-// recognises. A process still running that sink's writer fails.
+// recognises. A process still running that sink's writer gets no more
+// documents until it restarts (Setup creates the consumer again).
 func (c *Conn) DeleteWriter(ctx context.Context, sink string) error {
 	name := WriterConsumer(sink)
 	if err := c.JS.DeleteConsumer(ctx, DocsStream, name); err != nil {
