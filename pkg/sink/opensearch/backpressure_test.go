@@ -40,19 +40,21 @@ func TestBackpressure(t *testing.T) {
 		lastError string
 		// atLeast is how long the write must have waited: Retry-After.
 		atLeast time.Duration
+		timeout time.Duration // of a request; 0: the default
 	}{
-		{"429 with Retry-After", faultproxy.Fault{Status: http.StatusTooManyRequests, RetryAfter: "1"}, 2, "status 429", 2 * time.Second},
-		{"429 past max_retries", faultproxy.Fault{Status: http.StatusTooManyRequests}, 5, "status 429: injected_fault", 0},
-		{"502", faultproxy.Fault{Status: http.StatusBadGateway}, 3, "status 502", 0},
-		{"503", faultproxy.Fault{Status: http.StatusServiceUnavailable}, 5, "status 503", 0},
-		{"504", faultproxy.Fault{Status: http.StatusGatewayTimeout}, 3, "status 504", 0},
-		{"connection resets", faultproxy.Fault{Reset: true}, 4, "bulk request: ", 0},
-		{"bulk items 429 past max_retries", faultproxy.Fault{ItemStatus: http.StatusTooManyRequests}, 5, "es_rejected_execution_exception", 0},
+		{"429 with Retry-After", faultproxy.Fault{Status: http.StatusTooManyRequests, RetryAfter: "1"}, 2, "status 429", 2 * time.Second, 0},
+		{"429 past max_retries", faultproxy.Fault{Status: http.StatusTooManyRequests}, 5, "status 429: injected_fault", 0, 0},
+		{"502", faultproxy.Fault{Status: http.StatusBadGateway}, 3, "status 502", 0, 0},
+		{"503", faultproxy.Fault{Status: http.StatusServiceUnavailable}, 5, "status 503", 0, 0},
+		{"504", faultproxy.Fault{Status: http.StatusGatewayTimeout}, 3, "status 504", 0, 0},
+		{"connection resets", faultproxy.Fault{Reset: true}, 4, "bulk request: ", 0, 0},
+		{"timeouts", faultproxy.Fault{Delay: 5 * time.Second}, 2, "deadline exceeded", 0, 2 * time.Second},
+		{"bulk items 429 past max_retries", faultproxy.Fault{ItemStatus: http.StatusTooManyRequests}, 5, "es_rejected_execution_exception", 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s, p, stage := faultySink(t, Config{})
+			s, p, stage := faultySink(t, Config{Timeout: tt.timeout})
 			var (
 				mu     sync.Mutex
 				during []health.Report // at each fault after the first

@@ -1,7 +1,7 @@
 // Package faultproxy is a reverse proxy for tests that puts the faults of
 // a production cluster between a client and a real OpenSearch: answers of
-// a chosen status (429 with Retry-After, 502-504), reset connections, bulk
-// items refused (429, 500), bodies too large. Faults go to the next bulk
+// a chosen status (429 with Retry-After, 502-504), reset connections, slow
+// answers, bulk items refused (429, 500), bodies too large. Faults go to the next bulk
 // requests in the order they were injected; once they are used up, every
 // request passes through untouched. Requests other than bulk always pass.
 package faultproxy
@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Fault is what the proxy does to one bulk request.
@@ -31,6 +32,9 @@ type Fault struct {
 	RetryAfter string
 	// Reset drops the connection without an answer.
 	Reset bool
+	// Delay holds the request this long, then passes it on: a slow
+	// cluster, or one a client times out on.
+	Delay time.Duration
 	// ItemStatus passes the request on, then answers every item as failed
 	// with this status (429: es_rejected_execution_exception): the cluster
 	// applied them, the client must not believe it did.
@@ -43,6 +47,8 @@ func (f Fault) String() string {
 		return "reset"
 	case f.ItemStatus != 0:
 		return fmt.Sprintf("items %d", f.ItemStatus)
+	case f.Delay > 0:
+		return fmt.Sprintf("delay %v", f.Delay)
 	}
 	return fmt.Sprintf("status %d", f.Status)
 }
@@ -90,6 +96,12 @@ func New(t testing.TB, target string) *Proxy {
 			return
 		case f.ItemStatus != 0:
 			r = r.WithContext(context.WithValue(r.Context(), itemStatusKey{}, f.ItemStatus))
+		case f.Delay > 0:
+			select {
+			case <-time.After(f.Delay):
+			case <-r.Context().Done(): // the client gave up
+				return
+			}
 		default:
 			answer(w, f)
 			return
