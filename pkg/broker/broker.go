@@ -198,7 +198,17 @@ func (c *Conn) Setup(ctx context.Context, sinks []string, opts ...SetupOption) e
 		Discard:     jetstream.DiscardOld,
 	}}
 	for _, cfg := range streams {
-		if _, err := c.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
+		_, err := c.JS.CreateOrUpdateStream(ctx, cfg)
+		if cfg.MaxBytes > 0 && noRoom(err) {
+			// JetStream reserves a stream's byte limit up front; a server
+			// on a small disk or an account with a quota cannot. Better a
+			// quarantine bounded by age alone than no pipeline.
+			slog.Warn("NATS cannot reserve the stream's byte limit; it is bounded by age only (lower --quarantine-max-bytes)",
+				"stream", cfg.Name, "max_bytes", cfg.MaxBytes, "err", err)
+			cfg.MaxBytes = -1
+			_, err = c.JS.CreateOrUpdateStream(ctx, cfg)
+		}
+		if err != nil {
 			return fmt.Errorf("creating stream %s: %w", cfg.Name, err)
 		}
 	}
@@ -316,6 +326,17 @@ func (c *Conn) Quarantine(ctx context.Context) (QuarantineUsage, error) {
 	}
 	return QuarantineUsage{Bytes: info.State.Bytes, MaxBytes: info.Config.MaxBytes, Entries: info.State.Msgs, MaxAge: info.Config.MaxAge}, nil
 }
+
+// noRoom reports whether err says the server cannot reserve the storage a
+// stream asks for.
+func noRoom(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeStorageResourcesExceeded
+}
+
+// jsErrCodeStorageResourcesExceeded is JetStream's "insufficient storage
+// resources available" (the client library names no constant for it).
+const jsErrCodeStorageResourcesExceeded jetstream.ErrorCode = 10047
 
 // State opens the state bucket.
 func (c *Conn) State(ctx context.Context) (jetstream.KeyValue, error) {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/broker"
 )
@@ -130,5 +132,41 @@ func TestConnectLogsAttempts(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "attempts") {
 		t.Errorf("error %q does not name the address and the attempts", err)
+	}
+}
+
+// TestQuarantineOnASmallServer runs Setup on a server that cannot reserve
+// the quarantine's default byte limit: the pipeline still starts, the
+// quarantine bounded by age alone; a limit that fits is kept.
+func TestQuarantineOnASmallServer(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
+		StoreDir: t.TempDir(), JetStreamMaxStore: 64 << 20, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS not ready")
+	}
+	ctx := ctxT(t)
+	conn := testenv.BrokerAt(t, srv.ClientURL())
+	for _, tt := range []struct {
+		limits   broker.QuarantineLimits
+		maxBytes int64
+	}{
+		{broker.QuarantineLimits{}, -1},
+		{broker.QuarantineLimits{MaxBytes: 1 << 20}, 1 << 20},
+	} {
+		if err := conn.Setup(ctx, []string{"primary"}, broker.WithQuarantineLimits(tt.limits)); err != nil {
+			t.Fatalf("Setup with %+v: %v", tt.limits, err)
+		}
+		u, err := conn.Quarantine(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.MaxBytes != tt.maxBytes || u.MaxAge != broker.DefaultQuarantineMaxAge {
+			t.Errorf("with %+v the quarantine keeps %d bytes for %v, want %d bytes for %v", tt.limits, u.MaxBytes, u.MaxAge, tt.maxBytes, broker.DefaultQuarantineMaxAge)
+		}
 	}
 }
