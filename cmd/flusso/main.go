@@ -101,6 +101,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			indexesCommand(),
 			reindexCommand(),
 			quarantineCommand(),
+			consumersCommand(),
 		},
 		// Errors are printed once, by execute, with the exit code it picks.
 		ExitErrHandler: func(*cli.Context, error) {},

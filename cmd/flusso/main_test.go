@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flusso/flusso/internal/run"
+	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
 	"github.com/flusso/flusso/pkg/schema"
 )
@@ -296,9 +297,10 @@ func TestRunOptions(t *testing.T) {
 	t.Setenv("FLUSSO_PRIVATE_ADDRESS", "127.0.0.1:29465")
 	t.Setenv("FLUSSO_INDEX_PREFIX", "env_")
 	t.Setenv("FLUSSO_ROLE", "assembler,writer")
+	t.Setenv("FLUSSO_QUARANTINE_MAX_BYTES", "4096")
 	code, _, stderr := flusso(t, "run", "-c", path, "--lock", lock,
 		"--slot", "flag_slot", "--index-prefix", "flag_", "--manage-publication", "false",
-		"--sink", "primary", "--lag-poll-secs", "2", "--nats-url", "nats://nats:4222")
+		"--sink", "primary", "--lag-poll-secs", "2", "--nats-url", "nats://nats:4222", "--quarantine-max-age", "1h")
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -318,6 +320,7 @@ func TestRunOptions(t *testing.T) {
 		Roles:             []run.Role{"assembler", "writer"},
 		Sinks:             []string{"primary"},
 		Version:           buildVersion(), // stamped on stdout envelopes
+		Quarantine:        broker.QuarantineLimits{MaxBytes: 4096, MaxAge: time.Hour},
 	}
 	if got.Config == nil || len(got.Config.Indexes) != 1 {
 		t.Fatalf("config = %+v", got.Config)

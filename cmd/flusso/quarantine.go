@@ -2,11 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -20,12 +16,10 @@ import (
 const natsTimeout = 10 * time.Second
 
 func quarantineCommand() *cli.Command {
-	where := []cli.Flag{
-		&cli.StringFlag{Name: "nats-url", Usage: "the deployment's external NATS `URL`; works while the pipeline runs", EnvVars: []string{"FLUSSO_NATS_URL"}},
-		&cli.StringFlag{Name: "data-dir", Usage: "`DIR` of a stopped pipeline's embedded NATS data, used without --nats-url", EnvVars: []string{"FLUSSO_DATA_DIR"}, Value: ".flusso"},
+	where := append(brokerFlags(),
 		&cli.StringFlag{Name: "index", Usage: "only documents of index `NAME`"},
 		&cli.StringFlag{Name: "sink", Usage: "only documents refused by sink `NAME` (\"" + broker.AssemblerSink + "\": could not be built)"},
-	}
+	)
 	return &cli.Command{
 		Name:  "quarantine",
 		Usage: "list or replay documents set aside under on_error = \"skip\"",
@@ -95,33 +89,11 @@ func quarantineCommand() *cli.Command {
 	}
 }
 
-// withQuarantine connects to the deployment's NATS, from --nats-url or by
-// starting the embedded server on a stopped pipeline's --data-dir, and runs
-// fn with the filter the flags give.
+// withQuarantine connects to the deployment's NATS (withBroker) and runs fn
+// with the filter the flags give.
 func withQuarantine(c *cli.Context, fn func(context.Context, *broker.Conn, writer.Filter) error) error {
 	f := writer.Filter{Index: c.String("index"), Sink: c.String("sink")}
-	ctx, cancel := context.WithTimeout(c.Context, natsTimeout)
-	defer cancel()
-	var conn *broker.Conn
-	if url := c.String("nats-url"); url != "" {
-		var err error
-		if conn, err = broker.Connect(ctx, url, "flusso quarantine"); err != nil {
-			return fail(err)
-		}
-	} else {
-		store := filepath.Join(c.String("data-dir"), "nats")
-		if _, err := os.Stat(store); errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("no embedded NATS data in %s: pass the pipeline's --data-dir, or --nats-url for a deployment on an external NATS", store)
-		}
-		emb, err := broker.StartEmbedded(store, nil)
-		if err != nil {
-			return fail(err)
-		}
-		defer emb.Close()
-		if conn, err = emb.Connect(ctx, "flusso quarantine"); err != nil {
-			return fail(err)
-		}
-	}
-	defer conn.Close()
-	return fn(c.Context, conn, f)
+	return withBroker(c, "flusso quarantine", func(ctx context.Context, conn *broker.Conn) error {
+		return fn(ctx, conn, f)
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flusso/flusso/internal/run"
+	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
 )
 
@@ -64,6 +65,8 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "nats-tls-key", Usage: "client key `FILE` for NATS mutual TLS", EnvVars: []string{"FLUSSO_NATS_TLS_KEY"}},
 			&cli.StringSliceFlag{Name: "role", Usage: "`ROLE` to run: capture, assembler or writer; repeatable (default: all)", EnvVars: []string{"FLUSSO_ROLE"}},
 			&cli.StringSliceFlag{Name: "sink", Usage: "`NAME` of a sink this process writes; repeatable (default: all)", EnvVars: []string{"FLUSSO_SINK"}},
+			&cli.Int64Flag{Name: "quarantine-max-bytes", Usage: "`BYTES` the quarantine stream keeps; past that its oldest entries go", EnvVars: []string{"FLUSSO_QUARANTINE_MAX_BYTES"}, Value: broker.DefaultQuarantineMaxBytes},
+			&cli.DurationFlag{Name: "quarantine-max-age", Usage: "how long the quarantine stream keeps an entry (e.g. 720h)", EnvVars: []string{"FLUSSO_QUARANTINE_MAX_AGE"}, Value: broker.DefaultQuarantineMaxAge},
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -181,6 +184,7 @@ func runOptions(c *cli.Context, cfg *config.Config) (run.Options, error) {
 		NATSCert:           c.String("nats-tls-cert"),
 		NATSKey:            c.String("nats-tls-key"),
 		Sinks:              c.StringSlice("sink"),
+		Quarantine:         broker.QuarantineLimits{MaxBytes: c.Int64("quarantine-max-bytes"), MaxAge: c.Duration("quarantine-max-age")},
 		Version:            c.App.Version,
 	}
 	if c.IsSet("manage-publication") {
@@ -220,6 +224,8 @@ func runOptions(c *cli.Context, cfg *config.Config) (run.Options, error) {
 		return opts, fmt.Errorf("--queue-capacity must be at least 1, not %d", opts.QueueCapacity)
 	case opts.LagPoll < time.Second:
 		return opts, fmt.Errorf("--lag-poll-secs must be at least 1, not %d", c.Int("lag-poll-secs"))
+	case opts.Quarantine.MaxBytes < 1 || opts.Quarantine.MaxAge <= 0:
+		return opts, errors.New("--quarantine-max-bytes and --quarantine-max-age must be positive")
 	}
 	for _, r := range c.StringSlice("role") {
 		role := run.Role(r)

@@ -67,6 +67,8 @@ type Options struct {
 	// sink names (empty: every sink).
 	Roles []Role
 	Sinks []string
+	// Quarantine bounds the quarantine stream.
+	Quarantine broker.QuarantineLimits
 
 	// Version is the build's version, stamped on stdout envelopes.
 	Version string

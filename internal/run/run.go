@@ -83,7 +83,7 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 	for i, s := range cfg.Sinks {
 		sinkNames[i] = s.Name
 	}
-	if err := bc.Setup(ctx, sinkNames); err != nil {
+	if err := bc.Setup(ctx, sinkNames, broker.WithQuarantineLimits(opts.Quarantine)); err != nil {
 		return err
 	}
 	kv, err := bc.State(ctx)

@@ -19,11 +19,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flusso/flusso/pkg/redact"
 )
 
 // Names of streams, subjects, consumers and buckets.
@@ -68,8 +72,10 @@ func QuarantineSubject(sink, index string) string {
 	return QuarantinePrefix + sink + "." + index
 }
 
+const writerPrefix = "writer_"
+
 // WriterConsumer is the durable consumer of one sink's writers.
-func WriterConsumer(sink string) string { return "writer_" + sink }
+func WriterConsumer(sink string) string { return writerPrefix + sink }
 
 // Conn is a connection to NATS with JetStream.
 type Conn struct {
@@ -77,8 +83,10 @@ type Conn struct {
 	JS jetstream.JetStream
 }
 
-// Connect dials url. Reconnects are unlimited: a broker restart is an
-// outage to wait out, not a reason to stop.
+// Connect dials url, retrying every second until ctx ends; each failed
+// attempt is logged with the address and the attempt count. Reconnects
+// are unlimited: a broker restart is an outage to wait out, not a reason
+// to stop.
 func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*Conn, error) {
 	opts = append([]nats.Option{
 		nats.Name(name),
@@ -86,23 +94,25 @@ func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*Conn,
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.Timeout(5 * time.Second),
 	}, opts...)
+	addr := redact.String(url)
 	var nc *nats.Conn
 	var err error
-	for {
+	for attempt := 1; ; attempt++ {
 		nc, err = nats.Connect(url, opts...)
 		if err == nil {
 			break
 		}
+		slog.Warn("connecting to NATS failed, retrying", "url", addr, "attempt", attempt, "in", time.Second, "err", redact.Error(err))
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
+			return nil, fmt.Errorf("connecting to NATS at %s (%d attempts): %s", addr, attempt, redact.Error(err))
 		case <-time.After(time.Second):
 		}
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("opening JetStream on %s: %w", url, err)
+		return nil, fmt.Errorf("opening JetStream on %s: %s", addr, redact.Error(err))
 	}
 	return &Conn{NC: nc, JS: js}, nil
 }
@@ -114,11 +124,53 @@ func (c *Conn) Close() {
 	}
 }
 
+// QuarantineLimits bound the quarantine stream: past either, its oldest
+// entries go. A zero field takes the default.
+type QuarantineLimits struct {
+	MaxBytes int64
+	MaxAge   time.Duration
+}
+
+// Defaults of QuarantineLimits.
+const (
+	DefaultQuarantineMaxBytes = 1 << 30
+	DefaultQuarantineMaxAge   = 30 * 24 * time.Hour
+)
+
+func (l QuarantineLimits) withDefaults() QuarantineLimits {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultQuarantineMaxBytes
+	}
+	if l.MaxAge <= 0 {
+		l.MaxAge = DefaultQuarantineMaxAge
+	}
+	return l
+}
+
+// SetupOption changes what Setup creates.
+type SetupOption func(*setup)
+
+type setup struct {
+	quarantine QuarantineLimits
+}
+
+// WithQuarantineLimits sets the quarantine stream's limits.
+func WithQuarantineLimits(l QuarantineLimits) SetupOption {
+	return func(s *setup) { s.quarantine = l }
+}
+
 // Setup creates or updates the streams, consumers and the state bucket for
-// the given sinks, and removes writer consumers of sinks no longer
-// configured (an orphan would hold documents forever). Every role calls it;
-// it is idempotent.
-func (c *Conn) Setup(ctx context.Context, sinks []string) error {
+// the given sinks. Every role calls it; it is idempotent. It never removes
+// the consumer of a sink it does not know: during a rolling upgrade that
+// adds a sink, the old processes would delete the new sink's consumer and
+// its documents with it. A sink removed for good leaves its consumer
+// holding documents until `flusso consumers delete` removes it.
+func (c *Conn) Setup(ctx context.Context, sinks []string, opts ...SetupOption) error {
+	var set setup
+	for _, o := range opts {
+		o(&set)
+	}
+	limits := set.quarantine.withDefaults()
 	streams := []jetstream.StreamConfig{{
 		Name:        ChangesStream,
 		Description: "captured row changes and backfill key batches, consumed by the assemblers",
@@ -141,9 +193,22 @@ func (c *Conn) Setup(ctx context.Context, sinks []string) error {
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxMsgSize:  MaxPayload,
+		MaxBytes:    limits.MaxBytes,
+		MaxAge:      limits.MaxAge,
+		Discard:     jetstream.DiscardOld,
 	}}
 	for _, cfg := range streams {
-		if _, err := c.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
+		_, err := c.JS.CreateOrUpdateStream(ctx, cfg)
+		if cfg.MaxBytes > 0 && noRoom(err) {
+			// JetStream reserves a stream's byte limit up front; a server
+			// on a small disk or an account with a quota cannot. Better a
+			// quarantine bounded by age alone than no pipeline.
+			slog.Warn("NATS cannot reserve the stream's byte limit; it is bounded by age only (lower --quarantine-max-bytes)",
+				"stream", cfg.Name, "max_bytes", cfg.MaxBytes, "err", err)
+			cfg.MaxBytes = -1
+			_, err = c.JS.CreateOrUpdateStream(ctx, cfg)
+		}
+		if err != nil {
 			return fmt.Errorf("creating stream %s: %w", cfg.Name, err)
 		}
 	}
@@ -156,10 +221,8 @@ func (c *Conn) Setup(ctx context.Context, sinks []string) error {
 	}); err != nil {
 		return fmt.Errorf("creating consumer %s: %w", AssemblerConsumer, err)
 	}
-	want := map[string]bool{}
 	for _, s := range sinks {
 		name := WriterConsumer(s)
-		want[name] = true
 		if _, err := c.JS.CreateOrUpdateConsumer(ctx, DocsStream, jetstream.ConsumerConfig{
 			Durable:       name,
 			AckPolicy:     jetstream.AckExplicitPolicy,
@@ -168,25 +231,6 @@ func (c *Conn) Setup(ctx context.Context, sinks []string) error {
 			MaxDeliver:    -1,
 		}); err != nil {
 			return fmt.Errorf("creating consumer %s: %w", name, err)
-		}
-	}
-	docs, err := c.JS.Stream(ctx, DocsStream)
-	if err != nil {
-		return fmt.Errorf("opening stream %s: %w", DocsStream, err)
-	}
-	lister := docs.ConsumerNames(ctx)
-	var stale []string
-	for name := range lister.Name() {
-		if strings.HasPrefix(name, "writer_") && !want[name] {
-			stale = append(stale, name)
-		}
-	}
-	if err := lister.Err(); err != nil {
-		return fmt.Errorf("listing consumers of %s: %w", DocsStream, err)
-	}
-	for _, name := range stale {
-		if err := docs.DeleteConsumer(ctx, name); err != nil {
-			return fmt.Errorf("removing consumer %s of a sink no longer configured: %w", name, err)
 		}
 	}
 	if _, err := c.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -208,6 +252,91 @@ func (c *Conn) Setup(ctx context.Context, sinks []string) error {
 	}
 	return nil
 }
+
+// WriterState is what a sink's writer consumer holds.
+type WriterState struct {
+	Sink     string `json:"sink"`
+	Consumer string `json:"consumer"`
+	// Pending is the documents not yet delivered, AckPending the ones
+	// delivered and not yet acked.
+	Pending    uint64 `json:"pending"`
+	AckPending int    `json:"ack_pending"`
+	// Active is when a writer last fetched; nil when none ever did.
+	Active *time.Time `json:"active,omitempty"`
+}
+
+// Writers lists the writer consumers on the documents stream, by name:
+// the configured sinks' and any a removed sink left behind.
+func (c *Conn) Writers(ctx context.Context) ([]WriterState, error) {
+	docs, err := c.JS.Stream(ctx, DocsStream)
+	if err != nil {
+		return nil, fmt.Errorf("opening stream %s: %w", DocsStream, err)
+	}
+	lister := docs.ListConsumers(ctx)
+	var out []WriterState
+	for info := range lister.Info() {
+		sink, ok := strings.CutPrefix(info.Name, writerPrefix)
+		if !ok {
+			continue
+		}
+		ws := WriterState{Sink: sink, Consumer: info.Name, Pending: info.NumPending, AckPending: info.NumAckPending}
+		if info.Delivered.Last != nil {
+			at := info.Delivered.Last.UTC()
+			ws.Active = &at
+		}
+		out = append(out, ws)
+	}
+	if err := lister.Err(); err != nil {
+		return nil, fmt.Errorf("listing consumers of %s: %w", DocsStream, err)
+	}
+	slices.SortFunc(out, func(a, b WriterState) int { return strings.Compare(a.Consumer, b.Consumer) })
+	return out, nil
+}
+
+// DeleteWriter removes the writer consumer of sink, releasing the
+// documents it held for it; a missing one is an error that IsNotFound
+// recognises. A process still running that sink's writer gets no more
+// documents until it restarts (Setup creates the consumer again).
+func (c *Conn) DeleteWriter(ctx context.Context, sink string) error {
+	name := WriterConsumer(sink)
+	if err := c.JS.DeleteConsumer(ctx, DocsStream, name); err != nil {
+		return fmt.Errorf("removing consumer %s of %s: %w", name, DocsStream, err)
+	}
+	return nil
+}
+
+// QuarantineUsage is how full the quarantine stream is.
+type QuarantineUsage struct {
+	Bytes    uint64 // stored
+	MaxBytes int64  // past it the oldest entries go; -1: no limit
+	Entries  uint64
+	MaxAge   time.Duration // 0: no limit
+}
+
+// Quarantine reads the quarantine stream's usage and limits, for a metric
+// that warns before entries are dropped for room.
+func (c *Conn) Quarantine(ctx context.Context) (QuarantineUsage, error) {
+	s, err := c.JS.Stream(ctx, QuarantineStream)
+	if err != nil {
+		return QuarantineUsage{}, fmt.Errorf("opening stream %s: %w", QuarantineStream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return QuarantineUsage{}, fmt.Errorf("reading stream %s: %w", QuarantineStream, err)
+	}
+	return QuarantineUsage{Bytes: info.State.Bytes, MaxBytes: info.Config.MaxBytes, Entries: info.State.Msgs, MaxAge: info.Config.MaxAge}, nil
+}
+
+// noRoom reports whether err says the server cannot reserve the storage a
+// stream asks for.
+func noRoom(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeStorageResourcesExceeded
+}
+
+// jsErrCodeStorageResourcesExceeded is JetStream's "insufficient storage
+// resources available" (the client library names no constant for it).
+const jsErrCodeStorageResourcesExceeded jetstream.ErrorCode = 10047
 
 // State opens the state bucket.
 func (c *Conn) State(ctx context.Context) (jetstream.KeyValue, error) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/broker"
+	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/sink"
 	"github.com/flusso/flusso/pkg/sink/stdout"
 	"github.com/flusso/flusso/proto/flussopb"
@@ -37,20 +38,23 @@ func (o *output) Write(p []byte) (int, error) {
 }
 
 // TestPipeline runs the writer's pipeline against an embedded JetStream and
-// the stdout sink: written runs are acked, a failed one is handed back for
-// redelivery and reported, and the last write of a caught-up fetch asks
-// for a refresh.
+// the stdout sink: written runs are acked, a write the sink fails is
+// retried (the stage degraded meanwhile) until the sink works again or the
+// writer shuts down, when it is handed back for redelivery, and the last
+// write of a caught-up fetch asks for a refresh.
 func TestPipeline(t *testing.T) {
 	tests := []struct {
 		name        string
-		fail        bool
+		fail        bool // the sink fails until it is seen degraded; then…
+		recovers    bool // …it works again, or else the writer shuts down
 		caughtUp    bool
 		wantAcked   bool
 		wantRefresh bool
 	}{
 		{name: "written and caught up", caughtUp: true, wantAcked: true, wantRefresh: true},
 		{name: "written with more waiting", wantAcked: true},
-		{name: "sink fails", fail: true, caughtUp: true},
+		{name: "sink fails, then works again", fail: true, recovers: true, caughtUp: true, wantAcked: true, wantRefresh: true},
+		{name: "sink fails until shutdown", fail: true, caughtUp: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,21 +92,51 @@ func TestPipeline(t *testing.T) {
 			}
 
 			out := &output{fail: tt.fail}
-			w := New(Config{Sink: stdout.New("out", out, false, "test"), Broker: conn, Indexes: []Index{{Index: sink.Index{Name: "tags"}}}})
+			stage := health.NewRegistry().Stage("writer.out")
+			w := New(Config{Sink: stdout.New("out", out, false, "test"), Broker: conn, Indexes: []Index{{Index: sink.Index{Name: "tags"}}}, Health: stage})
 			refresh := make(chan struct{}, 1)
 			pipe := newPipeline(w, refresh)
 			pipe.caughtUp.Store(tt.caughtUp)
+			wctx, shutdown := context.WithCancel(ctx)
+			defer shutdown()
+			// With the sink failing, submits wait for the writes in flight:
+			// the sink is repaired, or the writer shut down, meanwhile.
+			degraded := make(chan health.Report, 1)
+			if tt.fail {
+				go func() {
+					r := stage.Report()
+					for ; r.Failures < 2 && ctx.Err() == nil; r = stage.Report() {
+						time.Sleep(10 * time.Millisecond)
+					}
+					degraded <- r
+					if !tt.recovers {
+						shutdown()
+						return
+					}
+					out.mu.Lock()
+					out.fail = false
+					out.mu.Unlock()
+				}()
+			}
 			for _, part := range [][2]int{{0, 4}, {4, 7}, {7, n}} {
-				if err := pipe.submit(ctx, msgs[part[0]:part[1]], docs[part[0]:part[1]]); err != nil && !tt.fail {
+				if err := pipe.submit(wctx, msgs[part[0]:part[1]], docs[part[0]:part[1]]); err != nil && tt.wantAcked {
 					t.Fatalf("submit: %v", err)
 				}
 			}
-			err = pipe.drain()
-			if tt.fail != (err != nil) {
-				t.Fatalf("drain: %v, want a failure: %v", err, tt.fail)
+			if tt.fail {
+				if r := <-degraded; r.State != health.Degraded || !strings.Contains(r.LastError, "disk full") {
+					t.Fatalf("while the sink fails the writer shows %+v, want degraded, last error disk full", r)
+				}
 			}
-			if tt.fail && pipe.submit(ctx, msgs[:1], docs[:1]) == nil {
+			err = pipe.drain()
+			if tt.wantAcked != (err == nil) {
+				t.Fatalf("drain: %v, want a failure: %v", err, !tt.wantAcked)
+			}
+			if !tt.wantAcked && pipe.submit(ctx, msgs[:1], docs[:1]) == nil {
 				t.Error("a submit after a failure was accepted")
+			}
+			if r := stage.Report(); tt.recovers && r.State != health.OK {
+				t.Errorf("after the sink recovered the writer shows %+v, want ok", r)
 			}
 
 			if err := conn.NC.FlushWithContext(ctx); err != nil {
@@ -121,7 +155,7 @@ func TestPipeline(t *testing.T) {
 			if acked := info.AckFloor.Stream == n && info.NumAckPending == 0; acked != tt.wantAcked {
 				t.Errorf("ack floor %d, %d pending acks: every message acked is %v, want %v", info.AckFloor.Stream, info.NumAckPending, acked, tt.wantAcked)
 			}
-			if tt.fail {
+			if !tt.wantAcked {
 				again, err := broker.Next(ctx, cons, n, 5*time.Second, 0)
 				if err != nil || len(again) == 0 {
 					t.Fatalf("nothing redelivered after the failure (%v)", err)

@@ -51,6 +51,7 @@ type Writer struct {
 	cfg     Config
 	log     *slog.Logger
 	indexes map[string]Index
+	retrier *sink.Retrier
 
 	written     sync.Map // index → *atomic.Uint64
 	quarantined sync.Map
@@ -66,7 +67,8 @@ func New(cfg Config) *Writer {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	w := &Writer{cfg: cfg, log: cfg.Log.With("stage", "writer", "sink", cfg.Sink.Name()), indexes: map[string]Index{}}
+	log := cfg.Log.With("stage", "writer", "sink", cfg.Sink.Name())
+	w := &Writer{cfg: cfg, log: log, indexes: map[string]Index{}, retrier: &sink.Retrier{Health: cfg.Health, Log: log}}
 	for _, ix := range cfg.Indexes {
 		w.indexes[ix.Name] = ix
 	}
@@ -96,13 +98,21 @@ func count(m *sync.Map, key string, n int) {
 	v.(*atomic.Uint64).Add(uint64(n))
 }
 
-// Run writes until ctx is done. A flush-wide failure of the sink, or an
-// item rejection under on_error = stop, ends it with an error; the
-// unacknowledged documents are redelivered to the next run.
+// Run writes until ctx is done. A sink or broker that fails is retried
+// without end (the stage shows degraded meanwhile): a slow or refusing
+// sink is a wait, not a reason to stop the process. Only an item rejection
+// under on_error = stop ends it with an error; the unacknowledged
+// documents are redelivered to the next run.
 func (w *Writer) Run(ctx context.Context) error {
 	for _, ix := range w.cfg.Indexes {
-		if _, err := w.cfg.Sink.Ensure(ctx, ix.Index); err != nil {
-			return fmt.Errorf("sink %s: preparing index %s: %w", w.cfg.Sink.Name(), ix.Name, err)
+		err := w.retry(ctx, "preparing index "+ix.Name, func() error {
+			if _, err := w.cfg.Sink.Ensure(ctx, ix.Index); err != nil {
+				return fmt.Errorf("sink %s: preparing index %s: %w", w.cfg.Sink.Name(), ix.Name, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil // ctx ended
 		}
 	}
 	name := broker.WriterConsumer(w.cfg.Sink.Name())
@@ -125,18 +135,14 @@ func (w *Writer) Run(ctx context.Context) error {
 			pipe.drain() //nolint:errcheck // already failing with err
 			return err
 		}
-		fetched, err := broker.Next(ctx, cons, w.cfg.Batch, 250*time.Millisecond, broker.Linger)
+		var fetched []jetstream.Msg
+		err := w.retry(ctx, "fetching documents", func() error {
+			var err error
+			fetched, err = broker.Next(ctx, cons, w.cfg.Batch, 250*time.Millisecond, broker.Linger)
+			return err
+		})
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			w.log.Warn("fetching documents", "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(500 * time.Millisecond):
-			}
-			continue
+			return nil // ctx ended
 		}
 		if len(fetched) == 0 && len(held) == 0 {
 			continue
@@ -229,16 +235,7 @@ func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, pipe *pip
 			docs = append(docs, &d)
 			continue
 		}
-		if err := flush(); err != nil {
-			nakAll(msgs[i:])
-			return nil, err
-		}
-		// A marker applies once everything before it is written.
-		if err := pipe.drain(); err != nil {
-			nakAll(msgs[i:])
-			return nil, err
-		}
-		ready, err := w.markerReady(ctx, cons, m)
+		ready, err := w.atMarker(ctx, cons, pipe, flush, m, &d, msgs[i:])
 		if err != nil {
 			nakAll(msgs[i:])
 			return nil, err
@@ -246,12 +243,34 @@ func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, pipe *pip
 		if !ready {
 			return msgs[i:], nil
 		}
-		if err := w.marker(ctx, m, &d); err != nil {
-			nakAll(msgs[i:])
-			return nil, err
-		}
 	}
 	return nil, flush()
+}
+
+// atMarker applies marker m (d decoded) once everything before it is
+// written and reports whether it did; rest is m and what follows it, kept
+// from redelivery while the writes before it end, however long a failing
+// sink makes that.
+func (w *Writer) atMarker(ctx context.Context, cons jetstream.Consumer, pipe *pipeline, flush func() error,
+	m jetstream.Msg, d *flussopb.Document, rest []jetstream.Msg) (bool, error) {
+	stop := broker.KeepAlive(rest)
+	defer stop()
+	if err := flush(); err != nil {
+		return false, err
+	}
+	if err := pipe.drain(); err != nil {
+		return false, err
+	}
+	var ready bool
+	err := w.retry(ctx, "reading the consumer state", func() error {
+		var err error
+		ready, err = w.markerReady(ctx, cons, m)
+		return err
+	})
+	if err != nil || !ready {
+		return false, err
+	}
+	return true, w.marker(ctx, m, d)
 }
 
 // docKey identifies one document operation for coalescing: builds of the
@@ -305,7 +324,8 @@ func toSinkDoc(d *flussopb.Document) sink.Doc {
 }
 
 // send coalesces docs (of several builds of one document only the newest
-// is written) and writes them, returning what the sink rejected.
+// is written) and writes them, returning what the sink rejected. A failed
+// write is retried until ctx ends, the only error.
 func (w *Writer) send(ctx context.Context, docs []sink.Doc) ([]sink.Rejection, error) {
 	latest := map[docKey]int{}
 	var out []sink.Doc
@@ -320,12 +340,22 @@ func (w *Writer) send(ctx context.Context, docs []sink.Doc) ([]sink.Rejection, e
 		latest[k] = len(out)
 		out = append(out, d)
 	}
-	start := time.Now()
-	rejected, err := w.cfg.Sink.Write(ctx, out)
+	var (
+		rejected []sink.Rejection
+		took     time.Duration
+	)
+	err := w.retry(ctx, "writing documents", func() error {
+		start := time.Now()
+		var err error
+		if rejected, err = w.cfg.Sink.Write(ctx, out); err != nil {
+			return fmt.Errorf("sink %s: writing %d documents: %w", w.cfg.Sink.Name(), len(out), err)
+		}
+		took = time.Since(start)
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("sink %s: writing %d documents: %w", w.cfg.Sink.Name(), len(out), err)
+		return nil, err
 	}
-	took := time.Since(start)
 	w.lastFlush.Store(int64(took))
 	if w.cfg.OnFlush != nil {
 		w.cfg.OnFlush(w.cfg.Sink.Name(), took)
@@ -479,8 +509,14 @@ func (w *Writer) quarantine(ctx context.Context, r sink.Rejection) error {
 	msg.Header.Set(broker.HeaderID, r.Doc.ID)
 	msg.Header.Set(broker.HeaderReason, r.Reason)
 	msg.Header.Set(broker.HeaderVersion, strconv.FormatUint(r.Doc.Version, 10))
-	if _, err := w.cfg.Broker.JS.PublishMsg(ctx, msg); err != nil {
-		return fmt.Errorf("quarantining document %s of %s: %w", r.Doc.ID, r.Doc.Index, err)
+	err = w.retry(ctx, "quarantining a document", func() error {
+		if _, err := w.cfg.Broker.JS.PublishMsg(ctx, msg); err != nil {
+			return fmt.Errorf("quarantining document %s of %s: %w", r.Doc.ID, r.Doc.Index, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	count(&w.quarantined, r.Doc.Index, 1)
 	w.log.Warn("document quarantined", "index", r.Doc.Index, "id", r.Doc.ID, "reason", r.Reason)
@@ -511,13 +547,25 @@ func (w *Writer) markerReady(ctx context.Context, cons jetstream.Consumer, m jet
 func (w *Writer) marker(ctx context.Context, m jetstream.Msg, d *flussopb.Document) error {
 	switch d.Op {
 	case flussopb.DocOp_SEEDED:
-		if err := w.cfg.Sink.MarkSeeded(ctx, d.Index, d.Generation); err != nil {
-			return fmt.Errorf("sink %s: marking index %s seeded: %w", w.cfg.Sink.Name(), d.Index, err)
+		err := w.retry(ctx, "marking an index seeded", func() error {
+			if err := w.cfg.Sink.MarkSeeded(ctx, d.Index, d.Generation); err != nil {
+				return fmt.Errorf("sink %s: marking index %s seeded: %w", w.cfg.Sink.Name(), d.Index, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		w.log.Info("index seeded", "index", d.Index, "generation", d.Generation)
 	case flussopb.DocOp_PURGE:
-		if err := w.cfg.Sink.Purge(ctx, d.Index, d.Version); err != nil {
-			return fmt.Errorf("sink %s: purging index %s: %w", w.cfg.Sink.Name(), d.Index, err)
+		err := w.retry(ctx, "purging an index", func() error {
+			if err := w.cfg.Sink.Purge(ctx, d.Index, d.Version); err != nil {
+				return fmt.Errorf("sink %s: purging index %s: %w", w.cfg.Sink.Name(), d.Index, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		w.log.Info("index purged (root table truncated)", "index", d.Index)
 	}
@@ -525,6 +573,20 @@ func (w *Writer) marker(ctx context.Context, m jetstream.Msg, d *flussopb.Docume
 		return fmt.Errorf("acking marker: %w", err)
 	}
 	return nil
+}
+
+// retryCap bounds the writer's waits between attempts. What it retries
+// is cheap to try (the sink waits out backpressure itself), and a broker
+// or sink back from an outage should see the writer again within seconds.
+const retryCap = 5 * time.Second
+
+// retry runs fn until it succeeds or ctx ends (the only error), with
+// backoff; each failure marks the stage degraded on /status and the next
+// success ok.
+func (w *Writer) retry(ctx context.Context, what string, fn func() error) error {
+	return w.retrier.Do(ctx, what, fn, func(attempt int, _ error) (time.Duration, error) {
+		return sink.BackoffUpTo(attempt, retryCap), nil
+	})
 }
 
 func ackAll(msgs []jetstream.Msg) {

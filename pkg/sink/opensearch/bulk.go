@@ -22,6 +22,9 @@ type op struct {
 	doc    int // position in the docs given to Write
 	lines  []byte
 	source []byte
+
+	retries int    // of a failure that may pass (retryItem)
+	failure string // the item's last failure
 }
 
 // size is the item's length in the request body.
@@ -48,8 +51,10 @@ const inFlight = 2
 
 // Write applies docs with bulk requests of at most BatchSize items and
 // MaxBytes bytes (an item larger than that goes alone). Items OpenSearch
-// refuses for what they are come back as rejections; transient failures,
-// whole or per item, are retried; anything else fails the call.
+// refuses for what they are, or for their size (413), come back as
+// rejections. Backpressure and outages, whole or per item, are waited out
+// for as long as ctx lasts; other failures that may pass are retried
+// MaxRetries times (see pause); anything else fails the call.
 func (s *Sink) Write(ctx context.Context, docs []sink.Doc) ([]sink.Rejection, error) {
 	if len(docs) == 0 {
 		return nil, nil
@@ -255,8 +260,9 @@ type item struct {
 type outcome int
 
 const (
-	applied outcome = iota
-	retryItem
+	applied   outcome = iota
+	busyItem          // the cluster is overloaded or the target is moving: retried without end
+	retryItem         // may pass: retried MaxRetries times, then rejected
 	rejectItem
 )
 
@@ -271,6 +277,8 @@ func classify(verb string, it item) outcome {
 	case verb == "delete" && it.Status == http.StatusNotFound && len(it.Error) == 0:
 		// Nothing to delete; the tombstone still records the version.
 		return applied
+	case busy(it.Status):
+		return busyItem
 	case transient(it.Status):
 		return retryItem
 	}
@@ -278,75 +286,123 @@ func classify(verb string, it item) outcome {
 		Type string `json:"type"`
 	}
 	if json.Unmarshal(it.Error, &e) == nil && e.Type == "index_not_found_exception" {
-		// The target disappeared; worth retrying while aliases move, a
-		// failure of the whole write if it stays that way.
-		return retryItem
+		// The target disappeared, as it does for a moment while aliases
+		// move. Nothing about the document is wrong: it waits for the index.
+		return busyItem
 	}
 	return rejectItem
 }
 
-// bulk sends one chunk, retrying it whole on transient failures and then
-// only its transiently failing items, within MaxRetries retries in all.
+// bulk sends one chunk, retrying it whole while the request fails and then
+// only its items that failed (see pause and classify). A chunk refused as
+// too large is split.
 func (s *Sink) bulk(ctx context.Context, pending []op, docs []sink.Doc, rejected map[int]string) error {
 	q := url.Values{"filter_path": {"items.*.status,items.*.result,items.*.error"}}
 	if s.cfg.Pipeline != "" {
 		q.Set("pipeline", s.cfg.Pipeline)
 	}
-	return s.retry(ctx, func() (bool, error) {
-		n := 0
-		for _, o := range pending {
-			n += o.size()
-		}
-		body := bytes.NewBuffer(make([]byte, 0, n))
-		for _, o := range pending {
-			body.Write(o.lines)
-			if o.source != nil {
-				body.Write(o.source)
-				body.WriteByte('\n')
-			}
-		}
-		resp, err := s.send(ctx, http.MethodPost, request{path: "/_bulk", query: q, body: body.Bytes(), ndjson: true})
+	tooLarge := false
+	err := s.retry(ctx, func() error {
+		resp, err := s.attempt(ctx, http.MethodPost, request{path: "/_bulk", query: q, body: bulkBody(pending), ndjson: true})
 		if err != nil {
-			return true, fmt.Errorf("bulk request: %w", err)
+			return fmt.Errorf("bulk request: %w", err)
 		}
-		if transient(resp.status) {
-			return true, fmt.Errorf("bulk request: %w", resp.errorOf())
+		if resp.status == http.StatusRequestEntityTooLarge {
+			tooLarge = true
+			return nil
 		}
 		if !resp.ok() {
-			return false, fmt.Errorf("bulk request refused: %w", resp.errorOf())
+			return fmt.Errorf("bulk request refused: %w", resp.errorOf())
 		}
-		var got struct {
-			Items []map[string]item `json:"items"`
+		again, err := s.outcomes(resp, pending, docs, rejected)
+		if err != nil || len(again) == 0 {
+			return err
 		}
-		if err := json.Unmarshal(resp.body, &got); err != nil {
-			return false, fmt.Errorf("decode bulk response: %w", err)
+		first := docs[again[0].doc]
+		pending = again
+		// Items that are not busy count their own retries (outcomes).
+		return &retryable{err: fmt.Errorf("%d bulk items failed, first %s/%s: %s", len(again), first.Index, first.ID, again[0].failure), busy: true}
+	})
+	if err != nil || !tooLarge {
+		return err
+	}
+	return s.split(ctx, pending, docs, rejected)
+}
+
+// bulkBody is the request body of ops.
+func bulkBody(ops []op) []byte {
+	n := 0
+	for _, o := range ops {
+		n += o.size()
+	}
+	body := bytes.NewBuffer(make([]byte, 0, n))
+	for _, o := range ops {
+		body.Write(o.lines)
+		if o.source != nil {
+			body.Write(o.source)
+			body.WriteByte('\n')
 		}
-		if len(got.Items) != len(pending) {
-			return false, fmt.Errorf("bulk response has %d items for %d operations", len(got.Items), len(pending))
-		}
-		var (
-			again []op
-			first string
-		)
-		for k, entry := range got.Items {
-			for verb, it := range entry {
-				switch classify(verb, it) {
-				case retryItem:
-					if first == "" {
-						first = fmt.Sprintf("%s/%s: status %d %s", docs[pending[k].doc].Index, docs[pending[k].doc].ID, it.Status, describe(it.Error))
-					}
-					again = append(again, pending[k])
-				case rejectItem:
-					if _, ok := rejected[pending[k].doc]; !ok {
-						rejected[pending[k].doc] = fmt.Sprintf("status %d: %s", it.Status, describe(it.Error))
-					}
+	}
+	return body.Bytes()
+}
+
+// outcomes reads a bulk response to pending: rejected items are recorded,
+// the ones to send again returned. An item that may pass but keeps failing
+// is rejected after MaxRetries retries.
+func (s *Sink) outcomes(resp response, pending []op, docs []sink.Doc, rejected map[int]string) ([]op, error) {
+	var got struct {
+		Items []map[string]item `json:"items"`
+	}
+	if err := json.Unmarshal(resp.body, &got); err != nil {
+		return nil, fmt.Errorf("decode bulk response: %w", err)
+	}
+	if len(got.Items) != len(pending) {
+		return nil, fmt.Errorf("bulk response has %d items for %d operations", len(got.Items), len(pending))
+	}
+	var again []op
+	for k, entry := range got.Items {
+		for verb, it := range entry {
+			o := pending[k]
+			o.failure = fmt.Sprintf("status %d: %s", it.Status, describe(it.Error))
+			switch classify(verb, it) {
+			case busyItem:
+				again = append(again, o)
+			case retryItem:
+				if o.retries < s.cfg.MaxRetries {
+					o.retries++
+					again = append(again, o)
+					continue
 				}
+				reject(rejected, o.doc, fmt.Sprintf("%s (failed %d times)", o.failure, o.retries+1))
+			case rejectItem:
+				reject(rejected, o.doc, o.failure)
 			}
 		}
-		if len(again) == 0 {
-			return false, nil
-		}
-		pending = again
-		return true, fmt.Errorf("%d bulk items failed transiently, first %s", len(again), first)
-	})
+	}
+	return again, nil
+}
+
+// reject records the first reason a document was refused for.
+func reject(rejected map[int]string, doc int, reason string) {
+	if _, ok := rejected[doc]; !ok {
+		rejected[doc] = reason
+	}
+}
+
+// split handles a bulk request the cluster refused as larger than it takes
+// (413: http.max_content_length, or a proxy's limit): each half goes on
+// its own, and a single item refused alone is rejected with its size, as
+// no retry could ever pass.
+func (s *Sink) split(ctx context.Context, ops []op, docs []sink.Doc, rejected map[int]string) error {
+	if len(ops) == 1 {
+		d := docs[ops[0].doc]
+		reject(rejected, ops[0].doc, fmt.Sprintf("index %s, document %s: %d bytes, more than sink %s accepts in one request (413 Request Entity Too Large)",
+			d.Index, d.ID, len(d.Body), s.cfg.Name))
+		return nil
+	}
+	half := len(ops) / 2
+	if err := s.bulk(ctx, ops[:half], docs, rejected); err != nil {
+		return err
+	}
+	return s.bulk(ctx, ops[half:], docs, rejected)
 }

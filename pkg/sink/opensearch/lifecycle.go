@@ -163,12 +163,15 @@ func (s *Sink) lookup(index string) (owned, error) {
 }
 
 // State reads an ensured index's meta document and document count; it
-// moves no alias and creates nothing.
+// moves no alias and creates nothing. Status pages ask it, so it answers
+// within Timeout rather than wait out an outage as writes do.
 func (s *Sink) State(ctx context.Context, index string) (sink.State, error) {
 	o, err := s.lookup(index)
 	if err != nil {
 		return sink.State{}, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
 	m, _, err := s.readOwnMeta(ctx, o)
 	if err != nil {
 		return sink.State{}, err

@@ -65,9 +65,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -91,12 +91,16 @@ type Config struct {
 	// (tls_verify = false); the zero value verifies.
 	InsecureSkipVerify bool
 
-	BatchSize       int           // documents per bulk request; default 1000
-	MaxBytes        int           // bytes per bulk request; default 10 MiB
-	Timeout         time.Duration // per HTTP request; default 30s
-	MaxRetries      int           // retries of a transient failure
-	Pipeline        string        // ingest pipeline for every index operation
-	Shards          int           // default 1
+	BatchSize int           // documents per bulk request; default 1000
+	MaxBytes  int           // bytes per bulk request; default 10 MiB
+	Timeout   time.Duration // per HTTP request; default 30s
+	// MaxRetries bounds the retries of a failure that may pass but is not
+	// backpressure or an outage (a 500, a shard recovering, an item
+	// failing with a 500); an overloaded or unreachable cluster (429,
+	// 502-504, no answer) is waited out without end.
+	MaxRetries      int
+	Pipeline        string // ingest pipeline for every index operation
+	Shards          int    // default 1
 	Replicas        int
 	RefreshInterval string // after seeding; default "10s"
 	TextAnalysis    string // mapping.Builtin (default) or mapping.ICU
@@ -136,17 +140,13 @@ func (c *Config) applyDefaults() {
 // crash), or the upsert would recreate the deleted document.
 const gcDeletes = "1h"
 
-// Backoff between retries: exponential from retryBase, capped, with jitter.
-const (
-	retryBase = 200 * time.Millisecond
-	retryCap  = 10 * time.Second
-)
-
 // Sink writes to one OpenSearch cluster.
 type Sink struct {
 	cfg    Config
 	client *opensearchgo.Client
 	log    *slog.Logger
+
+	retrier *sink.Retrier
 
 	mu        sync.Mutex
 	owned     map[string]owned // by logical name, filled by Ensure
@@ -189,11 +189,13 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opensearch sink %q: client: %w", cfg.Name, err)
 	}
+	log := slog.Default().With("sink", cfg.Name)
 	return &Sink{
-		cfg:    cfg,
-		client: client,
-		log:    slog.Default().With("sink", cfg.Name),
-		owned:  map[string]owned{},
+		cfg:     cfg,
+		client:  client,
+		log:     log,
+		retrier: &sink.Retrier{Health: cfg.Health, Log: log},
+		owned:   map[string]owned{},
 	}, nil
 }
 
@@ -245,14 +247,30 @@ func (r request) GetRequest(method string) (*http.Request, error) {
 
 // response is a status and body; status 0 never reaches callers.
 type response struct {
-	status int
-	body   []byte
+	status     int
+	body       []byte
+	retryAfter time.Duration // the Retry-After header; 0 when absent
 }
 
 func (r response) ok() bool { return r.status >= 200 && r.status < 300 }
 
 // transient reports whether a status is worth retrying.
 func transient(status int) bool { return status == http.StatusTooManyRequests || status >= 500 }
+
+// busy reports whether a status says the cluster is overloaded or not
+// reachable behind a proxy: worth retrying without end.
+func busy(status int) bool {
+	switch status {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// failure is the error of a transient status, retryable as the status says.
+func (r response) failure() error {
+	return &retryable{err: r.errorOf(), busy: busy(r.status), after: r.retryAfter}
+}
 
 // errorOf renders an OpenSearch error body.
 func (r response) errorOf() error {
@@ -293,6 +311,9 @@ func truncate(s string, n int) string {
 func (s *Sink) send(ctx context.Context, method string, r request) (response, error) {
 	resp, err := opensearchgo.Do[opensearchgo.NoBody](ctx, s.client, method, r, nil)
 	if err != nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
 		return response{}, err
 	}
 	defer resp.Body.Close()
@@ -300,23 +321,31 @@ func (s *Sink) send(ctx context.Context, method string, r request) (response, er
 	if err != nil {
 		return response{}, fmt.Errorf("read response: %w", err)
 	}
-	return response{status: resp.StatusCode, body: body}, nil
+	return response{status: resp.StatusCode, body: body, retryAfter: retryAfter(resp.Header.Get("Retry-After"))}, nil
 }
 
-// call performs a request, retrying transport failures and transient
-// statuses up to MaxRetries times. Any other status is returned as is.
+// attempt performs one request and turns what is worth retrying into a
+// *retryable error: no answer (refused, reset, timed out) and failing
+// statuses. Any other status is returned as is.
+func (s *Sink) attempt(ctx context.Context, method string, r request) (response, error) {
+	resp, err := s.send(ctx, method, r)
+	switch {
+	case err != nil:
+		return resp, &retryable{err: err, busy: true}
+	case transient(resp.status):
+		return resp, resp.failure()
+	}
+	return resp, nil
+}
+
+// call performs a request, retrying as retry does. Any status but a failing
+// one is returned as is.
 func (s *Sink) call(ctx context.Context, method string, r request) (response, error) {
 	var resp response
-	err := s.retry(ctx, func() (bool, error) {
+	err := s.retry(ctx, func() error {
 		var err error
-		resp, err = s.send(ctx, method, r)
-		if err != nil {
-			return true, err
-		}
-		if transient(resp.status) {
-			return true, resp.errorOf()
-		}
-		return false, nil
+		resp, err = s.attempt(ctx, method, r)
+		return err
 	})
 	return resp, err
 }
@@ -338,41 +367,65 @@ func (s *Sink) callOK(ctx context.Context, method string, r request, accept ...i
 	return resp, resp.errorOf()
 }
 
-// retry runs fn until it succeeds, fails permanently (retryable false), the
-// retries are used up or ctx ends. The error after the last attempt says
-// how many were made.
-func (s *Sink) retry(ctx context.Context, fn func() (retryable bool, err error)) error {
-	for attempt := 0; ; attempt++ {
-		retryable, err := fn()
-		if err == nil || !retryable {
-			return err
+// retryable is a failed attempt worth making again.
+type retryable struct {
+	err error
+	// busy says the cluster is overloaded or unreachable: that is waited
+	// out however long it lasts. Other failures may pass too (a 500, a
+	// shard recovering) but are tried MaxRetries more times only.
+	busy  bool
+	after time.Duration // the cluster's Retry-After; 0 when it gave none
+}
+
+func (r *retryable) Error() string { return r.err.Error() }
+func (r *retryable) Unwrap() error { return r.err }
+
+// retry runs fn until it succeeds, fails for good or ctx ends (see pause).
+// Each failed attempt marks the sink degraded on /status; the next success
+// marks it ok.
+func (s *Sink) retry(ctx context.Context, fn func() error) error {
+	return s.retrier.Do(ctx, "opensearch request", fn, s.pause())
+}
+
+// pause is the retry policy of one operation. A *retryable busy failure is
+// retried without end: backpressure and outages pass, and giving up would
+// only stop the pipeline. It waits as long as the cluster asks
+// (Retry-After, up to sink.RetryCap), else sink.Backoff. Other *retryable
+// failures are retried MaxRetries times; any other error ends at once.
+func (s *Sink) pause() sink.Pause {
+	limited := 0
+	return func(attempt int, err error) (time.Duration, error) {
+		var r *retryable
+		if !errors.As(err, &r) {
+			return 0, err
 		}
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return fmt.Errorf("%w (last error: %v)", ctxErr, err)
+		if !r.busy {
+			if limited >= s.cfg.MaxRetries {
+				return 0, fmt.Errorf("gave up after %d attempts: %w", attempt+1, err)
+			}
+			limited++
 		}
-		if attempt >= s.cfg.MaxRetries {
-			return fmt.Errorf("gave up after %d attempts: %w", attempt+1, err)
-		}
-		delay := backoff(attempt)
-		s.log.Warn("opensearch request failed, retrying", "attempt", attempt+1, "in", delay, "err", err)
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
-		case <-t.C:
-		}
+		return delay(attempt, r.after), nil
 	}
 }
 
-// backoff is the delay before retry number attempt+1: exponential with
-// "equal jitter", so retries of many writers spread out yet still grow.
-func backoff(attempt int) time.Duration {
-	d := retryBase << min(attempt, 16)
-	if d > retryCap {
-		d = retryCap
+// delay is the wait before retry number attempt+1: what the cluster asked
+// for, else backoff.
+func delay(attempt int, retryAfter time.Duration) time.Duration {
+	if retryAfter > 0 {
+		return min(retryAfter, sink.RetryCap)
 	}
-	return d/2 + rand.N(d/2+1)
+	return sink.Backoff(attempt)
+}
+
+// retryAfter reads a Retry-After header in seconds; 0 when absent or not
+// seconds.
+func retryAfter(h string) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(h))
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return time.Duration(min(n, 24*3600)) * time.Second
 }
 
 // joinNames joins index names for a multi-target path.

@@ -3,6 +3,7 @@ package opensearch
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -211,20 +212,17 @@ func (s *Sink) search(ctx context.Context, target, preference string, body map[s
 	}
 	r := request{path: "/" + url.PathEscape(target) + "/_search", query: q, body: raw}
 	var got searchResult
-	err = s.retry(ctx, func() (bool, error) {
-		resp, err := s.send(ctx, http.MethodPost, r)
+	err = s.retry(ctx, func() error {
+		resp, err := s.attempt(ctx, http.MethodPost, r)
 		if err != nil {
-			return true, err
-		}
-		if transient(resp.status) {
-			return true, resp.errorOf()
+			return err
 		}
 		if !resp.ok() {
-			return false, resp.errorOf()
+			return resp.errorOf()
 		}
 		got = searchResult{}
 		if err := json.Unmarshal(resp.body, &got); err != nil {
-			return false, fmt.Errorf("decode search response: %w", err)
+			return fmt.Errorf("decode search response: %w", err)
 		}
 		return incomplete(got, preference != "")
 	})
@@ -233,15 +231,15 @@ func (s *Sink) search(ctx context.Context, target, preference string, body map[s
 
 // incomplete reports an answer missing shards (retryable: shards recover)
 // and a shard preference that matched no shard (not retryable).
-func incomplete(got searchResult, oneShard bool) (bool, error) {
+func incomplete(got searchResult, oneShard bool) error {
 	sh := got.Shards
 	switch {
 	case oneShard && sh.Total != 1:
-		return false, fmt.Errorf("search of one shard covered %d", sh.Total)
+		return fmt.Errorf("search of one shard covered %d", sh.Total)
 	case sh.Failed > 0:
-		return true, fmt.Errorf("%d of %d shards failed: %s", sh.Failed, sh.Total, truncate(string(sh.Failures), 500))
+		return &retryable{err: fmt.Errorf("%d of %d shards failed: %s", sh.Failed, sh.Total, truncate(string(sh.Failures), 500))}
 	case got.TimedOut:
-		return true, fmt.Errorf("search timed out")
+		return &retryable{err: errors.New("search timed out")}
 	}
-	return false, nil
+	return nil
 }

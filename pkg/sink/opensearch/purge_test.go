@@ -2,6 +2,7 @@ package opensearch
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 )
 
@@ -26,7 +27,9 @@ func TestIncomplete(t *testing.T) {
 			if err := json.Unmarshal([]byte(tt.response), &got); err != nil {
 				t.Fatal(err)
 			}
-			retry, err := incomplete(got, tt.oneShard)
+			err := incomplete(got, tt.oneShard)
+			var r *retryable
+			retry := errors.As(err, &r) && !r.busy
 			if (err != nil) != tt.wantErr || retry != tt.wantRetry {
 				t.Errorf("incomplete = %v, %v; want error %v, retry %v", retry, err, tt.wantErr, tt.wantRetry)
 			}

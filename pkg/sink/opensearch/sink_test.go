@@ -1,7 +1,9 @@
 package opensearch
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,8 +16,10 @@ import (
 	"time"
 
 	"github.com/flusso/flusso/internal/testenv"
+	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/mapping"
 	"github.com/flusso/flusso/pkg/sink"
+	"github.com/flusso/flusso/pkg/sink/opensearch/faultproxy"
 )
 
 func TestEnsureCreatesIndex(t *testing.T) {
@@ -366,27 +370,16 @@ func TestRetries(t *testing.T) {
 		}
 	})
 	t.Run("an error after max_retries", func(t *testing.T) {
-		p := newProxy(t)
+		p := faultproxy.New(t, testenv.OpenSearch(t))
 		s := newSink(t, Config{URL: p.URL, MaxRetries: 2})
-		ix := parseSchema(t, usersYAML)
-		ensure(t, s, ix)
-		var attempts atomic.Int32
-		p.set(func(p *proxy) {
-			p.intercept = func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
-				if strings.HasSuffix(r.URL.Path, "/_bulk") {
-					attempts.Add(1)
-					unavailable(w)
-					return true
-				}
-				return false
-			}
-		})
+		ensure(t, s, parseSchema(t, usersYAML))
+		p.Inject(10, faultproxy.Fault{Status: http.StatusInternalServerError})
 		_, err := s.Write(ctxT(t), []sink.Doc{upsert("1", 1, `{"name":"x"}`)})
 		if err == nil || !strings.Contains(err.Error(), "gave up after 3 attempts") {
 			t.Errorf("Write = %v, want an error after 3 attempts", err)
 		}
-		if attempts.Load() != 3 {
-			t.Errorf("%d attempts, want 1 + max_retries = 3", attempts.Load())
+		if p.Served() != 3 {
+			t.Errorf("%d attempts, want 1 + max_retries = 3", p.Served())
 		}
 	})
 	t.Run("items refused with 429 are retried alone", func(t *testing.T) {
@@ -417,26 +410,46 @@ func TestRetries(t *testing.T) {
 			t.Errorf("bulk requests %q, want the second to resend item 1 alone", bulks)
 		}
 	})
-	t.Run("an unreachable cluster is an error after max_retries", func(t *testing.T) {
+	t.Run("state answers within the timeout while the cluster is down", func(t *testing.T) {
+		p := newProxy(t)
+		s := newSink(t, Config{URL: p.URL, Timeout: time.Second})
+		ensure(t, s, parseSchema(t, usersYAML))
+		p.Close()
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.State(ctxT(t), "users")
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("State = %v, want the timeout's end", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("State waits out the outage like a write")
+		}
+	})
+	t.Run("an unreachable cluster is waited for until the context ends", func(t *testing.T) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		addr := l.Addr().String()
 		l.Close()
-		s, err := New(Config{Name: "down", URL: "http://" + addr, MaxRetries: 2, Prefix: "x_"})
+		stage := health.NewRegistry().Stage("sink.down")
+		s, err := New(Config{Name: "down", URL: "http://" + addr, MaxRetries: 0, Prefix: "x_", Health: stage})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		start := time.Now()
-		_, err = s.Ensure(ctxT(t), parseSchema(t, usersYAML))
-		if err == nil || !strings.Contains(err.Error(), "gave up after 3 attempts") {
-			t.Errorf("Ensure = %v, want an error after 3 attempts", err)
+		ctx, cancel := context.WithTimeout(ctxT(t), 2*time.Second)
+		defer cancel()
+		_, err = s.Ensure(ctx, parseSchema(t, usersYAML))
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("Ensure = %v, want the context's end with the last error", err)
 		}
-		// Two backoffs of at least 100ms and 200ms.
-		if d := time.Since(start); d < 300*time.Millisecond {
-			t.Errorf("gave up after %v, too fast for two backoffs", d)
+		if r := stage.Report(); r.State != health.Degraded || r.Failures < 2 || !strings.Contains(r.LastError, "connection refused") {
+			t.Errorf("the sink showed %+v, want degraded after retries, last error connection refused", r)
 		}
 	})
 }
@@ -873,7 +886,8 @@ func TestWriteUnknownIndex(t *testing.T) {
 
 func TestOpenSearchRestart(t *testing.T) {
 	patient := newSink(t, Config{MaxRetries: 40})
-	hasty := newSink(t, Config{Prefix: patient.cfg.Prefix, MaxRetries: 1})
+	// max_retries does not bound waiting out an outage.
+	hasty := newSink(t, Config{Prefix: patient.cfg.Prefix, MaxRetries: 0})
 	c := rawCluster(t)
 	ix := parseSchema(t, usersYAML)
 	ensure(t, patient, ix)
@@ -883,8 +897,8 @@ func TestOpenSearchRestart(t *testing.T) {
 	}
 	write(t, patient, upsert("before", 1, `{"name":"acknowledged before the crash"}`))
 
-	// While the node is down: a write with one retry fails, one with
-	// enough retries lands once it is back.
+	// While the node is down: writes land once it is back, whatever
+	// their max_retries.
 	var hastyErr, patientErr error
 	done, restarted := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -908,15 +922,15 @@ func TestOpenSearchRestart(t *testing.T) {
 	testenv.RestartService(t, "opensearch", true)
 	close(restarted)
 	<-done
-	if hastyErr == nil {
-		t.Error("a write with max_retries 1 against a stopped OpenSearch succeeded")
+	if hastyErr != nil {
+		t.Errorf("a write with max_retries 0 across the restart failed: %v", hastyErr)
 	}
 	if patientErr != nil {
 		t.Errorf("a write retried across the restart failed: %v", patientErr)
 	}
 	ha := patient.hashAlias("users", ix.Hash)
 	c.refresh(ha)
-	for _, id := range []string{"before", "during"} {
+	for _, id := range []string{"before", "during", "hasty"} {
 		if c.source(ha, id) == nil {
 			t.Errorf("document %q is missing after the restart", id)
 		}

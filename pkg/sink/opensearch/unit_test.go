@@ -2,11 +2,15 @@ package opensearch
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flusso/flusso/pkg/sink"
 )
 
 func TestChunks(t *testing.T) {
@@ -103,10 +107,11 @@ func TestClassify(t *testing.T) {
 		{"created", "index", `{"status":201,"result":"created"}`, applied},
 		{"version conflict", "index", `{"status":409,"error":{"type":"version_conflict_engine_exception"}}`, applied},
 		{"delete not found", "delete", `{"status":404,"result":"not_found"}`, applied},
-		{"delete without index", "delete", `{"status":404,"error":{"type":"index_not_found_exception"}}`, retryItem},
-		{"alias missing", "index", `{"status":404,"error":{"type":"index_not_found_exception"}}`, retryItem},
-		{"too many requests", "index", `{"status":429,"error":{"type":"es_rejected_execution_exception"}}`, retryItem},
-		{"unavailable shards", "index", `{"status":503,"error":{"type":"unavailable_shards_exception"}}`, retryItem},
+		{"delete without index", "delete", `{"status":404,"error":{"type":"index_not_found_exception"}}`, busyItem},
+		{"alias missing", "index", `{"status":404,"error":{"type":"index_not_found_exception"}}`, busyItem},
+		{"too many requests", "index", `{"status":429,"error":{"type":"es_rejected_execution_exception"}}`, busyItem},
+		{"unavailable shards", "index", `{"status":503,"error":{"type":"unavailable_shards_exception"}}`, busyItem},
+		{"internal error", "index", `{"status":500,"error":{"type":"null_pointer_exception"}}`, retryItem},
 		{"mapping", "index", `{"status":400,"error":{"type":"mapper_parsing_exception"}}`, rejectItem},
 		{"strict", "index", `{"status":400,"error":{"type":"strict_dynamic_mapping_exception"}}`, rejectItem},
 	}
@@ -150,16 +155,72 @@ func TestTargets(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	for attempt := range 10 {
-		d := backoff(attempt)
-		full := min(retryBase<<attempt, retryCap)
-		if d < full/2 || d > full {
-			t.Errorf("backoff(%d) = %v, want within [%v, %v]", attempt, d, full/2, full)
-		}
+// TestRetryPolicy checks pause, the sink's retry policy: busy failures
+// (429, 502-504, no answer) are retried without end after what Retry-After
+// asks or a backoff, other retryable failures MaxRetries times, and the
+// rest not at all.
+func TestRetryPolicy(t *testing.T) {
+	busy := func(after time.Duration) error {
+		return fmt.Errorf("bulk request: %w", &retryable{err: errors.New("status 429"), busy: true, after: after})
 	}
-	if d := backoff(100); d > retryCap || d < retryCap/2 {
-		t.Errorf("backoff(100) = %v", d)
+	limited := &retryable{err: errors.New("status 500")}
+	permanent := errors.New("status 400")
+	tests := []struct {
+		name     string
+		failures []error // the attempts of one operation, in order
+		// the delay after the last one is within [min, max]
+		min, max time.Duration
+		stop     string // the last one ends the retries with an error saying this
+	}{
+		{"retry-after is honoured", []error{busy(2 * time.Second)}, 2 * time.Second, 2 * time.Second, ""},
+		{"retry-after up to the cap", []error{busy(5 * time.Minute)}, sink.RetryCap, sink.RetryCap, ""},
+		{"first backoff", []error{busy(0)}, 0, sink.RetryBase, ""},
+		{"backoff doubles", []error{busy(0), busy(0), busy(0), busy(0)}, 0, 8 * sink.RetryBase, ""},
+		{"busy past max_retries", slices.Repeat([]error{busy(0)}, 50), 0, sink.RetryCap, ""},
+		{"limited within max_retries", []error{limited, limited}, 0, 2 * sink.RetryBase, ""},
+		{"limited past max_retries", []error{limited, limited, limited}, 0, 0, "gave up after 3 attempts: status 500"},
+		{"busy does not use up max_retries", []error{limited, busy(0), busy(0), limited}, 0, 8 * sink.RetryBase, ""},
+		{"permanent", []error{permanent}, 0, 0, "status 400"},
+	}
+	s := &Sink{cfg: Config{MaxRetries: 2}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pause := s.pause()
+			var d time.Duration
+			var err error
+			for attempt, f := range tt.failures {
+				if err != nil {
+					t.Fatalf("attempt %d ended the retries: %v", attempt, err)
+				}
+				d, err = pause(attempt, f)
+			}
+			if tt.stop != "" {
+				if err == nil || err.Error() != tt.stop {
+					t.Fatalf("pause = %v, %v; want the error %q", d, err, tt.stop)
+				}
+				return
+			}
+			if err != nil || d < tt.min || d > tt.max {
+				t.Errorf("pause = %v, %v; want a delay within [%v, %v]", d, err, tt.min, tt.max)
+			}
+		})
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	tests := map[string]time.Duration{
+		"":                              0,
+		"3":                             3 * time.Second,
+		" 7 ":                           7 * time.Second,
+		"0":                             0,
+		"-5":                            0,
+		"1.5":                           0,
+		"Wed, 21 Oct 2015 07:28:00 GMT": 0, // dates are not read
+	}
+	for h, want := range tests {
+		if got := retryAfter(h); got != want {
+			t.Errorf("retryAfter(%q) = %v, want %v", h, got, want)
+		}
 	}
 }
 
