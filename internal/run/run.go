@@ -21,6 +21,7 @@ import (
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
 	"github.com/flusso/flusso/pkg/health"
+	"github.com/flusso/flusso/pkg/retry"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sink"
 	"github.com/flusso/flusso/pkg/sqlbuild"
@@ -257,39 +258,24 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 	return err
 }
 
-// Backoff of prepare between attempts.
-const (
-	prepareBackoff    = time.Second
-	prepareBackoffMax = 30 * time.Second
-)
-
 // prepare creates or resumes every index in every sink once, before the
 // stages race to it. A sink that fails is retried until it answers, its
 // stage degraded meanwhile: an unreachable OpenSearch at start is a fault to
 // show and wait out, like one later. It reports false if ctx ended first.
 func prepare(ctx context.Context, sinks []sink.Sink, indexes []sink.Index, reg *health.Registry, log *slog.Logger) bool {
 	for _, s := range sinks {
-		hs := reg.Stage("sink." + s.Name())
+		retries := &retry.Runner{Health: reg.Stage("sink." + s.Name()), Log: log}
 		for _, ix := range indexes {
-			for delay := prepareBackoff; ; delay = min(delay*2, prepareBackoffMax) {
-				_, err := s.Ensure(ctx, ix)
-				if err == nil {
-					break
+			err := retries.Do(ctx, "preparing a sink", func() error {
+				if _, err := s.Ensure(ctx, ix); err != nil {
+					return fmt.Errorf("sink %s: preparing index %s: %w", s.Name(), ix.Name, err)
 				}
-				if ctx.Err() != nil {
-					return false
-				}
-				err = fmt.Errorf("sink %s: preparing index %s: %w", s.Name(), ix.Name, err)
-				hs.Fail(err)
-				log.Warn("preparing a sink failed; retrying", "sink", s.Name(), "index", ix.Name, "err", err, "in", delay)
-				select {
-				case <-ctx.Done():
-					return false
-				case <-time.After(delay):
-				}
+				return nil
+			}, func(attempt int, _ error) (time.Duration, error) { return retry.Backoff(attempt), nil })
+			if err != nil {
+				return false // only ctx ends the retries
 			}
 		}
-		hs.OK()
 	}
 	return ctx.Err() == nil
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
 	"github.com/flusso/flusso/pkg/health"
+	"github.com/flusso/flusso/pkg/retry"
 	"github.com/flusso/flusso/pkg/sqlbuild"
 	"github.com/flusso/flusso/proto/flussopb"
 )
@@ -213,7 +214,7 @@ func (a *Assembler) Run(ctx context.Context) error {
 // is done: Postgres may be down, or the tables not yet what the schema
 // reads (a migration under way), and the stage shows it meanwhile.
 func (a *Assembler) prepare(ctx context.Context, ix *index) {
-	var pause backoff
+	pause := retry.Delay{Limit: retryCap}
 	for ctx.Err() == nil {
 		err := ix.sql.Load().Prepare(ctx, a.cfg.Pool)
 		if err == nil {
@@ -226,7 +227,7 @@ func (a *Assembler) prepare(ctx context.Context, ix *index) {
 		err = fmt.Errorf("preparing index %s: %w", ix.name, err)
 		a.log.Warn("preparing an index failed; retrying", "index", ix.name, "err", err)
 		a.cfg.Health.Fail(err)
-		pause.wait(ctx)
+		_ = pause.Wait(ctx)
 	}
 }
 
@@ -241,7 +242,7 @@ func (e *badDataError) Error() string { return e.err.Error() }
 // degraded meanwhile and recovers by itself once the cause is gone. Only
 // bad data under on_error = stop ends it.
 func (a *Assembler) work(ctx context.Context, cons jetstream.Consumer) error {
-	var pause backoff
+	pause := retry.Delay{Limit: retryCap}
 	fetchFailed := false
 	for ctx.Err() == nil {
 		msgs, err := broker.Next(ctx, cons, a.cfg.Batch, time.Second, broker.Linger)
@@ -259,7 +260,7 @@ func (a *Assembler) work(ctx context.Context, cons jetstream.Consumer) error {
 		var bad *badDataError
 		switch {
 		case err == nil:
-			pause.reset()
+			pause.Reset()
 			continue
 		case ctx.Err() != nil:
 			return nil
@@ -269,7 +270,7 @@ func (a *Assembler) work(ctx context.Context, cons jetstream.Consumer) error {
 		}
 		a.log.Warn("batch failed; it will be redelivered", "err", err)
 		a.cfg.Health.Fail(err)
-		pause.wait(ctx)
+		_ = pause.Wait(ctx)
 	}
 	return nil
 }
@@ -307,22 +308,9 @@ func (a *Assembler) handle(ctx context.Context, msgs []jetstream.Msg) error {
 	return nil
 }
 
-// backoff is the pause before retrying failed work: from 200 ms, doubling
-// on each failure in a row up to 10 s.
-type backoff struct{ next time.Duration }
-
-func (b *backoff) wait(ctx context.Context) {
-	d := max(b.next, 200*time.Millisecond)
-	b.next = min(2*d, 10*time.Second)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
-
-func (b *backoff) reset() { b.next = 0 }
+// retryCap bounds the pause before retrying failed work: a Postgres back
+// from an outage, or a column re-added, should see the workers again soon.
+const retryCap = 10 * time.Second
 
 // awaitWriters pauses, before a group of weight documents, while the
 // documents stream holds more than MaxBacklog documents.

@@ -23,6 +23,7 @@ import (
 	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/publication"
 	"github.com/flusso/flusso/pkg/redact"
+	"github.com/flusso/flusso/pkg/retry"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sqlbuild"
 )
@@ -210,7 +211,7 @@ func (c *Capture) lead(ctx context.Context) error {
 			return err
 		}
 	}
-	backoff := time.Second
+	pause := retry.Delay{Limit: 30 * time.Second}
 	for {
 		started := time.Now()
 		err := c.rerunLostBackfills(ctx)
@@ -225,16 +226,14 @@ func (c *Capture) lead(ctx context.Context) error {
 			return fatal.err
 		}
 		if time.Since(started) > time.Minute {
-			backoff = time.Second
+			pause.Reset()
 		}
 		c.cfg.Health.Fail(err)
-		c.log.Warn("replication interrupted; reconnecting", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
+		d := pause.Next()
+		c.log.Warn("replication interrupted; reconnecting", "err", err, "in", d.Round(time.Millisecond))
+		if retry.Sleep(ctx, d) != nil {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 30*time.Second)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
 	"github.com/flusso/flusso/pkg/health"
+	"github.com/flusso/flusso/pkg/retry"
 	"github.com/flusso/flusso/pkg/sink"
 	"github.com/flusso/flusso/proto/flussopb"
 )
@@ -51,7 +52,7 @@ type Writer struct {
 	cfg     Config
 	log     *slog.Logger
 	indexes map[string]Index
-	retrier *sink.Retrier
+	retries *retry.Runner
 
 	written     sync.Map // index → *atomic.Uint64
 	quarantined sync.Map
@@ -68,7 +69,7 @@ func New(cfg Config) *Writer {
 		cfg.Log = slog.Default()
 	}
 	log := cfg.Log.With("stage", "writer", "sink", cfg.Sink.Name())
-	w := &Writer{cfg: cfg, log: log, indexes: map[string]Index{}, retrier: &sink.Retrier{Health: cfg.Health, Log: log}}
+	w := &Writer{cfg: cfg, log: log, indexes: map[string]Index{}, retries: &retry.Runner{Health: cfg.Health, Log: log}}
 	for _, ix := range cfg.Indexes {
 		w.indexes[ix.Name] = ix
 	}
@@ -584,8 +585,8 @@ const retryCap = 5 * time.Second
 // backoff; each failure marks the stage degraded on /status and the next
 // success ok.
 func (w *Writer) retry(ctx context.Context, what string, fn func() error) error {
-	return w.retrier.Do(ctx, what, fn, func(attempt int, _ error) (time.Duration, error) {
-		return sink.BackoffUpTo(attempt, retryCap), nil
+	return w.retries.Do(ctx, what, fn, func(attempt int, _ error) (time.Duration, error) {
+		return retry.BackoffUpTo(attempt, retryCap), nil
 	})
 }
 

@@ -77,6 +77,7 @@ import (
 	"github.com/flusso/flusso/pkg/config"
 	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/mapping"
+	"github.com/flusso/flusso/pkg/retry"
 	"github.com/flusso/flusso/pkg/sink"
 )
 
@@ -146,7 +147,7 @@ type Sink struct {
 	client *opensearchgo.Client
 	log    *slog.Logger
 
-	retrier *sink.Retrier
+	retries *retry.Runner
 
 	mu        sync.Mutex
 	owned     map[string]owned // by logical name, filled by Ensure
@@ -194,7 +195,7 @@ func New(cfg Config) (*Sink, error) {
 		cfg:     cfg,
 		client:  client,
 		log:     log,
-		retrier: &sink.Retrier{Health: cfg.Health, Log: log},
+		retries: &retry.Runner{Health: cfg.Health, Log: log},
 		owned:   map[string]owned{},
 	}, nil
 }
@@ -384,15 +385,15 @@ func (r *retryable) Unwrap() error { return r.err }
 // Each failed attempt marks the sink degraded on /status; the next success
 // marks it ok.
 func (s *Sink) retry(ctx context.Context, fn func() error) error {
-	return s.retrier.Do(ctx, "opensearch request", fn, s.pause())
+	return s.retries.Do(ctx, "opensearch request", fn, s.pause())
 }
 
 // pause is the retry policy of one operation. A *retryable busy failure is
 // retried without end: backpressure and outages pass, and giving up would
 // only stop the pipeline. It waits as long as the cluster asks
-// (Retry-After, up to sink.RetryCap), else sink.Backoff. Other *retryable
+// (Retry-After, up to retry.Cap), else retry.Backoff. Other *retryable
 // failures are retried MaxRetries times; any other error ends at once.
-func (s *Sink) pause() sink.Pause {
+func (s *Sink) pause() retry.Pause {
 	limited := 0
 	return func(attempt int, err error) (time.Duration, error) {
 		var r *retryable
@@ -413,9 +414,9 @@ func (s *Sink) pause() sink.Pause {
 // for, else backoff.
 func delay(attempt int, retryAfter time.Duration) time.Duration {
 	if retryAfter > 0 {
-		return min(retryAfter, sink.RetryCap)
+		return min(retryAfter, retry.Cap)
 	}
-	return sink.Backoff(attempt)
+	return retry.Backoff(attempt)
 }
 
 // retryAfter reads a Retry-After header in seconds; 0 when absent or not

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flusso/flusso/pkg/sink"
+	"github.com/flusso/flusso/pkg/retry"
 )
 
 func TestChunks(t *testing.T) {
@@ -173,13 +173,13 @@ func TestRetryPolicy(t *testing.T) {
 		stop     string // the last one ends the retries with an error saying this
 	}{
 		{"retry-after is honoured", []error{busy(2 * time.Second)}, 2 * time.Second, 2 * time.Second, ""},
-		{"retry-after up to the cap", []error{busy(5 * time.Minute)}, sink.RetryCap, sink.RetryCap, ""},
-		{"first backoff", []error{busy(0)}, 0, sink.RetryBase, ""},
-		{"backoff doubles", []error{busy(0), busy(0), busy(0), busy(0)}, 0, 8 * sink.RetryBase, ""},
-		{"busy past max_retries", slices.Repeat([]error{busy(0)}, 50), 0, sink.RetryCap, ""},
-		{"limited within max_retries", []error{limited, limited}, 0, 2 * sink.RetryBase, ""},
+		{"retry-after up to the cap", []error{busy(5 * time.Minute)}, retry.Cap, retry.Cap, ""},
+		{"first backoff", []error{busy(0)}, 0, retry.Base, ""},
+		{"backoff doubles", []error{busy(0), busy(0), busy(0), busy(0)}, 0, 8 * retry.Base, ""},
+		{"busy past max_retries", slices.Repeat([]error{busy(0)}, 50), 0, retry.Cap, ""},
+		{"limited within max_retries", []error{limited, limited}, 0, 2 * retry.Base, ""},
 		{"limited past max_retries", []error{limited, limited, limited}, 0, 0, "gave up after 3 attempts: status 500"},
-		{"busy does not use up max_retries", []error{limited, busy(0), busy(0), limited}, 0, 8 * sink.RetryBase, ""},
+		{"busy does not use up max_retries", []error{limited, busy(0), busy(0), limited}, 0, 8 * retry.Base, ""},
 		{"permanent", []error{permanent}, 0, 0, "status 400"},
 	}
 	s := &Sink{cfg: Config{MaxRetries: 2}}

@@ -1,4 +1,4 @@
-package sink
+package retry
 
 import (
 	"context"
@@ -15,12 +15,12 @@ func TestBackoff(t *testing.T) {
 		bound   time.Duration
 		limit   time.Duration // BackoffUpTo's; 0: Backoff
 	}{
-		{0, RetryBase, 0},
-		{1, 2 * RetryBase, 0},
-		{5, 32 * RetryBase, 0},
-		{9, RetryCap, 0},
-		{64, RetryCap, 0},
-		{1 << 20, RetryCap, 0},
+		{0, Base, 0},
+		{1, 2 * Base, 0},
+		{5, 32 * Base, 0},
+		{9, Cap, 0},
+		{64, Cap, 0},
+		{1 << 20, Cap, 0},
 		{3, 800 * time.Millisecond, time.Second},
 		{4, time.Second, time.Second},
 	}
@@ -45,12 +45,12 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-// TestRetrierHealth checks the health record of concurrent operations: a
+// TestRunnerHealth checks the health record of concurrent operations: a
 // stage is degraded from a failed attempt and stays so while any operation
 // still retries, even as others succeed; it is ok after the next success.
-func TestRetrierHealth(t *testing.T) {
+func TestRunnerHealth(t *testing.T) {
 	stage := health.NewRegistry().Stage("sink.primary")
-	r := &Retrier{Health: stage}
+	r := &Runner{Health: stage}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	failing, release := make(chan struct{}), make(chan struct{})
@@ -109,5 +109,23 @@ func TestRetrierHealth(t *testing.T) {
 	err := r.Do(cctx, "test", func() error { return errors.New("status 503") }, func(int, error) (time.Duration, error) { return time.Hour, nil })
 	if !errors.Is(err, context.Canceled) || time.Since(start) > 5*time.Second {
 		t.Fatalf("Do after cancel = %v after %v, want context.Canceled at once", err, time.Since(start))
+	}
+}
+
+func TestDelay(t *testing.T) {
+	d := Delay{Limit: 400 * time.Millisecond}
+	for i, bound := range []time.Duration{Base, 2 * Base, 4 * Base, 400 * time.Millisecond, 400 * time.Millisecond} {
+		if got := d.Next(); got < 0 || got > bound {
+			t.Fatalf("pause %d = %v, want within [0, %v]", i, got, bound)
+		}
+	}
+	d.Reset()
+	if got := d.Next(); got > Base {
+		t.Fatalf("after Reset: %v, want at most %v", got, Base)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := (&Delay{Limit: time.Hour, attempt: 30}).Wait(ctx); err == nil {
+		t.Fatal("Wait on an ended context returned nil")
 	}
 }
