@@ -384,7 +384,8 @@ func (w *Writer) send(ctx context.Context, docs []sink.Doc) ([]sink.Rejection, e
 func (w *Writer) rebuild(ctx context.Context, rejected []sink.Rejection) error {
 	first := rejected[0]
 	w.log.Warn("sink rejected documents under on_error = stop; building them again from the current data before stopping",
-		"documents", len(rejected), "index", first.Doc.Index, "id", first.Doc.ID, "reason", first.Reason)
+		"documents", len(rejected), "index", first.Doc.Index, "id", first.Doc.ID)
+	w.log.Debug("rejection reason", "index", first.Doc.Index, "id", first.Doc.ID, "reason", first.Reason)
 	// waiting maps each document to the version its next build reaches.
 	waiting := map[[2]string]uint64{}
 	for _, r := range rejected {
@@ -520,7 +521,9 @@ func (w *Writer) quarantine(ctx context.Context, r sink.Rejection) error {
 		return err
 	}
 	count(&w.quarantined, r.Doc.Index, 1)
-	w.log.Warn("document quarantined", "index", r.Doc.Index, "id", r.Doc.ID, "reason", r.Reason)
+	// The reason may quote the document's values: WARN says where to read it.
+	w.log.Warn("document quarantined; flusso quarantine list shows the reason", "index", r.Doc.Index, "id", r.Doc.ID)
+	w.log.Debug("quarantine reason", "index", r.Doc.Index, "id", r.Doc.ID, "reason", r.Reason)
 	return nil
 }
 
