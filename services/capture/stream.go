@@ -197,11 +197,8 @@ const stoppingPings = 50
 
 // stream reads the replication stream until an error or ctx is done.
 func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, acks chan<- *openTxn, budget *semaphore.Weighted) error {
-	relations := map[uint32]*pglogrepl.RelationMessage{}
+	w := &walReader{t: t, acks: acks, budget: budget, relations: map[uint32]*pglogrepl.RelationMessage{}}
 	var (
-		cur            *openTxn // the transaction being received; it holds c.publishing
-		final          pglogrepl.LSN
-		seq            uint32
 		received, sent pglogrepl.LSN
 		nextStatus     = time.Now()
 		heard          = time.Now() // the server's last message
@@ -211,7 +208,7 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 		started        = time.Now()
 	)
 	defer func() {
-		if cur != nil {
+		if w.cur != nil {
 			c.publishing.Unlock()
 		}
 	}()
@@ -265,7 +262,7 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 					return fmt.Errorf("decoding keepalive: %w", err)
 				}
 				received = max(received, ka.ServerWALEnd)
-				if cur == nil {
+				if w.cur == nil {
 					t.Idle(ka.ServerWALEnd)
 					// Streaming works again, also with nothing to publish; a
 					// session that fails at once (on a change it cannot
@@ -286,59 +283,80 @@ func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, a
 				}
 			case pglogrepl.XLogDataByteID:
 				pings = 0
-				xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
-				if err != nil {
-					return fmt.Errorf("decoding WAL data: %w", err)
-				}
-				m, err := pglogrepl.Parse(xld.WALData)
-				if err != nil {
-					return fmt.Errorf("decoding pgoutput message at %s: %w", xld.WALStart, err)
-				}
-				switch m := m.(type) {
-				case *pglogrepl.RelationMessage:
-					relations[m.RelationID] = m
-				case *pglogrepl.BeginMessage:
-					if cur != nil {
-						return fmt.Errorf("begin at %s inside the transaction of %s", m.FinalLSN, final)
-					}
-					c.publishing.Lock()
-					cur, final, seq = &openTxn{xid: m.Xid, floor: c.reuse.floor(), budget: budget}, m.FinalLSN, 0
-					t.Open()
-				case *pglogrepl.CommitMessage:
-					if cur == nil {
-						return fmt.Errorf("commit at %s without a begin", m.CommitLSN)
-					}
-					txn := cur
-					cur = nil
-					c.publishing.Unlock()
-					txn.end = m.TransactionEndLSN
-					received = max(received, m.TransactionEndLSN)
-					select {
-					case acks <- txn:
-					case <-ctx.Done():
-						return nil
-					}
-					c.commits.Add(1)
-				case *pglogrepl.InsertMessage:
-					err = c.publishRow(ctx, cur, relations, m.RelationID, flussopb.ChangeOp_INSERT, 0, nil, m.Tuple, final, &seq)
-				case *pglogrepl.UpdateMessage:
-					err = c.publishRow(ctx, cur, relations, m.RelationID, flussopb.ChangeOp_UPDATE, m.OldTupleType, m.OldTuple, m.NewTuple, final, &seq)
-				case *pglogrepl.DeleteMessage:
-					err = c.publishRow(ctx, cur, relations, m.RelationID, flussopb.ChangeOp_DELETE, m.OldTupleType, m.OldTuple, nil, final, &seq)
-				case *pglogrepl.TruncateMessage:
-					for _, id := range m.RelationIDs {
-						if err = c.publishRow(ctx, cur, relations, id, flussopb.ChangeOp_TRUNCATE, 0, nil, nil, final, &seq); err != nil {
-							break
-						}
-					}
-				}
+				end, err := c.walData(ctx, w, msg.Data[1:])
 				if err != nil {
 					return err
 				}
+				received = max(received, end)
 			}
 		}
 	}
 	return nil
+}
+
+// walReader is what the stream keeps between the pgoutput messages of a
+// session.
+type walReader struct {
+	t         *tracker
+	acks      chan<- *openTxn
+	budget    *semaphore.Weighted
+	relations map[uint32]*pglogrepl.RelationMessage
+	cur       *openTxn // the transaction being received; it holds c.publishing
+	final     pglogrepl.LSN
+	seq       uint32
+}
+
+// walData handles one XLogData message: the pgoutput message it carries
+// opens, extends or commits w's transaction. It returns the end of a
+// transaction it committed (0 for any other message).
+func (c *Capture) walData(ctx context.Context, w *walReader, data []byte) (pglogrepl.LSN, error) {
+	xld, err := pglogrepl.ParseXLogData(data)
+	if err != nil {
+		return 0, fmt.Errorf("decoding WAL data: %w", err)
+	}
+	m, err := pglogrepl.Parse(xld.WALData)
+	if err != nil {
+		return 0, fmt.Errorf("decoding pgoutput message at %s: %w", xld.WALStart, err)
+	}
+	switch m := m.(type) {
+	case *pglogrepl.RelationMessage:
+		w.relations[m.RelationID] = m
+	case *pglogrepl.BeginMessage:
+		if w.cur != nil {
+			return 0, fmt.Errorf("begin at %s inside the transaction of %s", m.FinalLSN, w.final)
+		}
+		c.publishing.Lock()
+		w.cur, w.final, w.seq = &openTxn{xid: m.Xid, floor: c.reuse.floor(), budget: w.budget}, m.FinalLSN, 0
+		w.t.Open()
+	case *pglogrepl.CommitMessage:
+		if w.cur == nil {
+			return 0, fmt.Errorf("commit at %s without a begin", m.CommitLSN)
+		}
+		txn := w.cur
+		w.cur = nil
+		c.publishing.Unlock()
+		txn.end = m.TransactionEndLSN
+		select {
+		case w.acks <- txn:
+		case <-ctx.Done():
+			return 0, nil
+		}
+		c.commits.Add(1)
+		return m.TransactionEndLSN, nil
+	case *pglogrepl.InsertMessage:
+		err = c.publishRow(ctx, w.cur, w.relations, m.RelationID, flussopb.ChangeOp_INSERT, 0, nil, m.Tuple, w.final, &w.seq)
+	case *pglogrepl.UpdateMessage:
+		err = c.publishRow(ctx, w.cur, w.relations, m.RelationID, flussopb.ChangeOp_UPDATE, m.OldTupleType, m.OldTuple, m.NewTuple, w.final, &w.seq)
+	case *pglogrepl.DeleteMessage:
+		err = c.publishRow(ctx, w.cur, w.relations, m.RelationID, flussopb.ChangeOp_DELETE, m.OldTupleType, m.OldTuple, nil, w.final, &w.seq)
+	case *pglogrepl.TruncateMessage:
+		for _, id := range m.RelationIDs {
+			if err = c.publishRow(ctx, w.cur, w.relations, id, flussopb.ChangeOp_TRUNCATE, 0, nil, nil, w.final, &w.seq); err != nil {
+				break
+			}
+		}
+	}
+	return 0, err
 }
 
 // publishRow publishes one row change of an open transaction, if an index
@@ -481,69 +499,6 @@ func (c *Capture) resolve(ctx context.Context, acks <-chan *openTxn, t *tracker)
 			c.cfg.Health.OK()
 		}
 	}
-}
-
-// reuseWatch notices the changes stream handing out a sequence number
-// again: a nats-server killed before writing what it had acknowledged
-// numbers new messages from where its files end, and a stream created anew
-// starts over at 1. The messages from there on are gone, yet the
-// assemblers' progress runs past their sequences, so neither the watermark
-// nor a backfill may count them done. Only messages of this process are
-// watched: after a start, rerunLostBackfills' check against the stream's
-// end covers what came before.
-type reuseWatch struct {
-	mu sync.Mutex
-	// highest is the highest sequence acknowledged to this process for a
-	// newly stored message, since the last loss acted on.
-	highest uint64
-	// lostFrom is the lowest sequence seen handed out again that
-	// rerunLostBackfills has not acted on yet; 0 while there is none.
-	lostFrom uint64
-}
-
-// floor is the sequence every message published from now on must exceed.
-func (w *reuseWatch) floor() uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.highest
-}
-
-// stored checks the ack of a message published when floor was the highest
-// sequence seen stored, and records a sequence handed out again.
-func (w *reuseWatch) stored(ack *jetstream.PubAck, floor uint64) error {
-	if ack.Duplicate {
-		// The sequence of the message stored before with the same id.
-		return nil
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if ack.Sequence > floor {
-		w.highest = max(w.highest, ack.Sequence)
-		return nil
-	}
-	if w.lostFrom == 0 || ack.Sequence < w.lostFrom {
-		w.lostFrom = ack.Sequence
-	}
-	return fmt.Errorf("%s handed out sequence %d again (it had acknowledged %d before): it lost the messages from there on", broker.ChangesStream, ack.Sequence, floor)
-}
-
-// reused is the lowest sequence seen handed out again and not yet acted
-// on, or 0.
-func (w *reuseWatch) reused() uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.lostFrom
-}
-
-// handled clears a loss once the backfills it hit run again, and brings
-// highest down to the stream's last sequence: the stream hands out the ones
-// after it anew, which tells of no further loss. Called between sessions,
-// when this process publishes nothing.
-func (w *reuseWatch) handled(last uint64) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.lostFrom = 0
-	w.highest = min(w.highest, last)
 }
 
 // row converts a tuple, keeping the columns in keep. A key-only image
