@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flusso/flusso/internal/suggest"
 	"github.com/flusso/flusso/pkg/redact"
 	"github.com/flusso/flusso/pkg/schema"
+	"github.com/flusso/flusso/pkg/suggest"
 )
 
 // The keys each table accepts; anything else is an error. The JSON Schema

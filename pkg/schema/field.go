@@ -7,7 +7,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/flusso/flusso/internal/suggest"
+	"github.com/flusso/flusso/pkg/suggest"
 )
 
 // allKinds lists every field type key, in the order the format documents them.

@@ -14,7 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/flusso/flusso/internal/suggest"
+	"github.com/flusso/flusso/pkg/suggest"
 )
 
 // MaxFileSize bounds a schema file. Real schemas are a few KiB; the bound
