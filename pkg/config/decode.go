@@ -14,6 +14,7 @@ import (
 
 	"github.com/flusso/flusso/pkg/redact"
 	"github.com/flusso/flusso/pkg/schema"
+	"github.com/flusso/flusso/pkg/sink/opensearch"
 	"github.com/flusso/flusso/pkg/suggest"
 )
 
@@ -210,13 +211,14 @@ func (l *loader) sink(v any, key, name string) (Sink, bool) {
 
 func (l *loader) openSearch(m map[string]any, key string, s *Sink) {
 	s.TLSVerify = true
-	s.BatchSize = DefaultBatchSize
-	s.MaxBytes = DefaultMaxBytes
-	s.TimeoutSecs = DefaultTimeoutSecs
-	s.MaxRetries = DefaultMaxRetries
-	s.NumberOfShards = DefaultShards
-	s.NumberOfReplicas = DefaultReplicas
-	s.RefreshInterval = DefaultRefreshInterval
+	// The sink owns its defaults.
+	s.BatchSize = opensearch.DefaultBatchSize
+	s.MaxBytes = opensearch.DefaultMaxBytes
+	s.TimeoutSecs = int(opensearch.DefaultTimeout / time.Second)
+	s.MaxRetries = opensearch.DefaultMaxRetries
+	s.NumberOfShards = opensearch.DefaultShards
+	s.NumberOfReplicas = opensearch.DefaultReplicas
+	s.RefreshInterval = opensearch.DefaultRefreshInterval
 	s.TextAnalysis = TextAnalysisBuiltin
 	s.AutoSubfields = true
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/flusso/flusso/pkg/schema"
+	"github.com/flusso/flusso/pkg/sink/opensearch"
 )
 
 // TestLoadSpecExample loads the complete example of the configuration
@@ -64,7 +65,7 @@ func TestLoadFullExample(t *testing.T) {
 	if cfg.Prefix != "staging_" || cfg.OnError != Skip || cfg.Source.ManagePublication {
 		t.Errorf("top level = %q %q %t", cfg.Prefix, cfg.OnError, cfg.Source.ManagePublication)
 	}
-	if s := cfg.Sinks[1]; s.Name != "replica" || s.URL.IsSet() || s.BatchSize != DefaultBatchSize {
+	if s := cfg.Sinks[1]; s.Name != "replica" || s.URL.IsSet() || s.BatchSize != opensearch.DefaultBatchSize {
 		t.Errorf("replica sink = %+v", s)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"slices"
 	"testing"
+
+	"github.com/flusso/flusso/pkg/sink/opensearch"
 )
 
 // TestJSONSchemaMatchesLoader keeps config.schema.json and the loader in
@@ -61,13 +63,13 @@ func TestJSONSchemaMatchesLoader(t *testing.T) {
 		prop map[string]any
 		want any
 	}{
-		{"batch_size", os, float64(DefaultBatchSize)},
-		{"max_bytes", os, float64(DefaultMaxBytes)},
-		{"timeout_secs", os, float64(DefaultTimeoutSecs)},
-		{"max_retries", os, float64(DefaultMaxRetries)},
-		{"number_of_shards", os, float64(DefaultShards)},
-		{"number_of_replicas", os, float64(DefaultReplicas)},
-		{"refresh_interval", os, DefaultRefreshInterval},
+		{"batch_size", os, float64(opensearch.DefaultBatchSize)},
+		{"max_bytes", os, float64(opensearch.DefaultMaxBytes)},
+		{"timeout_secs", os, opensearch.DefaultTimeout.Seconds()},
+		{"max_retries", os, float64(opensearch.DefaultMaxRetries)},
+		{"number_of_shards", os, float64(opensearch.DefaultShards)},
+		{"number_of_replicas", os, float64(opensearch.DefaultReplicas)},
+		{"refresh_interval", os, opensearch.DefaultRefreshInterval},
 		{"text_analysis", os, TextAnalysisBuiltin},
 		{"tls_verify", os, true},
 		{"auto_subfields", os, true},

@@ -13,6 +13,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/flusso/flusso/pkg/schema"
+	"github.com/flusso/flusso/pkg/sink/opensearch"
 )
 
 // lockFixture is a config with every kind of value a lock must carry,
@@ -27,7 +28,7 @@ func lockFixture() *Config {
 		},
 		Sinks: []Sink{
 			{Name: "primary", Type: OpenSearch, URL: Value{Literal: "https://os:9200"}, Username: Value{Literal: "flusso"}, Password: Value{Env: "OS_PASSWORD"},
-				TLSVerify: true, BatchSize: 1000, MaxBytes: DefaultMaxBytes, TimeoutSecs: 30, MaxRetries: 3,
+				TLSVerify: true, BatchSize: 1000, MaxBytes: opensearch.DefaultMaxBytes, TimeoutSecs: 30, MaxRetries: 3,
 				NumberOfShards: 1, NumberOfReplicas: 1, RefreshInterval: "10s", TextAnalysis: "builtin", AutoSubfields: true},
 			{Name: "audit", Type: Stdout, Pretty: true},
 		},

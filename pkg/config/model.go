@@ -109,13 +109,6 @@ type Server struct {
 
 // Defaults from the reference.
 const (
-	DefaultPublicAddress   = "127.0.0.1:9464"
-	DefaultPrivateAddress  = "127.0.0.1:9465"
-	DefaultBatchSize       = 1000
-	DefaultMaxBytes        = 10 << 20
-	DefaultTimeoutSecs     = 30
-	DefaultMaxRetries      = 3
-	DefaultShards          = 1
-	DefaultReplicas        = 1
-	DefaultRefreshInterval = "10s"
+	DefaultPublicAddress  = "127.0.0.1:9464"
+	DefaultPrivateAddress = "127.0.0.1:9465"
 )

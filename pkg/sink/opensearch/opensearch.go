@@ -74,7 +74,6 @@ import (
 
 	opensearchgo "github.com/opensearch-project/opensearch-go/v4"
 
-	"github.com/flusso/flusso/pkg/config"
 	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/mapping"
 	"github.com/flusso/flusso/pkg/retry"
@@ -112,24 +111,36 @@ type Config struct {
 	Health *health.Stage
 }
 
+// Defaults of the settings a sink's Config leaves zero; pkg/config fills
+// in the same for keys flusso.toml leaves out.
+const (
+	DefaultBatchSize       = 1000
+	DefaultMaxBytes        = 10 << 20
+	DefaultTimeout         = 30 * time.Second
+	DefaultMaxRetries      = 3
+	DefaultShards          = 1
+	DefaultReplicas        = 1
+	DefaultRefreshInterval = "10s"
+)
+
 func (c *Config) applyDefaults() {
 	if c.BatchSize <= 0 {
-		c.BatchSize = config.DefaultBatchSize
+		c.BatchSize = DefaultBatchSize
 	}
 	if c.MaxBytes <= 0 {
-		c.MaxBytes = config.DefaultMaxBytes
+		c.MaxBytes = DefaultMaxBytes
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = config.DefaultTimeoutSecs * time.Second
+		c.Timeout = DefaultTimeout
 	}
 	if c.MaxRetries < 0 {
 		c.MaxRetries = 0
 	}
 	if c.Shards <= 0 {
-		c.Shards = config.DefaultShards
+		c.Shards = DefaultShards
 	}
 	if c.RefreshInterval == "" {
-		c.RefreshInterval = config.DefaultRefreshInterval
+		c.RefreshInterval = DefaultRefreshInterval
 	}
 	if c.TextAnalysis == "" {
 		c.TextAnalysis = mapping.Builtin
