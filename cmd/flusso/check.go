@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/mapping"
 	"github.com/flusso/flusso/pkg/redact"
 	"github.com/flusso/flusso/pkg/schema"
@@ -125,7 +126,7 @@ type report struct {
 	Source      sourceView      `json:"source"`
 	Sinks       []sinkView      `json:"sinks"`
 	Prefix      string          `json:"prefix,omitempty"`
-	OnError     config.OnError  `json:"on_error"`
+	OnError     flow.OnError    `json:"on_error"`
 	Server      config.Server   `json:"server"`
 	Publication publicationView `json:"publication"`
 	Indexes     []indexView     `json:"indexes"`
@@ -162,13 +163,13 @@ type publicationView struct {
 }
 
 type indexView struct {
-	Name     string         `json:"name"`
-	Schema   string         `json:"schema"`
-	Enabled  bool           `json:"enabled"`
-	OnError  config.OnError `json:"on_error"`
-	Hash     string         `json:"hash"`
-	Index    *schema.Index  `json:"definition"`
-	Mappings []mappingView  `json:"mappings"`
+	Name     string        `json:"name"`
+	Schema   string        `json:"schema"`
+	Enabled  bool          `json:"enabled"`
+	OnError  flow.OnError  `json:"on_error"`
+	Hash     string        `json:"hash"`
+	Index    *schema.Index `json:"definition"`
+	Mappings []mappingView `json:"mappings"`
 }
 
 // mappingView is the mapping the listed sinks create; sinks with the same

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -106,6 +107,27 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--ready-grace-secs (FLUSSO_READY_GRACE_SECS) must not be negative, not %v", o.ReadyGrace)
 	}
 	return nil
+}
+
+// roles are the roles this process runs: those named, else every one.
+func (o Options) roles() []Role {
+	if len(o.Roles) == 0 {
+		return []Role{Capture, Assembler, Writer}
+	}
+	return o.Roles
+}
+
+// writes reports whether this process's writers write to sink name.
+func (o Options) writes(name string) bool {
+	return len(o.Sinks) == 0 || slices.Contains(o.Sinks, name)
+}
+
+// readyGrace is ReadyGrace, or its default.
+func (o Options) readyGrace() time.Duration {
+	if o.ReadyGrace == 0 {
+		return DefaultReadyGrace
+	}
+	return o.ReadyGrace
 }
 
 // natsOptions turns the credential and TLS settings into client options.

@@ -11,6 +11,7 @@ import (
 	"github.com/flusso/flusso/internal/server"
 	"github.com/flusso/flusso/pkg/backfill"
 	"github.com/flusso/flusso/pkg/broker"
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/sink"
 	"github.com/flusso/flusso/services/capture"
 )
@@ -174,6 +175,18 @@ func (s *status) refreshSoon(ctx context.Context) {
 	}()
 }
 
+// refresher re-reads the index states every 10 s until ctx ends.
+func (s *status) refresher(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(10 * time.Second):
+			s.refreshStates(ctx)
+		}
+	}
+}
+
 // refreshStates re-reads each index's state in the first sink that keeps
 // one, for /status and /indexes.
 func (s *status) refreshStates(ctx context.Context) {
@@ -220,7 +233,7 @@ func (s *status) Indexes(ctx context.Context) ([]server.IndexInfo, error) {
 // Reindex implements server.Source: it starts the next generation in every
 // sink that keeps generations and queues a backfill job for the capture.
 func (s *status) Reindex(ctx context.Context, index string) error {
-	var target *sink.Index
+	var target *flow.Index
 	for i := range s.p.Indexes {
 		if s.p.Indexes[i].Name == index {
 			target = &s.p.Indexes[i]

@@ -11,6 +11,7 @@ import (
 	"github.com/flusso/flusso/internal/server"
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/backfill"
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/sink"
 	"github.com/flusso/flusso/pkg/sink/stdout"
 )
@@ -27,7 +28,7 @@ func TestReindexWithoutGenerationsIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	jobs := backfill.NewStore(kv)
-	indexes := []sink.Index{{Name: "users", Hash: "h"}}
+	indexes := []flow.Index{{Name: "users", Hash: "h"}}
 	tests := []struct {
 		name  string
 		sinks []sink.Sink

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/redact"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sink/opensearch"
@@ -58,7 +59,7 @@ var (
 )
 
 func (l *loader) config(doc map[string]any) *Config {
-	cfg := &Config{Path: l.file, OnError: Stop}
+	cfg := &Config{Path: l.file, OnError: flow.Stop}
 	l.unknownKeys(doc, "", topKeys)
 
 	if v, ok := doc["on_error"]; ok {
@@ -279,7 +280,7 @@ func (l *loader) openSearch(m map[string]any, key string, s *Sink) {
 // indexes decodes the [[index]] entries. Each name is also checked as
 // OpenSearch will see it, after prefix, unless the prefix is itself refused
 // (that is reported once, on its own key).
-func (l *loader) indexes(v any, global OnError, prefix string) []Index {
+func (l *loader) indexes(v any, global flow.OnError, prefix string) []Index {
 	if v == nil {
 		return nil
 	}
@@ -361,13 +362,13 @@ func (l *loader) server(v any) Server {
 	return srv
 }
 
-func (l *loader) onError(v any, key string) OnError {
+func (l *loader) onError(v any, key string) flow.OnError {
 	s, ok := v.(string)
-	if !ok || (s != string(Stop) && s != string(Skip)) {
+	if !ok || (s != string(flow.Stop) && s != string(flow.Skip)) {
 		l.errorf(key, `must be "stop" or "skip", not %s`, describe(v))
-		return Stop
+		return flow.Stop
 	}
-	return OnError(s)
+	return flow.OnError(s)
 }
 
 // value decodes an env_or_value: a literal string or { env = "VAR" }.

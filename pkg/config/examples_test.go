@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sink/opensearch"
 )
@@ -36,7 +37,7 @@ func TestLoadSpecExample(t *testing.T) {
 		t.Fatalf("indexes = %+v", cfg.Indexes)
 	}
 	ix := cfg.Indexes[0]
-	if ix.Name != "users" || !ix.Enabled || ix.OnError != Stop || ix.Schema == nil || ix.Schema.Table != "users" {
+	if ix.Name != "users" || !ix.Enabled || ix.OnError != flow.Stop || ix.Schema == nil || ix.Schema.Table != "users" {
 		t.Errorf("index = %+v", ix)
 	}
 }
@@ -49,20 +50,20 @@ func TestLoadFullExample(t *testing.T) {
 	type got struct {
 		Name, Table string
 		Enabled     bool
-		OnError     OnError
+		OnError     flow.OnError
 	}
 	var indexes []got
 	for _, ix := range cfg.Indexes {
 		indexes = append(indexes, got{ix.Name, ix.Schema.Schema + "." + ix.Schema.Table, ix.Enabled, ix.OnError})
 	}
 	want := []got{
-		{"products", "catalog.products", true, Stop},   // its own on_error
-		{"customers", "public.customers", false, Skip}, // disabled, still loaded; the global on_error
+		{"products", "catalog.products", true, flow.Stop},   // its own on_error
+		{"customers", "public.customers", false, flow.Skip}, // disabled, still loaded; the global on_error
 	}
 	if !reflect.DeepEqual(indexes, want) {
 		t.Errorf("indexes = %+v, want %+v", indexes, want)
 	}
-	if cfg.Prefix != "staging_" || cfg.OnError != Skip || cfg.Source.ManagePublication {
+	if cfg.Prefix != "staging_" || cfg.OnError != flow.Skip || cfg.Source.ManagePublication {
 		t.Errorf("top level = %q %q %t", cfg.Prefix, cfg.OnError, cfg.Source.ManagePublication)
 	}
 	if s := cfg.Sinks[1]; s.Name != "replica" || s.URL.IsSet() || s.BatchSize != opensearch.DefaultBatchSize {

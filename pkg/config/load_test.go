@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/flusso/flusso/pkg/flow"
 )
 
 // writeConfig writes a flusso.toml (and any extra files) into a fresh
@@ -56,7 +58,7 @@ url = "https://localhost:9200"
 			NumberOfShards: 1, NumberOfReplicas: 1, RefreshInterval: "10s",
 			TextAnalysis: "builtin", AutoSubfields: true,
 		}},
-		OnError: Stop,
+		OnError: flow.Stop,
 		Server:  Server{PublicAddress: "127.0.0.1:9464", PrivateAddress: "127.0.0.1:9465"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -123,7 +125,7 @@ private_address = ":9465"
 			},
 			{Name: "audit", Type: Stdout, Pretty: true},
 		},
-		OnError: Skip,
+		OnError: flow.Skip,
 		Prefix:  "dev_",
 		Server:  Server{PublicAddress: "0.0.0.0:9464", PrivateAddress: ":9465"},
 	}

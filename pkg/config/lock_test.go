@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sink/opensearch"
 )
@@ -33,7 +34,7 @@ func lockFixture() *Config {
 			{Name: "audit", Type: Stdout, Pretty: true},
 		},
 		Indexes: []Index{{
-			Name: "users", SchemaPath: "schemas/users.schema.yml", Enabled: true, OnError: Skip,
+			Name: "users", SchemaPath: "schemas/users.schema.yml", Enabled: true, OnError: flow.Skip,
 			Schema: &schema.Index{
 				File: "/home/dev/project/schemas/users.schema.yml", Version: 1, Table: "users", Schema: "public", PrimaryKey: "id",
 				SoftDelete: &schema.SoftDelete{Column: "deleted_at"},
@@ -50,7 +51,7 @@ func lockFixture() *Config {
 				},
 			},
 		}},
-		OnError: Stop,
+		OnError: flow.Stop,
 		Prefix:  "dev_",
 		Server:  Server{PublicAddress: DefaultPublicAddress, PrivateAddress: DefaultPrivateAddress},
 	}

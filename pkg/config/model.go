@@ -3,15 +3,9 @@
 // the environment at run time.
 package config
 
-import "github.com/flusso/flusso/pkg/schema"
-
-// OnError is the item-rejection policy.
-type OnError string
-
-// Policies.
-const (
-	Stop OnError = "stop"
-	Skip OnError = "skip"
+import (
+	"github.com/flusso/flusso/pkg/flow"
+	"github.com/flusso/flusso/pkg/schema"
 )
 
 // Value is an env_or_value: a literal, or a reference to an environment
@@ -29,12 +23,12 @@ type Config struct {
 	// Path is the file the config was loaded from, for messages only.
 	Path string `json:"-" msgpack:"path"`
 
-	Source  Source  `json:"source" msgpack:"source"`
-	Sinks   []Sink  `json:"sinks" msgpack:"sinks"` // in file order; never empty after load (stdout fallback)
-	Indexes []Index `json:"indexes" msgpack:"indexes"`
-	OnError OnError `json:"on_error" msgpack:"on_error"`
-	Prefix  string  `json:"prefix,omitempty" msgpack:"prefix"`
-	Server  Server  `json:"server" msgpack:"server"`
+	Source  Source       `json:"source" msgpack:"source"`
+	Sinks   []Sink       `json:"sinks" msgpack:"sinks"` // in file order; never empty after load (stdout fallback)
+	Indexes []Index      `json:"indexes" msgpack:"indexes"`
+	OnError flow.OnError `json:"on_error" msgpack:"on_error"`
+	Prefix  string       `json:"prefix,omitempty" msgpack:"prefix"`
+	Server  Server       `json:"server" msgpack:"server"`
 }
 
 // Postgres is the only source type.
@@ -97,7 +91,7 @@ type Index struct {
 	Name       string        `json:"name" msgpack:"name"`
 	SchemaPath string        `json:"schema" msgpack:"schema_path"`
 	Enabled    bool          `json:"enabled" msgpack:"enabled"`
-	OnError    OnError       `json:"on_error" msgpack:"on_error"` // resolved: the override or the global default
+	OnError    flow.OnError  `json:"on_error" msgpack:"on_error"` // resolved: the override or the global default
 	Schema     *schema.Index `json:"-" msgpack:"schema_model"`
 }
 

@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flusso/flusso/pkg/flow"
 )
 
 // Remembered gives a sink that keeps no state of its own (stdout) a seeding
@@ -25,7 +27,7 @@ type remembered struct {
 
 func (r *remembered) key(index string) string { return "seeded." + r.Name() + "." + index }
 
-func (r *remembered) Ensure(ctx context.Context, ix Index) (State, error) {
+func (r *remembered) Ensure(ctx context.Context, ix flow.Index) (State, error) {
 	st, err := r.Sink.Ensure(ctx, ix)
 	if err != nil {
 		return st, err

@@ -6,7 +6,7 @@ import (
 	"context"
 	"encoding/json"
 
-	"github.com/flusso/flusso/pkg/schema"
+	"github.com/flusso/flusso/pkg/flow"
 )
 
 // Op is what a write does to one document.
@@ -39,13 +39,6 @@ type Rejection struct {
 	Reason string
 }
 
-// Index is what a sink needs to own one logical index.
-type Index struct {
-	Name   string        // logical name, without prefix
-	Schema *schema.Index // the parsed schema; its hash names the index
-	Hash   string        // schema.Hash(Schema)
-}
-
 // State is a sink's view of one logical index.
 type State struct {
 	Seeded bool
@@ -63,7 +56,7 @@ type Sink interface {
 	// Ensure creates what the index needs (concrete generation, aliases,
 	// mapping) when missing, never modifying an existing index, and returns
 	// the index's state.
-	Ensure(ctx context.Context, ix Index) (State, error)
+	Ensure(ctx context.Context, ix flow.Index) (State, error)
 	// State reads the state of an index Ensure prepared, changing nothing
 	// (status pages ask it while writers work).
 	State(ctx context.Context, index string) (State, error)

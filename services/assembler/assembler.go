@@ -29,25 +29,18 @@ import (
 
 	"github.com/flusso/flusso/internal/telemetry"
 	"github.com/flusso/flusso/pkg/broker"
-	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/retry"
 	"github.com/flusso/flusso/pkg/sqlbuild"
 	"github.com/flusso/flusso/proto/flussopb"
 )
 
-// Index is one enabled index as the assembler sees it.
-type Index struct {
-	Name    string
-	SQL     *sqlbuild.Index
-	OnError config.OnError
-}
-
 // Config configures an assembler.
 type Config struct {
 	Pool    *pgxpool.Pool
 	Broker  *broker.Conn
-	Indexes []Index
+	Indexes []flow.Index // their SQL is the assembler's own to prepare
 	// Batch is how many changes a worker takes at once (default 500);
 	// BuildChunk how many documents one build statement makes at most
 	// (default 250; fewer when the documents are large, see buildBytes).
@@ -88,7 +81,7 @@ type Assembler struct {
 // statements prepared again when its tables change shape (see refresh).
 type index struct {
 	name    string
-	onError config.OnError
+	onError flow.OnError
 	sql     atomic.Pointer[sqlbuild.Index]
 	// chunk is how many documents its next build statement makes; 0
 	// before the first.

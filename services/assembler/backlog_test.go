@@ -12,6 +12,7 @@ import (
 
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/broker"
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sqlbuild"
 	"github.com/flusso/flusso/proto/flussopb"
@@ -60,7 +61,7 @@ func TestBacklogBound(t *testing.T) {
 		}
 	}
 
-	a := New(Config{Pool: pool, Broker: conn, Indexes: []Index{{Name: "items", SQL: ix}},
+	a := New(Config{Pool: pool, Broker: conn, Indexes: []flow.Index{{Name: "items", SQL: ix}},
 		GroupKeys: batchKeys, MaxBacklog: maxBacklog})
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)

@@ -16,7 +16,7 @@ import (
 
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/broker"
-	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sqlbuild"
@@ -41,7 +41,7 @@ type rig struct {
 
 // newRig creates the table with ddl and compiles fields (schema YAML, two
 // spaces of indent) over it; start runs the assembler.
-func newRig(t *testing.T, ddl, fields string, onError config.OnError) *rig {
+func newRig(t *testing.T, ddl, fields string, onError flow.OnError) *rig {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
@@ -62,7 +62,7 @@ func newRig(t *testing.T, ddl, fields string, onError config.OnError) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, ctx: ctx, pool: pool, conn: testenv.Broker(t, "out"), health: health.NewRegistry().Stage("assembler")}
-	r.a = New(Config{Pool: pool, Broker: r.conn, Indexes: []Index{{Name: "items", SQL: ix, OnError: onError}}, Health: r.health})
+	r.a = New(Config{Pool: pool, Broker: r.conn, Indexes: []flow.Index{{Name: "items", SQL: ix, OnError: onError}}, Health: r.health})
 	return r
 }
 
@@ -232,7 +232,7 @@ func TestOversizedDocument(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newRig(t, fmt.Sprintf(bigDDL, tt.body), "  - keyword: body\n", config.Skip)
+			r := newRig(t, fmt.Sprintf(bigDDL, tt.body), "  - keyword: body\n", flow.Skip)
 			r.start()
 			r.backfill("1")
 			r.docs("1")
@@ -270,7 +270,7 @@ func TestOversizedDocument(t *testing.T) {
 // error naming the document and its size, and leaves no goroutine behind
 // that keeps the changes in progress.
 func TestOversizedDocumentStops(t *testing.T) {
-	r := newRig(t, fmt.Sprintf(bigDDL, 2<<20), "  - keyword: body\n", config.Stop)
+	r := newRig(t, fmt.Sprintf(bigDDL, 2<<20), "  - keyword: body\n", flow.Stop)
 	r.start()
 	r.backfill("2")
 	err := r.wait()
@@ -299,7 +299,7 @@ func TestUndecodableChange(t *testing.T) {
 	if err := proto.Unmarshal(garbage, &flussopb.Change{}); err == nil {
 		t.Fatal("the garbage decodes; the test would prove nothing")
 	}
-	r := newRig(t, "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'one')", "  - keyword: name\n", config.Stop)
+	r := newRig(t, "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'one')", "  - keyword: name\n", flow.Stop)
 	r.start()
 	r.publish(garbage)
 	r.backfill("1")
@@ -336,7 +336,7 @@ func TestQuarantineAwaited(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t, "CREATE TABLE items (id int PRIMARY KEY, qty text); INSERT INTO items VALUES (1, '1'), (2, 'many')",
-				"  - integer: qty\n", config.Skip)
+				"  - integer: qty\n", flow.Skip)
 			if err := r.conn.JS.DeleteStream(r.ctx, broker.QuarantineStream); err != nil {
 				t.Fatal(err)
 			}
@@ -368,7 +368,7 @@ func TestSchemaMismatchRecovers(t *testing.T) {
 	for _, atStart := range []bool{false, true} {
 		t.Run(fmt.Sprintf("missing at start %v", atStart), func(t *testing.T) {
 			r := newRig(t, "CREATE TABLE items (id int PRIMARY KEY, email text, name text); INSERT INTO items VALUES (1, 'ada@x', 'Ada')",
-				"  - keyword: email\n  - keyword: name\n", config.Stop)
+				"  - keyword: email\n  - keyword: name\n", flow.Stop)
 			if atStart {
 				r.exec("ALTER TABLE items DROP COLUMN email")
 				r.start()
@@ -402,7 +402,7 @@ func TestSchemaMismatchRecovers(t *testing.T) {
 // statements prepared before cannot take.
 func TestColumnTypeChange(t *testing.T) {
 	r := newRig(t, "CREATE TABLE items (id int PRIMARY KEY, qty int, label text); INSERT INTO items VALUES (1, 2, 'one')",
-		"  - long: qty\n  - keyword: label\n", config.Stop)
+		"  - long: qty\n  - keyword: label\n", flow.Stop)
 	r.start()
 	r.backfill("1")
 	r.docs("1")
@@ -436,7 +436,7 @@ func TestInFlightBytesBounded(t *testing.T) {
 		docs = 40
 		size = 300 << 10
 	)
-	r := newRig(t, "CREATE TABLE items (id int PRIMARY KEY)", "  - integer: id\n", config.Stop)
+	r := newRig(t, "CREATE TABLE items (id int PRIMARY KEY)", "  - integer: id\n", flow.Stop)
 	limit, err := r.conn.MaxMessage(r.ctx, broker.DocsStream)
 	if err != nil {
 		t.Fatal(err)
@@ -503,7 +503,7 @@ func TestChunkSize(t *testing.T) {
 func TestBuildBytesBounded(t *testing.T) {
 	const rows, size = 40, 512 << 10
 	r := newRig(t, fmt.Sprintf("CREATE TABLE items (id int PRIMARY KEY, body text); INSERT INTO items SELECT i, repeat('b', %d) FROM generate_series(1, %d) i", size, rows),
-		"  - keyword: body\n", config.Stop)
+		"  - keyword: body\n", flow.Stop)
 	r.start()
 	keys := make([]string, rows)
 	for i := range keys {

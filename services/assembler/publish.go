@@ -12,7 +12,7 @@ import (
 
 	"github.com/flusso/flusso/internal/telemetry"
 	"github.com/flusso/flusso/pkg/broker"
-	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/proto/flussopb"
 )
 
@@ -77,7 +77,7 @@ func tooLarge(index, id string, size, limit int) error {
 // reject applies on_error to a document that could not be built or sent:
 // under skip it is quarantined, under stop the run ends.
 func (a *Assembler) reject(ctx context.Context, out *inflight, ix *index, id string, version uint64, cause error) error {
-	if ix.onError != config.Skip {
+	if ix.onError != flow.Skip {
 		return &badDataError{fmt.Errorf("index %s, document %s: %w (on_error = stop: fix the data or set on_error = \"skip\")", ix.name, id, cause)}
 	}
 	count(&a.quarantined, ix.name, 1)

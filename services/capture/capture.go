@@ -20,6 +20,7 @@ import (
 
 	"github.com/flusso/flusso/pkg/backfill"
 	"github.com/flusso/flusso/pkg/broker"
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/publication"
 	"github.com/flusso/flusso/pkg/redact"
@@ -28,17 +29,10 @@ import (
 	"github.com/flusso/flusso/pkg/sqlbuild"
 )
 
-// Index is one enabled index as the capture sees it.
-type Index struct {
-	Name   string
-	Hash   string
-	Schema *schema.Index
-	Keys   KeySource
-}
-
 // KeySource pages through an index's root keys for a backfill, and names
 // the columns a change of each table must carry for the assemblers to find
-// the documents it touches.
+// the documents it touches: what the capture reads of an index's compiled
+// SQL (tests wrap it, see WrapKeys).
 type KeySource interface {
 	Prepare(ctx context.Context, q sqlbuild.Querier) error
 	Keys(ctx context.Context, q sqlbuild.Querier, after string, first bool, limit int) ([]string, error)
@@ -48,7 +42,7 @@ type KeySource interface {
 
 // SeedPlanner tells which sinks lack an index, and the generation each
 // must seed; an empty map means every sink is seeded.
-type SeedPlanner func(ctx context.Context, index Index) (map[string]uint32, error)
+type SeedPlanner func(ctx context.Context, ix flow.Index) (map[string]uint32, error)
 
 // Config configures a capture.
 type Config struct {
@@ -58,7 +52,7 @@ type Config struct {
 	ManagePublication bool
 	SkipBackfill      bool
 	LagPoll           time.Duration
-	Indexes           []Index
+	Indexes           []flow.Index // their SQL is the capture's own to prepare
 	Broker            *broker.Conn
 	Seeds             SeedPlanner
 	Log               *slog.Logger
@@ -69,6 +63,8 @@ type Config struct {
 	// Progress is where backfills draw a progress bar; nil draws on stderr
 	// when it is a terminal (io.Discard: nowhere).
 	Progress io.Writer
+	// wrapKeys, set by tests, wraps each index's KeySource.
+	wrapKeys func(KeySource) KeySource
 }
 
 // DefaultBatchKeys is how many root keys one backfill message carries
@@ -81,6 +77,8 @@ type Capture struct {
 	log    *slog.Logger
 	jobs   *backfill.Store
 	tables map[schema.TableRef]bool
+	// keys is each enabled index's KeySource, by name.
+	keys map[string]KeySource
 	// columns are those a change of each table carries, over every index;
 	// set once the indexes are prepared (see changeColumns).
 	columns map[schema.TableRef]map[string]bool
@@ -115,10 +113,14 @@ func New(cfg Config) (*Capture, error) {
 	if cfg.Progress == nil {
 		cfg.Progress = terminal()
 	}
-	c := &Capture{cfg: cfg, log: cfg.Log.With("stage", "capture"), tables: map[schema.TableRef]bool{}}
+	c := &Capture{cfg: cfg, log: cfg.Log.With("stage", "capture"), tables: map[schema.TableRef]bool{}, keys: map[string]KeySource{}}
 	for _, ix := range cfg.Indexes {
 		for _, t := range ix.Schema.Tables() {
 			c.tables[t] = true
+		}
+		c.keys[ix.Name] = ix.SQL
+		if cfg.wrapKeys != nil {
+			c.keys[ix.Name] = cfg.wrapKeys(ix.SQL)
 		}
 	}
 	return c, nil
@@ -248,7 +250,7 @@ func (c *Capture) changeColumns() map[schema.TableRef]map[string]bool {
 				cols = map[string]bool{}
 				out[t] = cols
 			}
-			for _, name := range ix.Keys.ChangeColumns(t.Schema, t.Name) {
+			for _, name := range c.keys[ix.Name].ChangeColumns(t.Schema, t.Name) {
 				cols[name] = true
 			}
 		}
@@ -288,7 +290,7 @@ func (c *Capture) preflight(ctx context.Context) (published bool, err error) {
 	schemas := make([]*schema.Index, len(c.cfg.Indexes))
 	for i, ix := range c.cfg.Indexes {
 		schemas[i] = ix.Schema
-		if err := ix.Keys.Prepare(ctx, conn); err != nil {
+		if err := c.keys[ix.Name].Prepare(ctx, conn); err != nil {
 			return false, fmt.Errorf("index %s: %w", ix.Name, err)
 		}
 	}

@@ -9,3 +9,6 @@ func SetLiveness(every, silence time.Duration) (restore func()) {
 	statusEvery, silenceLimit = every, silence
 	return func() { statusEvery, silenceLimit = prevEvery, prevSilence }
 }
+
+// WrapKeys has the capture read each index's keys through wrap.
+func WrapKeys(cfg *Config, wrap func(KeySource) KeySource) { cfg.wrapKeys = wrap }

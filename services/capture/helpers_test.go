@@ -20,6 +20,7 @@ import (
 	"github.com/flusso/flusso/internal/harness"
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/broker"
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sqlbuild"
 	"github.com/flusso/flusso/proto/flussopb"
@@ -101,7 +102,7 @@ func (r *rig) exec(sql string, args ...any) {
 // body), with no backfill to run.
 func (r *rig) config(schemas map[string]string) capture.Config {
 	r.t.Helper()
-	var ixs []capture.Index
+	var ixs []flow.Index
 	for name, body := range schemas {
 		ix, err := schema.Parse(name+".schema.yml", []byte(body))
 		if err != nil {
@@ -111,7 +112,7 @@ func (r *rig) config(schemas map[string]string) capture.Config {
 		if err != nil {
 			r.t.Fatal(err)
 		}
-		ixs = append(ixs, capture.Index{Name: name, Hash: schema.Hash(ix), Schema: ix, Keys: keys})
+		ixs = append(ixs, flow.Index{Name: name, Hash: schema.Hash(ix), Schema: ix, SQL: keys})
 	}
 	return capture.Config{
 		DatabaseURL:       r.dbURL,
@@ -121,7 +122,7 @@ func (r *rig) config(schemas map[string]string) capture.Config {
 		LagPoll:           time.Second,
 		Indexes:           ixs,
 		Broker:            r.bc,
-		Seeds:             func(context.Context, capture.Index) (map[string]uint32, error) { return nil, nil },
+		Seeds:             func(context.Context, flow.Index) (map[string]uint32, error) { return nil, nil },
 		Log:               slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 }

@@ -65,7 +65,7 @@ func (c *Capture) runPending(ctx context.Context, run func(context.Context, *bac
 		return err
 	}
 	for _, j := range jobs {
-		if j.Phase != backfill.Pending || c.index(j.Index) == nil {
+		if j.Phase != backfill.Pending || c.keys[j.Index] == nil {
 			continue
 		}
 		if err := run(ctx, j); err != nil {
@@ -75,23 +75,14 @@ func (c *Capture) runPending(ctx context.Context, run func(context.Context, *bac
 	return nil
 }
 
-func (c *Capture) index(name string) *Index {
-	for i := range c.cfg.Indexes {
-		if c.cfg.Indexes[i].Name == name {
-			return &c.cfg.Indexes[i]
-		}
-	}
-	return nil
-}
-
 // runJob pages through the index's root keys after the job's checkpoint and
 // publishes them as BACKFILL changes, saving the checkpoint per batch.
 func (c *Capture) runJob(ctx context.Context, tx pgx.Tx, j *backfill.Job, version uint64) error {
-	ix := c.index(j.Index)
+	src := c.keys[j.Index]
 	if j.Version == 0 {
 		j.Version = version
 	}
-	if total, err := ix.Keys.Count(ctx, tx); err == nil {
+	if total, err := src.Count(ctx, tx); err == nil {
 		j.Total = total
 	}
 	log := c.log.With("index", j.Index, "sinks", j.Sinks())
@@ -100,7 +91,7 @@ func (c *Capture) runJob(ctx context.Context, tx pgx.Tx, j *backfill.Job, versio
 	prog := newProgress(log, c.cfg.Progress, j.Index, j.Rows)
 	defer prog.finish()
 	for {
-		keys, err := ix.Keys.Keys(ctx, tx, j.After, !j.Started, c.cfg.BatchKeys)
+		keys, err := src.Keys(ctx, tx, j.After, !j.Started, c.cfg.BatchKeys)
 		if err != nil {
 			return fmt.Errorf("reading root keys: %w", err)
 		}

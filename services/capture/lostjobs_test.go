@@ -89,13 +89,13 @@ func TestLostKeyBatchesAreRepublished(t *testing.T) {
 			cfg.BatchKeys = batchKeys
 			if tt.during {
 				var once sync.Once
-				cfg.Indexes[0].Keys = hookedKeys{KeySource: cfg.Indexes[0].Keys, next: func() {
+				hookKeys(&cfg, func() {
 					once.Do(func() {
 						if err := lose(); err != nil {
 							t.Errorf("losing the first key batch: %v", err)
 						}
 					})
-				}}
+				})
 			}
 			r.start(cfg)
 			r.waitStreaming()
@@ -260,6 +260,12 @@ func advanceWAL(ctx context.Context, dbURL string) error {
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, "INSERT INTO unread VALUES (1)")
 	return err
+}
+
+// hookKeys has cfg's capture call next before reading each page of keys
+// but the first.
+func hookKeys(cfg *capture.Config, next func()) {
+	capture.WrapKeys(cfg, func(k capture.KeySource) capture.KeySource { return hookedKeys{KeySource: k, next: next} })
 }
 
 // hookedKeys calls next before reading each page of keys but the first.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/flusso/flusso/internal/testenv"
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/proto/flussopb"
 	"github.com/flusso/flusso/services/capture"
@@ -153,7 +154,7 @@ func TestUnprivilegedRoleLogsTheSQLAndGoesOn(t *testing.T) {
 	testenv.GrantRead(t, r.dbURL)
 	cfg := r.config(map[string]string{"users": usersSchema})
 	cfg.DatabaseURL = testenv.UnprivilegedURL(t, r.dbURL)
-	cfg.Seeds = func(context.Context, capture.Index) (map[string]uint32, error) {
+	cfg.Seeds = func(context.Context, flow.Index) (map[string]uint32, error) {
 		return map[string]uint32{"primary": 1}, nil
 	}
 	bar := &logBuffer{}

@@ -259,12 +259,12 @@ func TestBackfillNeverSplitsATransaction(t *testing.T) {
 	cfg.BatchKeys = batchKeys // many batches: the backfill outlasts the transaction
 	held, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	cfg.Indexes[0].Keys = hookedKeys{KeySource: cfg.Indexes[0].Keys, next: func() {
+	hookKeys(&cfg, func() {
 		once.Do(func() {
 			close(held)
 			<-release
 		})
-	}}
+	})
 	releaseOnce := sync.OnceFunc(func() { close(release) })
 	defer releaseOnce() // a failed test must not leave the capture waiting
 	c := r.start(cfg)

@@ -15,8 +15,8 @@ import (
 
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/broker"
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/health"
-	"github.com/flusso/flusso/pkg/sink"
 	"github.com/flusso/flusso/pkg/sink/stdout"
 	"github.com/flusso/flusso/proto/flussopb"
 )
@@ -93,7 +93,7 @@ func TestPipeline(t *testing.T) {
 
 			out := &output{fail: tt.fail}
 			stage := health.NewRegistry().Stage("writer.out")
-			w := New(Config{Sink: stdout.New("out", out, false, "test"), Broker: conn, Indexes: []Index{{Index: sink.Index{Name: "tags"}}}, Health: stage})
+			w := New(Config{Sink: stdout.New("out", out, false, "test"), Broker: conn, Indexes: []flow.Index{{Name: "tags"}}, Health: stage})
 			refresh := make(chan struct{}, 1)
 			pipe := newPipeline(w, refresh)
 			pipe.caughtUp.Store(tt.caughtUp)

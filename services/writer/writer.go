@@ -19,24 +19,19 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/flusso/flusso/pkg/broker"
-	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/retry"
 	"github.com/flusso/flusso/pkg/sink"
 	"github.com/flusso/flusso/proto/flussopb"
 )
 
-// Index is one enabled index as a writer sees it.
-type Index struct {
-	sink.Index
-	OnError config.OnError
-}
-
 // Config configures a writer.
 type Config struct {
+	// Sink must have every index of Indexes prepared (Sink.Ensure) before Run.
 	Sink    sink.Sink
 	Broker  *broker.Conn
-	Indexes []Index
+	Indexes []flow.Index
 	// Batch is how many documents one fetch takes (default 1000).
 	Batch int
 	Log   *slog.Logger
@@ -50,7 +45,7 @@ type Config struct {
 type Writer struct {
 	cfg     Config
 	log     *slog.Logger
-	indexes map[string]Index
+	indexes map[string]flow.Index
 	retries *retry.Runner
 
 	written     sync.Map // index → *atomic.Uint64
@@ -68,7 +63,7 @@ func New(cfg Config) *Writer {
 		cfg.Log = slog.Default()
 	}
 	log := cfg.Log.With("stage", "writer", "sink", cfg.Sink.Name())
-	w := &Writer{cfg: cfg, log: log, indexes: map[string]Index{}, retries: &retry.Runner{Health: cfg.Health, Log: log}}
+	w := &Writer{cfg: cfg, log: log, indexes: map[string]flow.Index{}, retries: &retry.Runner{Health: cfg.Health, Log: log}}
 	for _, ix := range cfg.Indexes {
 		w.indexes[ix.Name] = ix
 	}
@@ -104,17 +99,6 @@ func count(m *sync.Map, key string, n int) {
 // under on_error = stop ends it with an error; the unacknowledged
 // documents are redelivered to the next run.
 func (w *Writer) Run(ctx context.Context) error {
-	for _, ix := range w.cfg.Indexes {
-		err := w.retry(ctx, "preparing index "+ix.Name, func() error {
-			if _, err := w.cfg.Sink.Ensure(ctx, ix.Index); err != nil {
-				return fmt.Errorf("sink %s: preparing index %s: %w", w.cfg.Sink.Name(), ix.Name, err)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil // ctx ended
-		}
-	}
 	name := broker.WriterConsumer(w.cfg.Sink.Name())
 	cons, err := w.cfg.Broker.JS.Consumer(ctx, broker.DocsStream, name)
 	if err != nil {
@@ -270,7 +254,7 @@ func (w *Writer) write(ctx context.Context, run []*flussopb.Document) error {
 	}
 	var stop, skip []sink.Rejection
 	for _, r := range rejected {
-		if w.indexes[r.Doc.Index].OnError == config.Skip {
+		if w.indexes[r.Doc.Index].OnError == flow.Skip {
 			skip = append(skip, r)
 		} else {
 			stop = append(stop, r)

@@ -13,10 +13,9 @@ import (
 
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/broker"
-	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/schema"
-	"github.com/flusso/flusso/pkg/sink"
 	"github.com/flusso/flusso/pkg/sink/opensearch"
 	"github.com/flusso/flusso/pkg/sink/opensearch/faultproxy"
 	"github.com/flusso/flusso/proto/flussopb"
@@ -34,7 +33,7 @@ type rig struct {
 	stop  context.CancelFunc
 }
 
-func newRig(t *testing.T, onError config.OnError) *rig {
+func newRig(t *testing.T, onError flow.OnError) *rig {
 	t.Helper()
 	ix, err := schema.Parse("users.schema.yml", []byte("version: 1\ntable: users\nprimary_key: id\nfields:\n  - long: id\n  - text: name\n"))
 	if err != nil {
@@ -47,8 +46,12 @@ func newRig(t *testing.T, onError config.OnError) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.sink.Close() })
-	r.w = New(Config{Sink: r.sink, Broker: r.conn, Health: r.reg.Stage("writer.primary"),
-		Indexes: []Index{{Index: sink.Index{Name: "users", Schema: ix, Hash: schema.Hash(ix)}, OnError: onError}}})
+	users := flow.Index{Name: "users", Schema: ix, Hash: schema.Hash(ix), OnError: onError}
+	// The pipeline prepares the sink's indexes before its writers run.
+	if _, err := r.sink.Ensure(context.Background(), users); err != nil {
+		t.Fatal(err)
+	}
+	r.w = New(Config{Sink: r.sink, Broker: r.conn, Health: r.reg.Stage("writer.primary"), Indexes: []flow.Index{users}})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
 	go func() { r.done <- r.w.Run(ctx) }()
@@ -143,7 +146,7 @@ func TestWriterWaitsOutARefusingSink(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := newRig(t, config.Stop)
+			r := newRig(t, flow.Stop)
 			var (
 				mu     sync.Mutex
 				during []health.Report // writer, sink at the last fault
@@ -215,7 +218,7 @@ func TestWriterWaitsOutARefusingSink(t *testing.T) {
 // index, id and size, and the documents around it are written.
 func TestTooLargeIsQuarantined(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, config.Skip)
+	r := newRig(t, flow.Skip)
 	r.proxy.MaxBody(2000)
 	big := user(2, strings.Repeat("x", 3000))
 	r.publish(t, user(1, "a"), big, user(3, "c"))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flusso/flusso/internal/testenv"
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/mapping"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sink"
@@ -29,7 +30,7 @@ func BenchmarkWriteVsRawBulk(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	target := sink.Index{Name: "users", Schema: ix, Hash: schema.Hash(ix)}
+	target := flow.Index{Name: "users", Schema: ix, Hash: schema.Hash(ix)}
 	docs := make([]sink.Doc, n)
 	for i := range docs {
 		body := fmt.Sprintf(`{"id":%d,"name":"Ada Lovelace number %d of the analytical engine society","code":"C-%05d","sku":"SKU-%d-X","priority":"medium","age":%d}`, i, i, i, i, i%90)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/flusso/flusso/internal/testenv"
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sink"
 )
@@ -36,13 +37,13 @@ fields:
   - integer: age
 `
 
-func parseSchema(t *testing.T, src string) sink.Index {
+func parseSchema(t *testing.T, src string) flow.Index {
 	t.Helper()
 	ix, err := schema.Parse("users.schema.yml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sink.Index{Name: "users", Schema: ix, Hash: schema.Hash(ix)}
+	return flow.Index{Name: "users", Schema: ix, Hash: schema.Hash(ix)}
 }
 
 // newSink returns a sink on the dev OpenSearch (or on url when given, e.g.
@@ -79,7 +80,7 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-func ensure(t *testing.T, s *Sink, ix sink.Index) sink.State {
+func ensure(t *testing.T, s *Sink, ix flow.Index) sink.State {
 	t.Helper()
 	st, err := s.Ensure(ctxT(t), ix)
 	if err != nil {

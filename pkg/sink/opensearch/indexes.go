@@ -10,12 +10,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/mapping"
-	"github.com/flusso/flusso/pkg/sink"
 )
 
 // indexBody is the creation body of a generation of ix.
-func (s *Sink) indexBody(ix sink.Index) ([]byte, error) {
+func (s *Sink) indexBody(ix flow.Index) ([]byte, error) {
 	opts := mapping.Options{TextAnalysis: s.cfg.TextAnalysis, AutoSubfields: s.cfg.AutoSubfields}
 	settings := mapping.Settings(ix.Schema, opts, s.cfg.Shards, s.cfg.Replicas)
 	settings["index"].(map[string]any)["gc_deletes"] = gcDeletes
@@ -51,7 +51,7 @@ func (s *Sink) createIndex(ctx context.Context, name string, body []byte) (creat
 }
 
 // createGeneration creates a generation of ix with its mapping.
-func (s *Sink) createGeneration(ctx context.Context, ix sink.Index, name string) (bool, error) {
+func (s *Sink) createGeneration(ctx context.Context, ix flow.Index, name string) (bool, error) {
 	body, err := s.indexBody(ix)
 	if err != nil {
 		return false, err

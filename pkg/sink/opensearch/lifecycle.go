@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/sink"
 )
 
@@ -19,7 +20,7 @@ const maxConflicts = 10
 
 // Ensure creates what the index needs and returns its state; see the
 // package documentation for the naming and the lifecycle.
-func (s *Sink) Ensure(ctx context.Context, ix sink.Index) (sink.State, error) {
+func (s *Sink) Ensure(ctx context.Context, ix flow.Index) (sink.State, error) {
 	if ix.Name == "" || ix.Hash == "" || ix.Schema == nil {
 		return sink.State{}, fmt.Errorf("ensure index %q: name, hash and schema are required", ix.Name)
 	}

@@ -74,6 +74,7 @@ import (
 
 	opensearchgo "github.com/opensearch-project/opensearch-go/v4"
 
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/mapping"
 	"github.com/flusso/flusso/pkg/retry"
@@ -167,7 +168,7 @@ type Sink struct {
 
 // owned is what Ensure learned about an index this sink writes.
 type owned struct {
-	ix        sink.Index
+	ix        flow.Index
 	hashAlias string
 }
 

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/sink"
 )
 
@@ -64,7 +65,7 @@ type meta struct {
 func (s *Sink) Name() string { return s.name }
 
 // Ensure reports the index unseeded; stdout holds no state.
-func (s *Sink) Ensure(context.Context, sink.Index) (sink.State, error) {
+func (s *Sink) Ensure(context.Context, flow.Index) (sink.State, error) {
 	return sink.State{}, nil
 }
 

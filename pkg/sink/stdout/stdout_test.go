@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/sink"
 )
 
@@ -122,7 +123,7 @@ func TestLifecycleIsSilent(t *testing.T) {
 	var out bytes.Buffer
 	s := New("stdout", &out, false, "dev")
 	ctx := context.Background()
-	st, err := s.Ensure(ctx, sink.Index{Name: "users"})
+	st, err := s.Ensure(ctx, flow.Index{Name: "users"})
 	if err != nil || st.Seeded {
 		t.Fatalf("Ensure = %+v, %v; want unseeded", st, err)
 	}
