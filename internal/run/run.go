@@ -275,6 +275,7 @@ func (p *Pipeline) newCapture(opts Options, dsn string, log *slog.Logger) (*capt
 		Progress:          progressOut(),
 		Log:               log.With(logging.ComponentKey, "capture"),
 		Health:            p.Health.Stage("capture"),
+		Tracer:            telemetry.Tracer(),
 	})
 }
 

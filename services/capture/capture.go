@@ -17,6 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/flusso/flusso/pkg/backfill"
 	"github.com/flusso/flusso/pkg/broker"
@@ -58,6 +60,8 @@ type Config struct {
 	Log               *slog.Logger
 	// Health records the stage's failures and recoveries for /status; may be nil.
 	Health *health.Stage
+	// Tracer starts the trace of each change; nil traces nothing.
+	Tracer trace.Tracer
 	// BatchKeys is how many root keys one backfill message carries.
 	BatchKeys int
 	// Progress is where backfills draw a progress bar; nil draws on stderr
@@ -112,6 +116,9 @@ func New(cfg Config) (*Capture, error) {
 	}
 	if cfg.Progress == nil {
 		cfg.Progress = terminal()
+	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	c := &Capture{cfg: cfg, log: cfg.Log.With("stage", "capture"), tables: map[schema.TableRef]bool{}, keys: map[string]KeySource{}}
 	for _, ix := range cfg.Indexes {

@@ -396,7 +396,7 @@ func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[ui
 	msg := &nats.Msg{Subject: broker.ChangesSubject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%X-%d", uint64(final), *seq))
 	// Each change starts a trace; the assembler and writer continue it.
-	_, span := telemetry.Tracer().Start(ctx, "capture.change", trace.WithAttributes(
+	_, span := c.cfg.Tracer.Start(ctx, "capture.change", trace.WithAttributes(
 		attribute.String("db.table", rel.Namespace+"."+rel.RelationName),
 		attribute.String("flusso.op", op.String()),
 		attribute.String("flusso.commit_lsn", final.String())))
