@@ -176,6 +176,10 @@ func (r *rig) stop() {
 // index equal to Postgres.
 func (r *rig) start() {
 	r.t.Helper()
+	begin := time.Now()
+	defer func() {
+		r.t.Logf("flusso (pid %d) live and seeded in %v", r.pid, time.Since(begin).Round(100*time.Millisecond))
+	}()
 	r.proc.Start()
 	r.pid = r.findPID()
 	r.waitFor("the pipeline to be live", 3*time.Minute, func() bool {
@@ -207,8 +211,8 @@ func (r *rig) waitFor(what string, within time.Duration, cond func() bool) {
 		r.checkRunning("waiting for " + what)
 		select {
 		case <-ctx.Done():
-			r.t.Fatalf("expected %s within %v; it did not happen.\nstatus: %s\nproxy: %s\nlog tail:\n%s",
-				what, within, r.proc.Status(), r.proxy.Counts(), r.proc.Tail())
+			r.t.Fatalf("expected %s within %v; it did not happen.\nstatus: %s\nproxy: %s\npeak RSS: %s\nlog tail:\n%s",
+				what, within, r.proc.Status(), r.proxy.Counts(), r.rss(), r.proc.Tail())
 		case <-tick.C:
 		}
 	}
@@ -619,6 +623,15 @@ func procStatusKB(pid int, key string) (int64, error) {
 		}
 	}
 	return 0, errors.New("no " + key + " line")
+}
+
+// rss is the process's peak RSS for a message, or why it is unknown.
+func (r *rig) rss() string {
+	n, err := procStatusKB(r.pid, "VmHWM")
+	if err != nil {
+		return err.Error()
+	}
+	return mib(n << 10)
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
