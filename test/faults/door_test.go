@@ -55,7 +55,7 @@ func TestNoOpenDoor(t *testing.T) {
 	}
 	w := r.startWorkload(20 * time.Millisecond)
 	out := r.finish(w)
-	rp.saw = r.proc.Status()
+	rp.saw = seen([]sample{r.sample(r.ctx)})
 	rp.log(r, out)
 }
 

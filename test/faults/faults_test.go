@@ -442,12 +442,14 @@ func seen(samples []sample) string {
 	var order []string
 	ready := map[int]int{}
 	var failures int
+	var quarantined uint64
 	for _, s := range samples {
 		if s.statusErr != nil {
 			failures++
 			continue
 		}
 		phases[s.status.Phase]++
+		quarantined = max(quarantined, s.status.DocumentsQuarantined)
 		ready[s.ready]++
 		for _, st := range s.status.Stages {
 			if states[st.Stage] == nil {
@@ -464,6 +466,9 @@ func seen(samples []sample) string {
 	fmt.Fprintf(&b, "%d samples: phases %v, /readyz %v", len(samples), phases, ready)
 	if failures > 0 {
 		fmt.Fprintf(&b, ", /status unreachable %d×", failures)
+	}
+	if quarantined > 0 {
+		fmt.Fprintf(&b, ", documents_quarantined %d", quarantined)
 	}
 	if len(order) == 0 {
 		b.WriteString(", no stages array")
@@ -485,7 +490,8 @@ func clip(s string, n int) string {
 }
 
 // slotFigures are the slot's movement over samples: the largest lag and
-// how many times the confirmed position advanced.
+// how many times the confirmed position advanced. The lag is in the
+// cluster's WAL, which the other tests running on the dev cluster grow too.
 func slotFigures(samples []sample) (maxLag int64, advances int) {
 	var last pglogrepl.LSN
 	for i, s := range samples {

@@ -27,6 +27,7 @@ func TestBigRows(t *testing.T) {
 	r.start()
 	rp := &report{scenario: "big rows"}
 	w := r.startWorkload(20 * time.Millisecond)
+	o := r.observe()
 
 	rp.inject("a 9 MiB value in an unread column")
 	from := time.Now()
@@ -42,12 +43,12 @@ func TestBigRows(t *testing.T) {
 		st, err := r.status()
 		return err == nil && st.DocumentsQuarantined >= 1
 	})
-	rp.saw = r.proc.Status()
 	r.exec(`INSERT INTO accounts (id, name) VALUES (900003, 'after the oversized document')`)
 	r.expectDoc("900003", time.Minute)
 	// Small again, the document fits and lands: the index can equal Postgres.
 	r.exec(`UPDATE accounts SET body = 'small again' WHERE id = ` + tooBig)
 	out := r.finish(w)
+	rp.saw = seen(o.stop())
 	r.stop()
 
 	entry := r.quarantined(tooBig)
@@ -68,41 +69,63 @@ func TestMemory(t *testing.T) {
 	r.start()
 	rp := &report{scenario: "memory"}
 	rp.figure("peak RSS when live %s", mib(r.peakRSS()))
+	o := r.observe()
 	rows := scale(200, 500)
-	docs := seedAccounts
-
+	counts := func(n int) func() bool { return func() bool { return r.count() == int64(n) } }
+	first, last := strconv.Itoa(seedAccounts+1), strconv.Itoa(seedAccounts+rows)
 	steps := []struct {
 		what, sql string
-		docs      int // documents the step adds
+		landed    func() bool
 	}{
 		{fmt.Sprintf("one transaction of %d × 1 MiB in a read column", rows),
-			`INSERT INTO accounts (name, body) SELECT 'big ' || g, repeat('m', 1024*1024) FROM generate_series(1, ` + strconv.Itoa(rows) + `) g`, rows},
-		// Shrunk again so the final comparison reads small documents; the
+			`INSERT INTO accounts (name, body) SELECT 'big ' || g, repeat('m', 1024*1024) FROM generate_series(1, ` + strconv.Itoa(rows) + `) g`,
+			counts(seedAccounts + rows)},
+		// Small again so the final comparison reads small documents; the
 		// update is itself a transaction of big old row images.
-		{"the same rows updated small", `UPDATE accounts SET body = 'was big' WHERE name LIKE 'big %'`, 0},
+		{"the same rows updated small", `UPDATE accounts SET body = 'was big' WHERE name LIKE 'big %'`,
+			func() bool { return r.body(first) == "was big" && r.body(last) == "was big" }},
 		{fmt.Sprintf("one transaction of %d × 1 MiB in an unread column", rows),
-			`INSERT INTO accounts (name, blob) SELECT 'blob ' || g, repeat('u', 1024*1024) FROM generate_series(1, ` + strconv.Itoa(rows) + `) g`, rows},
-		{"one 50 MiB row in an unread column", `INSERT INTO accounts (name, blob) VALUES ('huge', repeat('h', 50*1024*1024))`, 1},
+			`INSERT INTO accounts (name, blob) SELECT 'blob ' || g, repeat('u', 1024*1024) FROM generate_series(1, ` + strconv.Itoa(rows) + `) g`,
+			counts(seedAccounts + 2*rows)},
+		{"one 50 MiB row in an unread column", `INSERT INTO accounts (name, blob) VALUES ('huge', repeat('h', 50*1024*1024))`,
+			counts(seedAccounts + 2*rows + 1)},
 	}
 	for _, s := range steps {
 		rp.inject(s.what)
 		start := time.Now()
 		r.exec(s.sql)
-		docs += s.docs
-		r.waitFor(fmt.Sprintf("%d documents after %s", docs, s.what), 3*time.Minute, func() bool {
-			n, err := harness.Count(r.ctx, r.OpenSearch, r.Prefix+indexName)
-			return err == nil && n == int64(docs)
-		})
+		r.waitFor("the documents of "+s.what, 3*time.Minute, s.landed)
 		rp.figure("after %s: %v, peak RSS %s", s.what, time.Since(start).Round(100*time.Millisecond), mib(r.peakRSS()))
 		t.Log(rp.figures[len(rp.figures)-1])
 	}
 	out := r.finish(nil)
-	rp.saw = r.proc.Status()
+	rp.saw = seen(o.stop())
 	r.stop()
 	if r.peak > rssLimit {
 		t.Errorf("expected the peak RSS of one-process flusso run to stay under %s; it reached %s", mib(rssLimit), mib(r.peak))
 	}
 	rp.log(r, out)
+}
+
+// count is the number of documents in the index, -1 when unknown.
+func (r *rig) count() int64 {
+	n, err := harness.Count(r.ctx, r.OpenSearch, r.Prefix+indexName)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// body is the field body of document id, "" when unknown.
+func (r *rig) body(id string) string {
+	docs, err := harness.Get(r.ctx, r.OpenSearch, r.Prefix+indexName, []string{id})
+	var doc struct {
+		Body string `json:"body"`
+	}
+	if err != nil || json.Unmarshal(docs[id], &doc) != nil {
+		return ""
+	}
+	return doc.Body
 }
 
 // expectDoc waits until document id is in the index (read in real time).

@@ -42,9 +42,9 @@ func TestRefusals(t *testing.T) {
 	if ok := r.expectStage(sinkStage, "ok", time.Minute); !containsAll(ok.LastError, "503") {
 		t.Errorf("expected the recovered sink's last_error to keep the last refusal (503); it is %q", ok.LastError)
 	}
-	_, advances := slotFigures(during)
+	maxLag, advances := slotFigures(during)
 	rp.figure("recovery %v from the last fault to the index equal", out.converged.Round(100*time.Millisecond))
-	rp.figure("slot advanced %d× during %v of refusals", advances, cleared.Sub(from).Round(time.Second))
+	rp.figure("slot advanced %d× during %v of refusals, max slot lag %s", advances, cleared.Sub(from).Round(time.Second), mib(maxLag))
 	rp.figure("writes %d", w.writes.Load())
 	rp.log(r, out)
 }
@@ -77,12 +77,14 @@ func TestResetsAndLatency(t *testing.T) {
 	cleared := time.Now()
 	r.proxy.Clear()
 	out := r.finish(w)
-	samples := o.stop()
-	rp.saw = seen(between(samples, from, cleared))
+	during := between(o.stop(), from, cleared)
+	rp.saw = seen(during)
 
-	r.expectDegraded(between(samples, from, cleared), sinkStage)
+	r.expectDegraded(during, sinkStage)
 	r.expectStage(sinkStage, "ok", time.Minute)
+	maxLag, advances := slotFigures(during)
 	rp.figure("recovery %v from the last reset to the index equal", out.converged.Round(100*time.Millisecond))
+	rp.figure("slot advanced %d× during %v of resets, max slot lag %s", advances, cleared.Sub(from).Round(time.Second), mib(maxLag))
 	rp.figure("writes %d", w.writes.Load())
 	rp.log(r, out)
 }
