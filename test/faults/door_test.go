@@ -28,6 +28,12 @@ func TestNoOpenDoor(t *testing.T) {
 
 	own := []int{port(t, r.proc.Public), port(t, r.private)}
 	listening := listeningPorts(t, r.pid)
+	// The surfaces must be seen, or the look at the sockets proves nothing.
+	for _, p := range own {
+		if !slices.Contains(listening, p) {
+			t.Fatalf("expected the HTTP surface on port %d among the listening ports of pid %d; found %v", p, r.pid, listening)
+		}
+	}
 	var doors []string
 	for _, p := range listening {
 		if !slices.Contains(own, p) {

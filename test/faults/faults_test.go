@@ -187,6 +187,10 @@ func (r *rig) start() {
 		return err == nil && st.Phase == "live"
 	})
 	r.Converge(indexName, accountsSchema, 3*time.Minute, r.proc)
+	// A sink that bypassed the proxy would make every fault vacuous.
+	if c := r.proxy.Counts(); c.Forwarded == 0 {
+		r.t.Fatalf("expected the sink to reach OpenSearch through the fault proxy; it sent nothing through it (%s)", c)
+	}
 }
 
 // exec runs sql within the scenario's budget.
@@ -397,12 +401,12 @@ func between(samples []sample, from, to time.Time) []sample {
 	return out
 }
 
-// degradedWith returns the first sample's report of stage degraded with a
-// last error containing every one of words.
+// degradedWith returns the first sample's report of stage degraded (since
+// a time) with a last error containing every one of words.
 func degradedWith(samples []sample, stage string, words ...string) (stageReport, bool) {
 	for _, s := range samples {
 		rep, ok := s.status.stage(stage)
-		if !ok || rep.State != "degraded" || rep.LastError == "" {
+		if !ok || rep.State != "degraded" || rep.LastError == "" || rep.Since == "" {
 			continue
 		}
 		if containsAll(rep.LastError, words...) {
@@ -427,7 +431,7 @@ func (r *rig) expectDegraded(samples []sample, stage string, words ...string) st
 	r.t.Helper()
 	rep, ok := degradedWith(samples, stage, words...)
 	if !ok {
-		r.t.Errorf("expected /status to show stage %q degraded with a last_error naming %q during the fault; it showed: %s",
+		r.t.Errorf("expected /status to show stage %q degraded, with since and a last_error naming %q, during the fault; it showed: %s",
 			stage, words, seen(samples))
 	}
 	return rep

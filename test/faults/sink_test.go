@@ -114,6 +114,9 @@ func TestLongLag(t *testing.T) {
 
 	// Bulks sent before the fault may land in its first seconds; only
 	// what is confirmed after one full latency proves the point.
+	if n := r.proxy.Counts().Delayed; n < 2 {
+		t.Fatalf("expected several bulks delayed by %v during the fault; the proxy delayed %d", latency, n)
+	}
 	late := between(samples, from.Add(latency+time.Second), cleared)
 	maxLag, advances := slotFigures(late)
 	want := max(1, int((window-latency)/(2*latency)))
