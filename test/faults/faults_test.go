@@ -116,6 +116,7 @@ type rig struct {
 	*harness.Deployment
 	t       *testing.T
 	ctx     context.Context // ends at the scenario's budget
+	budget  time.Duration
 	proxy   *faultproxy.Proxy
 	proc    *harness.Proc
 	private string // the process's control surface
@@ -128,12 +129,6 @@ func newRig(t *testing.T, s setup) *rig {
 	if testing.Short() {
 		t.Skip("short mode: the fault suite needs the dev services")
 	}
-	budget := s.Budget
-	if budget == 0 {
-		budget = scale(4*time.Minute, 20*time.Minute)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), budget)
-	t.Cleanup(cancel)
 	d := harness.NewDeployment(t, accountsDDL)
 	p, err := faultproxy.New(d.OpenSearch)
 	if err != nil {
@@ -147,8 +142,16 @@ func newRig(t *testing.T, s setup) *rig {
 	via.OpenSearch = p.URL()
 	via.WriteConfig(harness.Config{MaxRetries: s.MaxRetries, Indexes: []harness.Index{{Name: indexName, Schema: accountsSchema, OnError: s.OnError}}})
 
-	r := &rig{Deployment: d, t: t, ctx: ctx, proxy: p}
+	r := &rig{Deployment: d, t: t, proxy: p, budget: s.Budget}
+	if r.budget == 0 {
+		r.budget = scale(4*time.Minute, 20*time.Minute)
+	}
 	r.newProc("flusso", s.Env, s.Args...)
+	// The budget counts from here: building the binary on a busy machine
+	// is no part of the scenario.
+	ctx, cancel := context.WithTimeout(context.Background(), r.budget)
+	t.Cleanup(cancel)
+	r.ctx = ctx
 	return r
 }
 
@@ -215,8 +218,12 @@ func (r *rig) waitFor(what string, within time.Duration, cond func() bool) {
 		r.checkRunning("waiting for " + what)
 		select {
 		case <-ctx.Done():
-			r.t.Fatalf("expected %s within %v; it did not happen.\nstatus: %s\nproxy: %s\npeak RSS: %s\nlog tail:\n%s",
-				what, within, r.proc.Status(), r.proxy.Counts(), r.rss(), r.proc.Tail())
+			limit := fmt.Sprintf("within %v", within)
+			if r.ctx.Err() != nil {
+				limit = fmt.Sprintf("within the scenario's budget of %v", r.budget)
+			}
+			r.t.Fatalf("expected %s %s; it did not happen.\nstatus: %s\nproxy: %s\npeak RSS: %s\nlog tail:\n%s",
+				what, limit, r.proc.Status(), r.proxy.Counts(), r.rss(), r.proc.Tail())
 		case <-tick.C:
 		}
 	}
