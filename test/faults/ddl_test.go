@@ -2,6 +2,7 @@ package faults
 
 import (
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -12,7 +13,7 @@ import (
 // column is back (and the rows updated) it recovers by itself and the
 // index equals Postgres.
 func TestSourceDDL(t *testing.T) {
-	r := newRig(t, setup{Env: []string{readyGraceEnv + "=" + readyGrace.String()}})
+	r := newRig(t, setup{Env: []string{readyGraceEnv + "=" + strconv.Itoa(int(readyGrace/time.Second))}})
 	r.start()
 	rp := &report{scenario: "source DDL"}
 	if code, body, err := r.get("/readyz"); err != nil || code != http.StatusOK {

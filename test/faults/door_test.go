@@ -49,8 +49,15 @@ func TestNoOpenDoor(t *testing.T) {
 
 	listen := testenv.FreeAddr(t)
 	rp.inject(natsListenFlag + " " + listen + " and a publish without credentials")
-	r.newProc("flusso-listen", nil, natsListenFlag, listen)
+	const user, password = "ops", "fault-suite-pw"
+	r.newProc("flusso-listen", nil, natsListenFlag, listen, natsListenUserFlag, user, natsListenPasswordFlag, password)
 	r.start()
+	// The listener must be NATS and admit its user, or a refusal proves nothing.
+	nc, err := nats.Connect("nats://"+listen, nats.UserInfo(user, password), nats.Timeout(3*time.Second), nats.NoReconnect())
+	if err != nil {
+		t.Fatalf("expected %s to admit %s with its password; connecting: %v", natsListenFlag, natsListenUserFlag, err)
+	}
+	nc.Close()
 	if p := port(t, listen); !slices.Contains(listeningPorts(t, r.pid), p) {
 		t.Errorf("expected %s %s to open a NATS listener on port %d; the process listens on %v", natsListenFlag, listen, p, listeningPorts(t, r.pid))
 	}

@@ -36,13 +36,15 @@ import (
 // What the scenarios need from the fixes of issue 14 that are built on
 // other branches: adjust here once they are merged.
 const (
-	// readyGraceEnv sets how long a stage may stay degraded before /readyz
-	// answers 503; readyGrace is the value the DDL scenario gives it.
-	readyGraceEnv = "FLUSSO_READY_GRACE"
+	// readyGraceEnv sets how long (whole seconds) a stage may stay degraded
+	// before /readyz answers 503; readyGrace is what the DDL scenario sets.
+	readyGraceEnv = "FLUSSO_READY_GRACE_SECS"
 	readyGrace    = 5 * time.Second
 	// natsListenFlag opts a one-process run into a NATS listener for the
-	// nats CLI, which must require credentials.
-	natsListenFlag = "--nats-listen"
+	// nats CLI, which admits only the user and password of the next two.
+	natsListenFlag         = "--nats-listen"
+	natsListenUserFlag     = "--nats-listen-user"
+	natsListenPasswordFlag = "--nats-listen-password"
 	// sinkStage and assemblerStage are the names /status gives the stages
 	// in its "stages" array.
 	sinkStage      = "sink.primary"
