@@ -68,8 +68,10 @@ func TestResetsAndLatency(t *testing.T) {
 
 	from := time.Now()
 	for _, f := range []faultproxy.Fault{
-		{Reset: true, Count: scale(maxRetries+3, 30)},
-		{Reset: true, Latency: time.Second, Count: scale(maxRetries+1, 10)},
+		{Reset: true, Count: scale(maxRetries+6, 30)},
+		// Delayed resets keep the sink failing for seconds on end, long
+		// enough for /status (cached for a second) to be sampled.
+		{Reset: true, Latency: time.Second, Count: scale(maxRetries+2, 10)},
 	} {
 		rp.inject(f.String())
 		r.inject(f, 3*time.Minute)
