@@ -452,6 +452,7 @@ func seen(samples []sample) string {
 	phases := map[string]int{}
 	states := map[string]map[string]int{}
 	lastErr := map[string]string{}
+	fails := map[string]uint64{}
 	var order []string
 	ready := map[int]int{}
 	var failures int
@@ -470,6 +471,7 @@ func seen(samples []sample) string {
 				order = append(order, st.Stage)
 			}
 			states[st.Stage][st.State]++
+			fails[st.Stage] = max(fails[st.Stage], st.Failures)
 			if st.LastError != "" {
 				lastErr[st.Stage] = st.LastError
 			}
@@ -488,6 +490,9 @@ func seen(samples []sample) string {
 	}
 	for _, name := range order {
 		fmt.Fprintf(&b, "; %s %v", name, states[name])
+		if n := fails[name]; n > 0 {
+			fmt.Fprintf(&b, " failures %d", n)
+		}
 		if e := lastErr[name]; e != "" {
 			fmt.Fprintf(&b, " last_error %q", clip(e, 160))
 		}
