@@ -94,13 +94,13 @@ fields:
 // seedAccounts is how many accounts the deployment starts with.
 const seedAccounts = 2000
 
-const accountsDDL = `
+var accountsDDL = `
 CREATE TABLE accounts (id bigserial PRIMARY KEY, ver bigint NOT NULL DEFAULT 0, name text NOT NULL DEFAULT '',
   body text NOT NULL DEFAULT '', blob text);
 CREATE TABLE notes (id bigserial PRIMARY KEY, account_id bigint NOT NULL REFERENCES accounts ON DELETE CASCADE, body text NOT NULL);
 CREATE INDEX ON notes (account_id);
-INSERT INTO accounts (name, body) SELECT 'account ' || g, 'body of ' || g FROM generate_series(1, 2000) g;
-INSERT INTO notes (account_id, body) SELECT 1 + g % 2000, 'note ' || g FROM generate_series(0, 2999) g;
+INSERT INTO accounts (name, body) SELECT 'account ' || g, 'body of ' || g FROM generate_series(1, ` + strconv.Itoa(seedAccounts) + `) g;
+INSERT INTO notes (account_id, body) SELECT 1 + g % ` + strconv.Itoa(seedAccounts) + `, 'note ' || g FROM generate_series(0, 2999) g;
 `
 
 // setup is what a scenario changes in its deployment.
@@ -108,9 +108,10 @@ type setup struct {
 	MaxRetries int      // of the sink; 0 keeps the default
 	OnError    string   // of the index; "" keeps the default
 	Env        []string // added to the process's environment
-	Args       []string // added to `flusso run`
-	Budget     time.Duration
 }
+
+// budget bounds one scenario from the start of its process to its end.
+var budget = scale(4*time.Minute, 20*time.Minute)
 
 // rig is one scenario: a deployment whose only sink reaches OpenSearch
 // through a fault proxy, followed by one `flusso run` process.
@@ -118,7 +119,6 @@ type rig struct {
 	*harness.Deployment
 	t       *testing.T
 	ctx     context.Context // ends at the scenario's budget
-	budget  time.Duration
 	proxy   *faultproxy.Proxy
 	proc    *harness.Proc
 	private string // the process's control surface
@@ -144,14 +144,11 @@ func newRig(t *testing.T, s setup) *rig {
 	via.OpenSearch = p.URL()
 	via.WriteConfig(harness.Config{MaxRetries: s.MaxRetries, Indexes: []harness.Index{{Name: indexName, Schema: accountsSchema, OnError: s.OnError}}})
 
-	r := &rig{Deployment: d, t: t, proxy: p, budget: s.Budget}
-	if r.budget == 0 {
-		r.budget = scale(4*time.Minute, 20*time.Minute)
-	}
-	r.newProc("flusso", s.Env, s.Args...)
+	r := &rig{Deployment: d, t: t, proxy: p}
+	r.newProc("flusso", s.Env)
 	// The budget counts from here: building the binary on a busy machine
 	// is no part of the scenario.
-	ctx, cancel := context.WithTimeout(context.Background(), r.budget)
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	t.Cleanup(cancel)
 	r.ctx = ctx
 	return r
@@ -222,7 +219,7 @@ func (r *rig) waitFor(what string, within time.Duration, cond func() bool) {
 		case <-ctx.Done():
 			limit := fmt.Sprintf("within %v", within)
 			if r.ctx.Err() != nil {
-				limit = fmt.Sprintf("within the scenario's budget of %v", r.budget)
+				limit = fmt.Sprintf("within the scenario's budget of %v", budget)
 			}
 			r.t.Fatalf("expected %s %s; it did not happen.\nstatus: %s\nproxy: %s\npeak RSS: %s\nlog tail:\n%s",
 				what, limit, r.proc.Status(), r.proxy.Counts(), r.rss(), r.proc.Tail())
