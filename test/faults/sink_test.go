@@ -8,6 +8,10 @@ import (
 	"github.com/flusso/flusso/internal/faultproxy"
 )
 
+// injectWait bounds how long the sink takes to run into one counted fault:
+// a run of failures backs off exponentially up to 30 s between attempts.
+var injectWait = scale(3*time.Minute, 10*time.Minute)
+
 // TestRefusals: OpenSearch answers bulks with bursts of 429 (more in a row
 // than max_retries, with Retry-After) and then 503s. The process rides
 // them out, /status shows the sink degraded with the last error while it
@@ -23,12 +27,12 @@ func TestRefusals(t *testing.T) {
 	from := time.Now()
 	for _, f := range []faultproxy.Fault{
 		{Status: 429, RetryAfter: time.Second, Count: scale(8, 40)},
-		{Status: 503, Count: scale(4, 20)},
+		{Status: 503, Count: scale(4, 12)},
 		{Status: 429, RetryAfter: 2 * time.Second, Count: scale(3, 10)},
-		{Status: 503, Count: scale(maxRetries+2, 20)},
+		{Status: 503, Count: scale(maxRetries+2, 12)},
 	} {
 		rp.inject(f.String())
-		r.inject(f, 3*time.Minute)
+		r.inject(f, injectWait)
 	}
 	cleared := time.Now()
 	r.proxy.Clear()
@@ -68,13 +72,13 @@ func TestResetsAndLatency(t *testing.T) {
 
 	from := time.Now()
 	for _, f := range []faultproxy.Fault{
-		{Reset: true, Count: scale(maxRetries+6, 30)},
+		{Reset: true, Count: scale(maxRetries+6, 20)},
 		// Delayed resets keep the sink failing for seconds on end, long
 		// enough for /status (cached for a second) to be sampled.
 		{Reset: true, Latency: time.Second, Count: scale(maxRetries+2, 10)},
 	} {
 		rp.inject(f.String())
-		r.inject(f, 3*time.Minute)
+		r.inject(f, injectWait)
 	}
 	cleared := time.Now()
 	r.proxy.Clear()
