@@ -132,16 +132,12 @@ func newRig(t *testing.T, s setup) *rig {
 		t.Skip("short mode: the fault suite needs the dev services")
 	}
 	d := harness.NewDeployment(t, accountsDDL)
-	p, err := faultproxy.New(d.OpenSearch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	p := faultproxy.New(t, d.OpenSearch)
 
 	// The sink alone goes through the proxy; the comparisons read
 	// OpenSearch directly.
 	via := *d
-	via.OpenSearch = p.URL()
+	via.OpenSearch = p.URL
 	via.WriteConfig(harness.Config{MaxRetries: s.MaxRetries, Indexes: []harness.Index{{Name: indexName, Schema: accountsSchema, OnError: s.OnError}}})
 
 	r := &rig{Deployment: d, t: t, proxy: p}
