@@ -32,7 +32,8 @@ type Config struct {
 	Sink    sink.Sink
 	Broker  *broker.Conn
 	Indexes []flow.Index
-	// Batch is how many documents one fetch takes (default 1000).
+	// Batch is how many documents one fetch takes (default 1000); a fetch
+	// also stops at fetchBytes of documents.
 	Batch int
 	Log   *slog.Logger
 	// OnFlush observes each bulk write's duration (metrics); may be nil.
@@ -53,6 +54,12 @@ type Writer struct {
 	batches     atomic.Uint64
 	lastFlush   atomic.Int64 // nanoseconds
 }
+
+// fetchBytes bounds the documents of one fetch: with two runs in flight, a
+// writer holds about twice this (large documents would otherwise make a
+// fetch of Batch hold gigabytes). A bulk request is at most max_bytes
+// (10 MiB by default) anyway.
+const fetchBytes = 16 << 20
 
 // New prepares a writer.
 func New(cfg Config) *Writer {
@@ -122,7 +129,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		var fetched []jetstream.Msg
 		err := w.retry(ctx, "fetching documents", func() error {
 			var err error
-			fetched, err = broker.Next(ctx, cons, w.cfg.Batch, 250*time.Millisecond, broker.Linger)
+			fetched, err = broker.NextBytes(ctx, cons, w.cfg.Batch, fetchBytes, 250*time.Millisecond, broker.Linger)
 			return err
 		})
 		if err != nil {
