@@ -149,29 +149,3 @@ func Inject(ctx context.Context, headers map[string][]string) {
 func Extract(ctx context.Context, headers map[string][]string) context.Context {
 	return otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(headers))
 }
-
-// maxLinks bounds the links of one batch span to the spans of its messages.
-const maxLinks = 128
-
-// StartBatch starts a span for work on a batch of messages: a child of the
-// first message's trace, linked to the others', so the trace of one change
-// continues through every stage that handles it.
-func StartBatch(ctx context.Context, name string, headers []map[string][]string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
-	var parent context.Context
-	var links []trace.Link
-	for i, h := range headers {
-		mctx := Extract(ctx, h)
-		if i == 0 {
-			parent = mctx
-			continue
-		}
-		if sc := trace.SpanContextFromContext(mctx); sc.IsValid() && len(links) < maxLinks {
-			links = append(links, trace.Link{SpanContext: sc})
-		}
-	}
-	if parent == nil {
-		parent = ctx
-	}
-	attrs = append(attrs, attribute.Int("messaging.batch.message_count", len(headers)))
-	return Tracer().Start(parent, name, trace.WithLinks(links...), trace.WithAttributes(attrs...))
-}

@@ -388,36 +388,6 @@ func IsNotFound(err error) bool {
 // extend it with KeepAlive while they are busy.
 const AckWait = 10 * time.Second
 
-// KeepAlive tells the server that msgs are still being worked on, every
-// AckWait/3, until the returned stop is called.
-func KeepAlive(msgs []jetstream.Msg) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		tick := time.NewTicker(AckWait / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				for _, m := range msgs {
-					_ = m.InProgress()
-				}
-			}
-		}
-	}()
-	return func() { close(done) }
-}
-
-// Headers lists the headers of msgs, in order (for tracing a batch).
-func Headers(msgs []jetstream.Msg) []map[string][]string {
-	out := make([]map[string][]string, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.Headers()
-	}
-	return out
-}
-
 // Linger is the linger the pipeline's stages give Next. Every batch costs
 // fixed work downstream (the assembler's visibility query, the queries
 // that find its documents and a build statement; the writer's bulk request

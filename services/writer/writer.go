@@ -10,14 +10,11 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
@@ -116,10 +113,9 @@ func (w *Writer) Run(ctx context.Context) error {
 			return nil // ctx ended
 		}
 	}
-	name := broker.WriterConsumer(w.cfg.Sink.Name())
-	cons, err := w.cfg.Broker.JS.Consumer(ctx, broker.DocsStream, name)
+	cons, err := w.cfg.Broker.Documents(ctx, w.cfg.Sink.Name())
 	if err != nil {
-		return fmt.Errorf("opening consumer %s: %w", name, err)
+		return err
 	}
 	refresh := make(chan struct{}, 1)
 	go w.refresher(ctx, refresh)
@@ -128,7 +124,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	// held are messages fetched behind a marker that cannot be applied yet,
 	// in stream order; fetching goes on meanwhile, since what the marker
 	// waits for may be redelivered to this very writer.
-	var held []jetstream.Msg
+	var held []*broker.DocumentMsg
 	beat := time.Now()
 	for ctx.Err() == nil {
 		if err := pipe.failed(); err != nil {
@@ -136,10 +132,10 @@ func (w *Writer) Run(ctx context.Context) error {
 			pipe.drain() //nolint:errcheck // already failing with err
 			return err
 		}
-		var fetched []jetstream.Msg
+		var fetched []*broker.DocumentMsg
 		err := w.retry(ctx, "fetching documents", func() error {
 			var err error
-			fetched, err = broker.Next(ctx, cons, w.cfg.Batch, 250*time.Millisecond, broker.Linger)
+			fetched, err = cons.Next(ctx, w.cfg.Batch, 250*time.Millisecond, broker.Linger)
 			return err
 		})
 		if err != nil {
@@ -157,8 +153,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		if len(fetched) > 0 {
 			// Caught up when nothing waits behind this fetch: the writes
 			// in flight then end with a refresh.
-			meta, err := fetched[len(fetched)-1].Metadata()
-			pipe.caughtUp.Store(err == nil && meta.NumPending == 0 && len(held) == 0)
+			pipe.caughtUp.Store(fetched[len(fetched)-1].Last() && len(held) == 0)
 		}
 		msgs := inOrder(held, fetched)
 		held, err = w.process(ctx, cons, pipe, msgs)
@@ -175,14 +170,14 @@ func (w *Writer) Run(ctx context.Context) error {
 
 // inOrder merges held and fetched messages by stream sequence. A message
 // delivered again replaces its earlier delivery.
-func inOrder(held, fetched []jetstream.Msg) []jetstream.Msg {
+func inOrder(held, fetched []*broker.DocumentMsg) []*broker.DocumentMsg {
 	if len(held) == 0 {
 		return fetched
 	}
-	bySeq := map[uint64]jetstream.Msg{}
+	bySeq := map[uint64]*broker.DocumentMsg{}
 	for _, m := range append(held, fetched...) {
-		if meta, err := m.Metadata(); err == nil {
-			bySeq[meta.Sequence.Stream] = m
+		if seq := m.Seq(); seq != 0 {
+			bySeq[seq] = m
 		}
 	}
 	seqs := make([]uint64, 0, len(bySeq))
@@ -190,7 +185,7 @@ func inOrder(held, fetched []jetstream.Msg) []jetstream.Msg {
 		seqs = append(seqs, seq)
 	}
 	slices.Sort(seqs)
-	out := make([]jetstream.Msg, len(seqs))
+	out := make([]*broker.DocumentMsg, len(seqs))
 	for i, seq := range seqs {
 		out[i] = bySeq[seq]
 	}
@@ -201,8 +196,8 @@ func inOrder(held, fetched []jetstream.Msg) []jetstream.Msg {
 // pipeline, markers (seeded, purge) are applied between them once
 // everything before them is written. It returns the messages from a marker
 // that is not ready yet on, to be processed again with the next fetch.
-func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, pipe *pipeline, msgs []jetstream.Msg) ([]jetstream.Msg, error) {
-	var run []jetstream.Msg
+func (w *Writer) process(ctx context.Context, cons *broker.Consumer[*flussopb.Document], pipe *pipeline, msgs []*broker.DocumentMsg) ([]*broker.DocumentMsg, error) {
+	var run []*broker.DocumentMsg
 	var docs []*flussopb.Document
 	flush := func() error {
 		if len(run) == 0 {
@@ -213,12 +208,12 @@ func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, pipe *pip
 		return err
 	}
 	for i, m := range msgs {
-		var d flussopb.Document
-		if err := proto.Unmarshal(m.Data(), &d); err != nil {
-			w.log.Error("dropping undecodable document message", "err", err)
+		if m.Err != nil {
+			w.log.Error("dropping undecodable document message", "err", m.Err)
 			_ = m.Ack()
 			continue
 		}
+		d := m.Value
 		if len(d.Sinks) > 0 && !slices.Contains(d.Sinks, w.cfg.Sink.Name()) {
 			run = append(run, m) // not for this sink: acked with its run
 			continue
@@ -233,10 +228,10 @@ func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, pipe *pip
 		}
 		if d.Op == flussopb.DocOp_UPSERT || d.Op == flussopb.DocOp_DELETE_DOC {
 			run = append(run, m)
-			docs = append(docs, &d)
+			docs = append(docs, d)
 			continue
 		}
-		ready, err := w.atMarker(ctx, cons, pipe, flush, m, &d, msgs[i:])
+		ready, err := w.atMarker(ctx, cons, pipe, flush, m, msgs[i:])
 		if err != nil {
 			nakAll(msgs[i:])
 			return nil, err
@@ -248,12 +243,12 @@ func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, pipe *pip
 	return nil, flush()
 }
 
-// atMarker applies marker m (d decoded) once everything before it is
+// atMarker applies marker m once everything before it is
 // written and reports whether it did; rest is m and what follows it, kept
 // from redelivery while the writes before it end, however long a failing
 // sink makes that.
-func (w *Writer) atMarker(ctx context.Context, cons jetstream.Consumer, pipe *pipeline, flush func() error,
-	m jetstream.Msg, d *flussopb.Document, rest []jetstream.Msg) (bool, error) {
+func (w *Writer) atMarker(ctx context.Context, cons *broker.Consumer[*flussopb.Document], pipe *pipeline, flush func() error,
+	m *broker.DocumentMsg, rest []*broker.DocumentMsg) (bool, error) {
 	stop := broker.KeepAlive(rest)
 	defer stop()
 	if err := flush(); err != nil {
@@ -265,13 +260,13 @@ func (w *Writer) atMarker(ctx context.Context, cons jetstream.Consumer, pipe *pi
 	var ready bool
 	err := w.retry(ctx, "reading the consumer state", func() error {
 		var err error
-		ready, err = w.markerReady(ctx, cons, m)
+		ready, err = cons.AckedBefore(ctx, m)
 		return err
 	})
 	if err != nil || !ready {
 		return false, err
 	}
-	return true, w.marker(ctx, m, d)
+	return true, w.marker(ctx, m)
 }
 
 // docKey identifies one document operation for coalescing: builds of the
@@ -398,26 +393,22 @@ func (w *Writer) rebuild(ctx context.Context, rejected []sink.Rejection) error {
 	}
 	defer done()
 	for len(waiting) > 0 {
-		batch, err := watch.Fetch(256, jetstream.FetchMaxWait(time.Second))
+		docs, err := watch.Fetch(256, time.Second)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil {
 			return fmt.Errorf("watching %s for rebuilt documents: %w", broker.DocsStream, err)
 		}
 		var next []sink.Doc
-		for m := range batch.Messages() {
-			var d flussopb.Document
-			if proto.Unmarshal(m.Data(), &d) != nil || (d.Op != flussopb.DocOp_UPSERT && d.Op != flussopb.DocOp_DELETE_DOC) ||
+		for _, d := range docs {
+			if (d.Op != flussopb.DocOp_UPSERT && d.Op != flussopb.DocOp_DELETE_DOC) ||
 				(len(d.Sinks) > 0 && !slices.Contains(d.Sinks, w.cfg.Sink.Name())) {
 				continue
 			}
 			if version, ok := waiting[[2]string{d.Index, d.Id}]; ok && d.Version >= version {
-				next = append(next, toSinkDoc(&d))
+				next = append(next, toSinkDoc(d))
 			}
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err := batch.Error(); err != nil {
-			return fmt.Errorf("watching %s for rebuilt documents: %w", broker.DocsStream, err)
 		}
 		if len(next) == 0 {
 			continue
@@ -440,9 +431,9 @@ func (w *Writer) rebuild(ctx context.Context, rejected []sink.Rejection) error {
 }
 
 // requestRebuild asks the assemblers to build documents again for this
-// sink and returns a consumer of the documents published from then on,
-// with done to remove it.
-func (w *Writer) requestRebuild(ctx context.Context, docs map[[2]string]uint64) (jetstream.Consumer, func(), error) {
+// sink and returns a watch of the documents published from then on, with
+// done to remove it.
+func (w *Writer) requestRebuild(ctx context.Context, docs map[[2]string]uint64) (*broker.Watch, func(), error) {
 	keys := map[string][]string{}
 	versions := map[string]uint64{}
 	for k, version := range docs {
@@ -451,43 +442,26 @@ func (w *Writer) requestRebuild(ctx context.Context, docs map[[2]string]uint64) 
 	}
 	// The watch starts at the stream's end as it is before the requests,
 	// so no build they cause is missed.
-	stream, err := w.cfg.Broker.JS.Stream(ctx, broker.DocsStream)
+	end, err := w.cfg.Broker.Progress(ctx, broker.DocsStream)
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening stream %s: %w", broker.DocsStream, err)
+		return nil, nil, err
 	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading stream %s: %w", broker.DocsStream, err)
-	}
-	var subjects []string
+	var indexes []string
 	for index, ids := range keys {
-		subjects = append(subjects, broker.DocsSubject(index))
+		indexes = append(indexes, index)
 		ch := &flussopb.Change{Op: flussopb.ChangeOp_BACKFILL, Index: index, Keys: ids,
 			Sinks: []string{w.cfg.Sink.Name()}, CommitLsn: versions[index]}
-		data, err := proto.Marshal(ch)
-		if err != nil {
-			return nil, nil, fmt.Errorf("encoding a rebuild request: %w", err)
-		}
-		if _, err := w.cfg.Broker.JS.Publish(ctx, broker.ChangesSubject, data); err != nil {
+		if _, err := w.cfg.Broker.PublishChange(ctx, ch, ""); err != nil {
 			return nil, nil, fmt.Errorf("requesting a rebuild of %d documents of %s: %w", len(ids), index, err)
 		}
 	}
-	slices.Sort(subjects)
-	// An explicit consumer, removed when done: on an interest stream any
-	// consumer holds what it has not been delivered yet, and so the slot.
-	watch, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		FilterSubjects:    subjects,
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       info.State.LastSeq + 1,
-		AckPolicy:         jetstream.AckNonePolicy,
-		InactiveThreshold: 30 * time.Second,
-		MemoryStorage:     true,
-	})
+	slices.Sort(indexes)
+	watch, err := w.cfg.Broker.WatchDocuments(ctx, indexes, end.Last+1)
 	if err != nil {
-		return nil, nil, fmt.Errorf("watching %s for rebuilt documents: %w", broker.DocsStream, err)
+		return nil, nil, fmt.Errorf("watching for rebuilt documents: %w", err)
 	}
 	done := func() {
-		if err := stream.DeleteConsumer(context.WithoutCancel(ctx), watch.CachedInfo().Name); err != nil {
+		if err := watch.Close(context.WithoutCancel(ctx)); err != nil {
 			w.log.Warn("removing the rebuild watch; it expires on its own", "err", err)
 		}
 	}
@@ -501,18 +475,9 @@ func (w *Writer) quarantine(ctx context.Context, r sink.Rejection) error {
 	if r.Doc.Op == sink.Delete {
 		doc.Op = flussopb.DocOp_DELETE_DOC
 	}
-	data, err := proto.Marshal(doc)
-	if err != nil {
-		return fmt.Errorf("encoding quarantined document: %w", err)
-	}
-	msg := &nats.Msg{Subject: broker.QuarantineSubject(w.cfg.Sink.Name(), r.Doc.Index), Data: data, Header: nats.Header{}}
-	msg.Header.Set(broker.HeaderSink, w.cfg.Sink.Name())
-	msg.Header.Set(broker.HeaderIndex, r.Doc.Index)
-	msg.Header.Set(broker.HeaderID, r.Doc.ID)
-	msg.Header.Set(broker.HeaderReason, r.Reason)
-	msg.Header.Set(broker.HeaderVersion, strconv.FormatUint(r.Doc.Version, 10))
-	err = w.retry(ctx, "quarantining a document", func() error {
-		if _, err := w.cfg.Broker.JS.PublishMsg(ctx, msg); err != nil {
+	entry := broker.Rejected{Sink: w.cfg.Sink.Name(), Index: r.Doc.Index, ID: r.Doc.ID, Version: r.Doc.Version, Reason: r.Reason, Doc: doc}
+	err := w.retry(ctx, "quarantining a document", func() error {
+		if err := w.cfg.Broker.PublishQuarantine(ctx, entry); err != nil {
 			return fmt.Errorf("quarantining document %s of %s: %w", r.Doc.ID, r.Doc.Index, err)
 		}
 		return nil
@@ -527,28 +492,9 @@ func (w *Writer) quarantine(ctx context.Context, r sink.Rejection) error {
 	return nil
 }
 
-// markerReady reports whether every message before marker m is acked by
-// the writers of this sink, so its marker can be applied in stream order.
-func (w *Writer) markerReady(ctx context.Context, cons jetstream.Consumer, m jetstream.Msg) (bool, error) {
-	meta, err := m.Metadata()
-	if err != nil {
-		return false, fmt.Errorf("reading marker metadata: %w", err)
-	}
-	// The acks just sent must reach the server before it is asked.
-	fctx, cancel := context.WithTimeout(ctx, broker.AckWait)
-	defer cancel()
-	if err := w.cfg.Broker.NC.FlushWithContext(fctx); err != nil {
-		return false, fmt.Errorf("flushing acks: %w", err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return false, fmt.Errorf("reading consumer state: %w", err)
-	}
-	return info.AckFloor.Stream+1 >= meta.Sequence.Stream, nil
-}
-
 // marker applies a SEEDED or PURGE marker and acks it.
-func (w *Writer) marker(ctx context.Context, m jetstream.Msg, d *flussopb.Document) error {
+func (w *Writer) marker(ctx context.Context, m *broker.DocumentMsg) error {
+	d := m.Value
 	switch d.Op {
 	case flussopb.DocOp_SEEDED:
 		err := w.retry(ctx, "marking an index seeded", func() error {
@@ -593,7 +539,7 @@ func (w *Writer) retry(ctx context.Context, what string, fn func() error) error 
 	})
 }
 
-func ackAll(msgs []jetstream.Msg) {
+func ackAll(msgs []*broker.DocumentMsg) {
 	for _, m := range msgs {
 		_ = m.Ack()
 	}
@@ -601,7 +547,7 @@ func ackAll(msgs []jetstream.Msg) {
 
 // nakAll hands messages back for immediate redelivery, so a restarted
 // writer does not wait out the ack timeout.
-func nakAll(msgs []jetstream.Msg) {
+func nakAll(msgs []*broker.DocumentMsg) {
 	for _, m := range msgs {
 		_ = m.Nak()
 	}
