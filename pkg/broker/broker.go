@@ -347,6 +347,15 @@ func (c *Conn) State(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
+// Lease opens the lease bucket.
+func (c *Conn) Lease(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := c.JS.KeyValue(ctx, LeaseBucket)
+	if err != nil {
+		return nil, fmt.Errorf("opening key-value bucket %s: %w", LeaseBucket, err)
+	}
+	return kv, nil
+}
+
 // Progress is how far consumers have got through a stream.
 type Progress struct {
 	// Done is the highest sequence S such that every message up to S is

@@ -46,14 +46,19 @@ func IsTooLarge(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum
 }
 
-// ServerLimit is the largest message the server this connection is on and
-// the pipeline's streams take, without asking the server.
-func (c *Conn) ServerLimit() int {
+// changeHeaders is room left in a change's message for its headers (the
+// deduplication id and the trace context).
+const changeHeaders = 1 << 10
+
+// MaxChange is the largest encoded change (Change.Len) the broker takes:
+// the server's limit (another server than the embedded one may have a
+// lower one) and the changes stream's, less room for the headers.
+func (c *Conn) MaxChange() int {
 	limit := MaxPayload
 	if server := int(c.NC.MaxPayload()); server > 0 {
 		limit = min(limit, server)
 	}
-	return limit
+	return limit - changeHeaders
 }
 
 // Reconnects counts the connection's reconnects to NATS.
