@@ -8,7 +8,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -137,15 +136,3 @@ func clamp(n uint64) int64 {
 // Tracer is flusso's tracer, from the global provider Setup installs (a
 // no-op one before, or without OTLP traces).
 func Tracer() trace.Tracer { return otel.Tracer(Name) }
-
-// Inject writes the trace context of ctx into message headers (a
-// nats.Header is a map[string][]string), so the next stage continues the
-// trace.
-func Inject(ctx context.Context, headers map[string][]string) {
-	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(headers))
-}
-
-// Extract returns ctx carrying the trace context found in message headers.
-func Extract(ctx context.Context, headers map[string][]string) context.Context {
-	return otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(headers))
-}
