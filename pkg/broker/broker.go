@@ -1,6 +1,8 @@
 // Package broker is the JetStream layout the stages share: the streams
 // between them, their consumers, the state bucket, and the embedded server
-// used when no external NATS is configured.
+// used when no external NATS is configured. It owns the wire: the stages
+// publish and take changes, documents, markers and quarantine entries
+// through typed operations and never see subjects, headers or encodings.
 //
 // Layout (what `nats stream info` / `nats consumer info` show):
 //
@@ -77,7 +79,10 @@ const writerPrefix = "writer_"
 // WriterConsumer is the durable consumer of one sink's writers.
 func WriterConsumer(sink string) string { return writerPrefix + sink }
 
-// Conn is a connection to NATS with JetStream.
+// Conn is a connection to NATS with JetStream. The stages publish and
+// take the pipeline's messages through its typed operations (wire.go,
+// deliver.go, quarantine.go) only; NC and JS are for this package and for
+// tests that set up or break a broker.
 type Conn struct {
 	NC *nats.Conn
 	JS jetstream.JetStream
