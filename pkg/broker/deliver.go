@@ -68,13 +68,19 @@ type Consumer[T any] struct {
 	decode func([]byte) (T, error)
 }
 
+// ChangeConsumer is the assemblers' consumer of changes.
+type ChangeConsumer = Consumer[*flussopb.Change]
+
+// DocumentConsumer is a sink's writers' consumer of documents.
+type DocumentConsumer = Consumer[*flussopb.Document]
+
 // Changes opens the assemblers' consumer of the changes stream.
-func (c *Conn) Changes(ctx context.Context) (*Consumer[*flussopb.Change], error) {
+func (c *Conn) Changes(ctx context.Context) (*ChangeConsumer, error) {
 	return consumer(ctx, c, ChangesStream, AssemblerConsumer, decodeChange)
 }
 
 // Documents opens the consumer of sink's writers on the documents stream.
-func (c *Conn) Documents(ctx context.Context, sink string) (*Consumer[*flussopb.Document], error) {
+func (c *Conn) Documents(ctx context.Context, sink string) (*DocumentConsumer, error) {
 	return consumer(ctx, c, DocsStream, WriterConsumer(sink), decodeDocument)
 }
 

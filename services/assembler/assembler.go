@@ -238,7 +238,7 @@ func (e *badDataError) Error() string { return e.err.Error() }
 // down, a column the schema reads dropped): the stage shows itself
 // degraded meanwhile and recovers by itself once the cause is gone. Only
 // bad data under on_error = stop ends it.
-func (a *Assembler) work(ctx context.Context, cons *broker.Consumer[*flussopb.Change]) error {
+func (a *Assembler) work(ctx context.Context, cons *broker.ChangeConsumer) error {
 	pause := retry.Delay{Limit: retryCap}
 	fetchFailed := false
 	for ctx.Err() == nil {

@@ -196,7 +196,7 @@ func inOrder(held, fetched []*broker.DocumentMsg) []*broker.DocumentMsg {
 // pipeline, markers (seeded, purge) are applied between them once
 // everything before them is written. It returns the messages from a marker
 // that is not ready yet on, to be processed again with the next fetch.
-func (w *Writer) process(ctx context.Context, cons *broker.Consumer[*flussopb.Document], pipe *pipeline, msgs []*broker.DocumentMsg) ([]*broker.DocumentMsg, error) {
+func (w *Writer) process(ctx context.Context, cons *broker.DocumentConsumer, pipe *pipeline, msgs []*broker.DocumentMsg) ([]*broker.DocumentMsg, error) {
 	var run []*broker.DocumentMsg
 	var docs []*flussopb.Document
 	flush := func() error {
@@ -243,11 +243,11 @@ func (w *Writer) process(ctx context.Context, cons *broker.Consumer[*flussopb.Do
 	return nil, flush()
 }
 
-// atMarker applies marker m once everything before it is
-// written and reports whether it did; rest is m and what follows it, kept
-// from redelivery while the writes before it end, however long a failing
-// sink makes that.
-func (w *Writer) atMarker(ctx context.Context, cons *broker.Consumer[*flussopb.Document], pipe *pipeline, flush func() error,
+// atMarker applies marker m once everything before it is written and
+// reports whether it did; rest is m and what follows it, kept from
+// redelivery while the writes before it end, however long a failing sink
+// makes that.
+func (w *Writer) atMarker(ctx context.Context, cons *broker.DocumentConsumer, pipe *pipeline, flush func() error,
 	m *broker.DocumentMsg, rest []*broker.DocumentMsg) (bool, error) {
 	stop := broker.KeepAlive(rest)
 	defer stop()
