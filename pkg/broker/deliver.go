@@ -170,26 +170,32 @@ const maxLinks = 128
 
 // StartBatch starts a span for work on a batch of deliveries: a child of
 // the first one's trace, linked to the others', so the trace of one change
-// continues through every stage that handles it.
+// continues through every stage that handles it. The others' trace
+// contexts are read only when the span is recorded: without tracing a
+// batch costs one look at its first message's headers.
 func StartBatch[T any](ctx context.Context, name string, ds []*Delivery[T], attrs ...attribute.KeyValue) (context.Context, trace.Span) {
 	prop := otel.GetTextMapPropagator()
-	var parent context.Context
-	var links []trace.Link
-	for i, d := range ds {
-		mctx := prop.Extract(ctx, propagation.HeaderCarrier(d.msg.Headers()))
-		if i == 0 {
-			parent = mctx
-			continue
-		}
-		if sc := trace.SpanContextFromContext(mctx); sc.IsValid() && len(links) < maxLinks {
-			links = append(links, trace.Link{SpanContext: sc})
-		}
-	}
-	if parent == nil {
-		parent = ctx
+	parent := ctx
+	if len(ds) > 0 {
+		parent = prop.Extract(ctx, propagation.HeaderCarrier(ds[0].msg.Headers()))
 	}
 	attrs = append(attrs, attribute.Int("messaging.batch.message_count", len(ds)))
-	return otel.Tracer(tracerName).Start(parent, name, trace.WithLinks(links...), trace.WithAttributes(attrs...))
+	ctx, span := otel.Tracer(tracerName).Start(parent, name, trace.WithAttributes(attrs...))
+	if !span.IsRecording() {
+		return ctx, span
+	}
+	links := 0
+	for _, d := range ds[min(1, len(ds)):] {
+		if links == maxLinks {
+			break
+		}
+		mctx := prop.Extract(ctx, propagation.HeaderCarrier(d.msg.Headers()))
+		if sc := trace.SpanContextFromContext(mctx); sc.IsValid() {
+			span.AddLink(trace.Link{SpanContext: sc})
+			links++
+		}
+	}
+	return ctx, span
 }
 
 // Watch follows the documents of some indexes from a sequence on, for a

@@ -108,20 +108,20 @@ type Change struct{ msg *nats.Msg }
 
 // EncodeChange encodes ch with message id id, under which the stream
 // deduplicates it ("" for none).
-func EncodeChange(ch *flussopb.Change, id string) (*Change, error) {
+func EncodeChange(ch *flussopb.Change, id string) (Change, error) {
 	msg, err := encode(ChangesSubject, ch)
 	if err != nil {
-		return nil, fmt.Errorf("encoding change: %w", err)
+		return Change{}, fmt.Errorf("encoding change: %w", err)
 	}
-	return &Change{msg: withID(msg, id)}, nil
+	return Change{msg: withID(msg, id)}, nil
 }
 
 // Len is the encoded change's length, headers left out.
-func (c *Change) Len() int { return len(c.msg.Data) }
+func (c Change) Len() int { return len(c.msg.Data) }
 
 // PublishChangeAsync publishes an encoded change with the trace context of
 // ctx, without waiting for the stream to store it.
-func (c *Conn) PublishChangeAsync(ctx context.Context, ch *Change) (jetstream.PubAckFuture, error) {
+func (c *Conn) PublishChangeAsync(ctx context.Context, ch Change) (jetstream.PubAckFuture, error) {
 	inject(ctx, ch.msg.Header)
 	return c.JS.PublishMsgAsync(ch.msg)
 }

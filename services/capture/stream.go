@@ -406,10 +406,10 @@ func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[ui
 // indexes reading its table. Slow, but nothing is missed, and the stream
 // never stops on it: a change that cannot be published would end every
 // session at the same transaction and hold the slot back for good.
-func (c *Capture) encode(ch *flussopb.Change, final pglogrepl.LSN, id string) (*broker.Change, error) {
+func (c *Capture) encode(ch *flussopb.Change, final pglogrepl.LSN, id string) (broker.Change, error) {
 	enc, err := broker.EncodeChange(ch, id)
 	if err != nil {
-		return nil, err
+		return enc, err
 	}
 	limit := c.cfg.Broker.MaxChange()
 	if enc.Len() <= limit {
