@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 GOBIN := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: help build test demo demo-stop services services-down proto bench chaos lint
+.PHONY: help build test demo demo-stop services services-down proto bench chaos faults lint
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ test: services ## run every test against the real services (started if needed)
 
 chaos: services ## the chaos test at length: 5 minutes of kills and restarts, then a full diff
 	@source .dev/env && FLUSSO_CHAOS_SECS=$${FLUSSO_CHAOS_SECS:-300} $(GO) test -count=1 -timeout 60m -run 'TestChaos$$' -v ./test/system/ | grep -E 'chaos report|^(--- |ok|FAIL|PASS)'
+
+faults: services ## the fault suite at length: longer faults, bigger volumes; one "fault report" line per scenario
+	@set -o pipefail && source .dev/env && FLUSSO_FAULTS_LONG=1 $(GO) test -count=1 -timeout 90m -p 1 -v ./test/faults/ | grep -E 'fault report|_test\.go:[0-9]+: expected|^(--- |ok|FAIL|PASS)'
 
 test-short: ## run the tests that need no services (go test -short)
 	$(GO) test -short -count=1 ./...

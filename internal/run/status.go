@@ -101,6 +101,9 @@ func (s *status) compute(ctx context.Context) server.Status {
 	if pr, err := s.p.Broker.Progress(ctx, broker.DocsStream); err == nil {
 		st.Backlog.Documents = pr.Pending
 	}
+	if q, err := s.p.Broker.Quarantine(ctx); err == nil {
+		st.Quarantine = &server.Quarantine{Entries: q.Entries, Bytes: q.Bytes, MaxBytes: q.MaxBytes, MaxAgeSeconds: q.MaxAge.Seconds()}
+	}
 	if st.ChangesCaptured > 0 {
 		st.ChangesInFlight = st.Backlog.Changes
 	}

@@ -212,6 +212,7 @@ func TestStatusDocument(t *testing.T) {
 			{Stage: "capture", State: health.OK},
 			{Stage: "sink.primary", State: health.Degraded, LastError: "bulk: connection refused", LastErrorAt: &at, Since: &since, Failures: 3},
 		},
+		Quarantine: &Quarantine{Entries: 2, Bytes: 300, MaxBytes: 1 << 30, MaxAgeSeconds: 2592000},
 	}}
 	srv := start(t, Config{Source: src})
 	a := do(t, "GET", srv.public+"/status", nil)
@@ -229,6 +230,7 @@ func TestStatusDocument(t *testing.T) {
 		"last_flush_micros": 2500.0, "slot_lag_bytes": 4096.0, "confirmed_lsn": "0/16B3748",
 		"backlog": map[string]any{"changes": 5.0, "documents": 9.0},
 		"errors":  1.0, "last_error": "sink primary: connection refused",
+		"quarantine": map[string]any{"entries": 2.0, "bytes": 300.0, "max_bytes": float64(1 << 30), "max_age_seconds": 2592000.0},
 	}
 	for k, v := range want {
 		if fmt.Sprint(got[k]) != fmt.Sprint(v) {

@@ -100,6 +100,10 @@ type Status struct {
 
 	// Stages is the health of every stage this process runs, by name.
 	Stages []health.Report `json:"stages"`
+
+	// Quarantine is the quarantine stream's use of its limits; nil when
+	// unknown.
+	Quarantine *Quarantine `json:"quarantine,omitempty"`
 	// Unready are the stages degraded for longer than the readiness grace:
 	// /readyz answers 503 naming them.
 	Unready []health.Report `json:"-"`
@@ -139,6 +143,15 @@ func NewBackfill(done, total uint64, elapsed time.Duration) *Backfill {
 	}
 	b.ETASeconds = &eta
 	return b
+}
+
+// Quarantine is how full the quarantine stream is: past MaxBytes or MaxAge
+// its oldest entries are dropped for room.
+type Quarantine struct {
+	Entries       uint64  `json:"entries"`
+	Bytes         uint64  `json:"bytes"`
+	MaxBytes      int64   `json:"max_bytes"`       // -1: no limit
+	MaxAgeSeconds float64 `json:"max_age_seconds"` // 0: no limit
 }
 
 // Backlog counts the broker messages each stage has not acknowledged yet.
@@ -213,6 +226,9 @@ func (s Status) Snapshot() telemetry.Snapshot {
 	}
 	for _, st := range s.Stages {
 		out.Stages[st.Stage] = telemetry.StageHealth{Degraded: st.State == health.Degraded, Failures: st.Failures}
+	}
+	if q := s.Quarantine; q != nil {
+		out.Quarantine = &telemetry.QuarantineUse{Bytes: q.Bytes, MaxBytes: q.MaxBytes}
 	}
 	return out
 }

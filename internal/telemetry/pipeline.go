@@ -27,6 +27,14 @@ type Snapshot struct {
 	Indexes map[string]IndexCounts
 	// Stages are the health counters by stage name ("capture", "sink.primary").
 	Stages map[string]StageHealth
+	// Quarantine is nil until the quarantine stream was read.
+	Quarantine *QuarantineUse
+}
+
+// QuarantineUse is the quarantine stream's bytes against its limit.
+type QuarantineUse struct {
+	Bytes    uint64
+	MaxBytes int64 // -1: no limit
 }
 
 // StageHealth is one stage's health as metrics show it.
@@ -57,6 +65,8 @@ type IndexCounts struct {
 //	flusso.stage.backlog         gauge    flusso_stage_backlog{stage}
 //	flusso.stage.degraded        gauge    flusso_stage_degraded{stage} (0 or 1)
 //	flusso.stage.failures        counter  flusso_stage_failures_total{stage}
+//	flusso.quarantine.size       gauge    flusso_quarantine_size_bytes
+//	flusso.quarantine.limit      gauge    flusso_quarantine_limit_bytes (absent without a limit)
 func (p *Provider) Register(snapshot func() Snapshot) error {
 	m := p.meter
 	var err error
@@ -85,6 +95,8 @@ func (p *Provider) Register(snapshot func() Snapshot) error {
 	backlog := gauge("flusso.stage.backlog", "{message}", "Broker messages a stage has not acknowledged yet")
 	degraded := gauge("flusso.stage.degraded", "", "1 while a stage keeps failing and retrying, else 0")
 	failures := counter("flusso.stage.failures", "{failure}", "Failures a stage retried after (for a sink, its retries)")
+	qSize := gauge("flusso.quarantine.size", "By", "Bytes the quarantine stream holds")
+	qLimit := gauge("flusso.quarantine.limit", "By", "Bytes the quarantine stream holds before it drops its oldest entries")
 	if err != nil {
 		return err
 	}
@@ -111,8 +123,14 @@ func (p *Provider) Register(snapshot func() Snapshot) error {
 			o.ObserveInt64(degraded, boolGauge(h.Degraded), attrs)
 			o.ObserveInt64(failures, clamp(h.Failures), attrs)
 		}
+		if q := s.Quarantine; q != nil {
+			o.ObserveInt64(qSize, clamp(q.Bytes))
+			if q.MaxBytes > 0 {
+				o.ObserveInt64(qLimit, q.MaxBytes)
+			}
+		}
 		return nil
-	}, captured, committed, inFlight, built, quarantined, batches, errs, slotLag, backlog, degraded, failures)
+	}, captured, committed, inFlight, built, quarantined, batches, errs, slotLag, backlog, degraded, failures, qSize, qLimit)
 	if err != nil {
 		return fmt.Errorf("registering the pipeline metrics: %w", err)
 	}

@@ -51,6 +51,7 @@ func snapshot() Snapshot {
 		Backlog:      map[string]uint64{"assembler": 6, "writer": 2},
 		Indexes:      map[string]IndexCounts{"users": {Built: 10, Quarantined: 2}, "orders": {Built: 7}},
 		Stages:       map[string]StageHealth{"capture": {}, "sink.primary": {Degraded: true, Failures: 4}},
+		Quarantine:   &QuarantineUse{Bytes: 900, MaxBytes: 1000},
 	}
 }
 
@@ -87,6 +88,8 @@ func TestPrometheusNames(t *testing.T) {
 		`flusso_stage_degraded{stage="sink.primary"} 1`,
 		`flusso_stage_failures_total{stage="capture"} 0`,
 		`flusso_stage_failures_total{stage="sink.primary"} 4`,
+		"flusso_quarantine_size_bytes 900",
+		"flusso_quarantine_limit_bytes 1000",
 		`flusso_flush_duration_seconds_bucket{sink="primary",le="0.005"} 1`,
 		`flusso_flush_duration_seconds_bucket{sink="primary",le="2.5"} 2`,
 		`flusso_flush_duration_seconds_count{sink="primary"} 2`,

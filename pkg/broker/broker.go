@@ -419,6 +419,13 @@ const Linger = 50 * time.Millisecond
 // and a backlog still goes in full batches at once. No message within wait
 // gives an empty batch.
 func Next(ctx context.Context, cons jetstream.Consumer, max int, wait, linger time.Duration) ([]jetstream.Msg, error) {
+	return NextBytes(ctx, cons, max, 0, wait, linger)
+}
+
+// NextBytes is Next with the batch also bounded by maxBytes of message data
+// (0: no bound): a batch of large documents then holds a few of them, not max.
+// The first message is taken whatever its size, so none is ever stuck.
+func NextBytes(ctx context.Context, cons jetstream.Consumer, max, maxBytes int, wait, linger time.Duration) ([]jetstream.Msg, error) {
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	first, err := cons.Fetch(1, jetstream.FetchContext(wctx))
@@ -439,25 +446,43 @@ func Next(ctx context.Context, cons jetstream.Consumer, max int, wait, linger ti
 	if len(out) == 0 {
 		return out, nil
 	}
-	out = takeReady(cons, out, max)
+	out = takeReady(ctx, cons, out, max, maxBytes)
 	if len(out) < max && linger > 0 {
 		select {
 		case <-ctx.Done():
 			return out, nil // the messages taken are still worth processing
 		case <-time.After(linger - time.Since(start)):
 		}
-		out = takeReady(cons, out, max)
+		out = takeReady(ctx, cons, out, max, maxBytes)
 	}
 	return out, nil
 }
 
-// takeReady appends to out the messages ready now, up to max in all; a
-// failure leaves out as it is, still worth processing.
-func takeReady(cons jetstream.Consumer, out []jetstream.Msg, max int) []jetstream.Msg {
+// takeReady appends to out the messages ready now, up to max in all and,
+// with maxBytes, up to maxBytes of data in all; a failure leaves out as it
+// is, still worth processing.
+func takeReady(ctx context.Context, cons jetstream.Consumer, out []jetstream.Msg, max, maxBytes int) []jetstream.Msg {
 	if len(out) >= max {
 		return out
 	}
-	rest, err := cons.FetchNoWait(max - len(out))
+	var rest jetstream.MessageBatch
+	var err error
+	if maxBytes <= 0 {
+		rest, err = cons.FetchNoWait(max - len(out))
+	} else {
+		room := maxBytes
+		for _, m := range out {
+			room -= len(m.Data())
+		}
+		if room <= 0 {
+			return out
+		}
+		// FetchNoWait takes no byte bound: a fetch that gives up after a
+		// moment answers the same, what is stored now up to the bound.
+		wctx, cancel := context.WithTimeout(ctx, readyWait)
+		defer cancel()
+		rest, err = cons.Fetch(max-len(out), jetstream.FetchMaxBytes(room), jetstream.FetchContext(wctx))
+	}
 	if err != nil {
 		return out
 	}
@@ -466,3 +491,7 @@ func takeReady(cons jetstream.Consumer, out []jetstream.Msg, max int) []jetstrea
 	}
 	return out
 }
+
+// readyWait is how long a byte-bounded fetch waits for messages that are not
+// stored yet.
+const readyWait = 5 * time.Millisecond

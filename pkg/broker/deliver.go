@@ -104,7 +104,12 @@ func decodeDocument(data []byte) (*flussopb.Document, error) {
 
 // Next takes the next batch of up to max messages as Next does, decoded.
 func (c *Consumer[T]) Next(ctx context.Context, max int, wait, linger time.Duration) ([]*Delivery[T], error) {
-	msgs, err := Next(ctx, c.cons, max, wait, linger)
+	return c.NextBytes(ctx, max, 0, wait, linger)
+}
+
+// NextBytes takes the next batch as NextBytes does, decoded.
+func (c *Consumer[T]) NextBytes(ctx context.Context, max, maxBytes int, wait, linger time.Duration) ([]*Delivery[T], error) {
+	msgs, err := NextBytes(ctx, c.cons, max, maxBytes, wait, linger)
 	if err != nil {
 		return nil, err
 	}

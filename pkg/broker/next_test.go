@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +14,8 @@ import (
 
 // TestNext checks how Next batches: a backlog goes at once in full
 // batches, a trickle waits linger for what follows its first message, and
-// nothing within wait is an empty batch.
+// nothing within wait is an empty batch; a byte bound stops a batch early
+// but never holds back its first message.
 func TestNext(t *testing.T) {
 	// Bounds on durations are loose: they tell a linger waited out from
 	// one skipped, on a machine however loaded.
@@ -22,6 +24,8 @@ func TestNext(t *testing.T) {
 		ready   int           // messages published before Next
 		later   int           // published after, 100 ms into Next
 		max     int           // batch size
+		bytes   int           // bound on the batch's data (0: none)
+		size    int           // bytes of each message (default 1)
 		wait    time.Duration // for the first message
 		linger  time.Duration
 		want    int
@@ -31,6 +35,9 @@ func TestNext(t *testing.T) {
 		{name: "backlog fills the batch at once", ready: 10, max: 5, wait: time.Second, linger: 5 * time.Second, want: 5, atMost: 2500 * time.Millisecond},
 		{name: "no linger: what is there", ready: 1, later: 2, max: 10, wait: time.Second, want: 1},
 		{name: "linger takes what follows", ready: 1, later: 2, max: 10, wait: time.Second, linger: time.Second, want: 3, atLeast: time.Second},
+		{name: "bytes bound a backlog", ready: 10, max: 10, bytes: 3500, size: 1000, wait: time.Second, want: 3, atMost: 2500 * time.Millisecond},
+		{name: "bytes bound lets one big message through", ready: 3, max: 10, bytes: 500, size: 1000, wait: time.Second, want: 1, atMost: 2500 * time.Millisecond},
+		{name: "bytes bound with room takes all", ready: 4, max: 10, bytes: 1 << 20, size: 1000, wait: time.Second, want: 4, atMost: 2500 * time.Millisecond},
 		{name: "nothing within wait", max: 10, wait: 100 * time.Millisecond, linger: 5 * time.Second, want: 0, atMost: 2500 * time.Millisecond},
 	}
 	for _, tt := range tests {
@@ -50,9 +57,10 @@ func TestNext(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			body := []byte(strings.Repeat("x", max(tt.size, 1)))
 			publish := func(n int) {
 				for range n {
-					if _, err := conn.JS.Publish(ctx, "t", []byte("x")); err != nil {
+					if _, err := conn.JS.Publish(ctx, "t", body); err != nil {
 						t.Error(err)
 					}
 				}
@@ -66,7 +74,7 @@ func TestNext(t *testing.T) {
 			}()
 			defer func() { <-published }()
 			start := time.Now()
-			msgs, err := broker.Next(ctx, cons, tt.max, tt.wait, tt.linger)
+			msgs, err := broker.NextBytes(ctx, cons, tt.max, tt.bytes, tt.wait, tt.linger)
 			took := time.Since(start)
 			if err != nil {
 				t.Fatal(err)

@@ -35,7 +35,8 @@ type Config struct {
 	Sink    sink.Sink
 	Broker  *broker.Conn
 	Indexes []Index
-	// Batch is how many documents one fetch takes (default 1000).
+	// Batch is how many documents one fetch takes (default 1000); a fetch
+	// also stops at fetchBytes of documents.
 	Batch int
 	Log   *slog.Logger
 	// OnFlush observes each bulk write's duration (metrics); may be nil.
@@ -56,6 +57,12 @@ type Writer struct {
 	batches     atomic.Uint64
 	lastFlush   atomic.Int64 // nanoseconds
 }
+
+// fetchBytes bounds the documents of one fetch: with two runs in flight, a
+// writer holds about twice this (large documents would otherwise make a
+// fetch of Batch hold gigabytes). A bulk request is at most max_bytes
+// (10 MiB by default) anyway.
+const fetchBytes = 16 << 20
 
 // New prepares a writer.
 func New(cfg Config) *Writer {
@@ -135,7 +142,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		var fetched []*broker.DocumentMsg
 		err := w.retry(ctx, "fetching documents", func() error {
 			var err error
-			fetched, err = cons.Next(ctx, w.cfg.Batch, 250*time.Millisecond, broker.Linger)
+			fetched, err = cons.NextBytes(ctx, w.cfg.Batch, fetchBytes, 250*time.Millisecond, broker.Linger)
 			return err
 		})
 		if err != nil {

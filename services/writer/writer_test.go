@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flusso/flusso/internal/faultproxy"
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
@@ -16,7 +17,6 @@ import (
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sink"
 	"github.com/flusso/flusso/pkg/sink/opensearch"
-	"github.com/flusso/flusso/pkg/sink/opensearch/faultproxy"
 	"github.com/flusso/flusso/proto/flussopb"
 )
 
@@ -122,17 +122,16 @@ func TestWriterWaitsOutARefusingSink(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
-		fault faultproxy.Fault
-		n     int
+		fault faultproxy.Fault // counted: Count is how many in a row
 		// writerSees says the sink gives up and the writer retries, so
 		// the writer too shows degraded; else the sink waits it out.
 		writerSees bool
 		lastError  string
 	}{
-		{"500 past max_retries", faultproxy.Fault{Status: http.StatusInternalServerError}, 4, true, "status 500"},
-		{"permission refused", faultproxy.Fault{Status: http.StatusForbidden}, 3, true, "status 403"},
-		{"429 burst past max_retries", faultproxy.Fault{Status: http.StatusTooManyRequests, RetryAfter: "1"}, 3, false, "status 429"},
-		{"connection resets", faultproxy.Fault{Reset: true}, 3, false, "bulk request: "},
+		{"500 past max_retries", faultproxy.Fault{Status: http.StatusInternalServerError, Count: 4}, true, "status 500"},
+		{"permission refused", faultproxy.Fault{Status: http.StatusForbidden, Count: 3}, true, "status 403"},
+		{"429 burst past max_retries", faultproxy.Fault{Status: http.StatusTooManyRequests, RetryAfter: time.Second, Count: 3}, false, "status 429"},
+		{"connection resets", faultproxy.Fault{Reset: true, Count: 3}, false, "bulk request: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,20 +142,20 @@ func TestWriterWaitsOutARefusingSink(t *testing.T) {
 				during []health.Report // writer, sink at the last fault
 			)
 			r.proxy.OnFault(func(n int, _ faultproxy.Fault) {
-				if n == tt.n {
+				if n == tt.fault.Count {
 					mu.Lock()
 					during = []health.Report{r.reg.Stage("writer.primary").Report(), r.reg.Stage("sink.primary").Report()}
 					mu.Unlock()
 				}
 			})
-			r.proxy.Inject(tt.n, tt.fault)
+			r.proxy.Set(tt.fault)
 			const docs = 20
 			for i := range docs {
 				r.publish(t, user(i, "n"))
 			}
 			r.awaitAcked(t, docs)
-			if r.proxy.Served() != tt.n {
-				t.Errorf("%d faults served, want %d", r.proxy.Served(), tt.n)
+			if served := r.proxy.Counts().Faulted; served != tt.fault.Count {
+				t.Errorf("%d faults served, want %d", served, tt.fault.Count)
 			}
 			if got := r.count(t); got != docs {
 				t.Errorf("OpenSearch holds %d documents, want %d", got, docs)
@@ -185,9 +184,11 @@ func TestWriterWaitsOutARefusingSink(t *testing.T) {
 
 			// Shut down while the sink refuses: Run ends at once, without
 			// an error, the document left for the next run.
-			r.proxy.Inject(1000, tt.fault)
+			refusing := tt.fault
+			refusing.Count = 0 // until the test ends
+			r.proxy.Set(refusing)
 			r.publish(t, user(docs, "late"))
-			for r.proxy.Served() < tt.n+2 {
+			for r.proxy.Counts().Faulted < tt.fault.Count+2 {
 				time.Sleep(10 * time.Millisecond)
 			}
 			r.stop()
@@ -210,7 +211,7 @@ func TestWriterWaitsOutARefusingSink(t *testing.T) {
 func TestTooLargeIsQuarantined(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, config.Skip)
-	r.proxy.MaxBody(2000)
+	r.proxy.Set(faultproxy.Fault{Status: http.StatusRequestEntityTooLarge, BodyOver: 2000})
 	big := user(2, strings.Repeat("x", 3000))
 	r.publish(t, user(1, "a"), big, user(3, "c"))
 	r.awaitAcked(t, 3)

@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flusso/flusso/internal/faultproxy"
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/health"
 	"github.com/flusso/flusso/pkg/mapping"
 	"github.com/flusso/flusso/pkg/sink"
-	"github.com/flusso/flusso/pkg/sink/opensearch/faultproxy"
 )
 
 func TestEnsureCreatesIndex(t *testing.T) {
@@ -373,13 +373,13 @@ func TestRetries(t *testing.T) {
 		p := faultproxy.New(t, testenv.OpenSearch(t))
 		s := newSink(t, Config{URL: p.URL, MaxRetries: 2})
 		ensure(t, s, parseSchema(t, usersYAML))
-		p.Inject(10, faultproxy.Fault{Status: http.StatusInternalServerError})
+		p.Set(faultproxy.Fault{Status: http.StatusInternalServerError, Count: 10})
 		_, err := s.Write(ctxT(t), []sink.Doc{upsert("1", 1, `{"name":"x"}`)})
 		if err == nil || !strings.Contains(err.Error(), "gave up after 3 attempts") {
 			t.Errorf("Write = %v, want an error after 3 attempts", err)
 		}
-		if p.Served() != 3 {
-			t.Errorf("%d attempts, want 1 + max_retries = 3", p.Served())
+		if served := p.Counts().Faulted; served != 3 {
+			t.Errorf("%d attempts, want 1 + max_retries = 3", served)
 		}
 	})
 	t.Run("items refused with 429 are retried alone", func(t *testing.T) {
