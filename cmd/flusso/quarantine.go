@@ -9,7 +9,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flusso/flusso/pkg/broker"
-	"github.com/flusso/flusso/services/writer"
 )
 
 // natsTimeout bounds reaching the deployment's NATS.
@@ -38,14 +37,14 @@ func quarantineCommand() *cli.Command {
 				if err := noArgs(c); err != nil {
 					return err
 				}
-				return withQuarantine(c, func(ctx context.Context, conn *broker.Conn, f writer.Filter) error {
-					entries, err := writer.ListQuarantine(ctx, conn.JS, f)
+				return withQuarantine(c, func(ctx context.Context, conn *broker.Conn, f broker.QuarantineFilter) error {
+					entries, err := conn.ListQuarantine(ctx, f)
 					if err != nil {
 						return fail(err)
 					}
 					if c.String("format") == "json" {
 						if entries == nil {
-							entries = []writer.Entry{}
+							entries = []broker.QuarantineEntry{}
 						}
 						return fail(writeJSON(c.App.Writer, entries))
 					}
@@ -69,12 +68,12 @@ func quarantineCommand() *cli.Command {
 				if err := noArgs(c); err != nil {
 					return err
 				}
-				return withQuarantine(c, func(ctx context.Context, conn *broker.Conn, f writer.Filter) error {
-					entries, err := writer.ListQuarantine(ctx, conn.JS, f)
+				return withQuarantine(c, func(ctx context.Context, conn *broker.Conn, f broker.QuarantineFilter) error {
+					entries, err := conn.ListQuarantine(ctx, f)
 					if err != nil {
 						return fail(err)
 					}
-					res, err := writer.Replay(ctx, conn.JS, entries)
+					res, err := conn.Replay(ctx, entries)
 					if err != nil {
 						return fail(err)
 					}
@@ -91,8 +90,8 @@ func quarantineCommand() *cli.Command {
 
 // withQuarantine connects to the deployment's NATS (withBroker) and runs fn
 // with the filter the flags give.
-func withQuarantine(c *cli.Context, fn func(context.Context, *broker.Conn, writer.Filter) error) error {
-	f := writer.Filter{Index: c.String("index"), Sink: c.String("sink")}
+func withQuarantine(c *cli.Context, fn func(context.Context, *broker.Conn, broker.QuarantineFilter) error) error {
+	f := broker.QuarantineFilter{Index: c.String("index"), Sink: c.String("sink")}
 	return withBroker(c, "flusso quarantine", func(ctx context.Context, conn *broker.Conn) error {
 		return fn(ctx, conn, f)
 	})

@@ -16,7 +16,6 @@ import (
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/proto/flussopb"
-	"github.com/flusso/flusso/services/writer"
 )
 
 // quarantineEntry is one entry as a stage writes it; a zero version is an
@@ -56,20 +55,20 @@ func seedQuarantine(t *testing.T, conn *broker.Conn, entries ...quarantineEntry)
 	}
 }
 
-func listed(t *testing.T, args ...string) []writer.Entry {
+func listed(t *testing.T, args ...string) []broker.QuarantineEntry {
 	t.Helper()
 	code, stdout, stderr := flusso(t, append([]string{"quarantine", "list", "--format", "json"}, args...)...)
 	if code != exitOK {
 		t.Fatalf("quarantine list %v: exit %d: %s", args, code, stderr)
 	}
-	var out []writer.Entry
+	var out []broker.QuarantineEntry
 	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
 		t.Fatalf("quarantine list %v: %v\n%s", args, err, stdout)
 	}
 	return out
 }
 
-func ids(entries []writer.Entry) []string {
+func ids(entries []broker.QuarantineEntry) []string {
 	out := make([]string, len(entries))
 	for i, e := range entries {
 		out[i] = e.Sink + "/" + e.Index + "/" + e.ID

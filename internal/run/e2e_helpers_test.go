@@ -20,9 +20,9 @@ import (
 
 	"github.com/flusso/flusso/internal/harness"
 	"github.com/flusso/flusso/internal/testenv"
+	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
 	"github.com/flusso/flusso/pkg/schema"
-	"github.com/flusso/flusso/services/writer"
 )
 
 // Helpers of the end-to-end tests: what Postgres, OpenSearch and the HTTP
@@ -243,11 +243,11 @@ func indexStatus(st map[string]any, name string) map[string]any {
 }
 
 // quarantined reads the quarantine stream of the NATS at url.
-func quarantined(t *testing.T, url string, f writer.Filter) []writer.Entry {
+func quarantined(t *testing.T, url string, f broker.QuarantineFilter) []broker.QuarantineEntry {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	entries, err := writer.ListQuarantine(ctx, testenv.BrokerAt(t, url).JS, f)
+	entries, err := testenv.BrokerAt(t, url).ListQuarantine(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,16 +44,20 @@ func (s *spanSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // sharedTrace reports whether some capture.change span's trace continues
-// in an assembler.build span.
+// in an assembler.build span and on into a writer.write span.
 func (s *spanSink) sharedTrace() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	seen := map[string]bool{}
-	for _, id := range s.spans["capture.change"] {
-		seen[id] = true
+	seen := map[string]int{}
+	for i, name := range []string{"capture.change", "assembler.build", "writer.write"} {
+		for _, id := range s.spans[name] {
+			if seen[id] == i {
+				seen[id] = i + 1
+			}
+		}
 	}
-	for _, id := range s.spans["assembler.build"] {
-		if seen[id] {
+	for _, n := range seen {
+		if n == 3 {
 			return true
 		}
 	}
@@ -62,7 +66,8 @@ func (s *spanSink) sharedTrace() bool {
 
 // TestStatusMovesAndTracesFollowAChange runs a pipeline with OTLP traces on
 // and watches /status go live, count documents and confirm the slot, and a
-// change's trace continue from the capture into the assembler.
+// change's trace continue from the capture through the assembler into the
+// writer.
 func TestStatusMovesAndTracesFollowAChange(t *testing.T) {
 	recv := &spanSink{spans: map[string][]string{}}
 	srv := httptest.NewServer(recv)
@@ -120,7 +125,7 @@ func TestStatusMovesAndTracesFollowAChange(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for !recv.sharedTrace() {
 		if time.Now().After(deadline) {
-			t.Fatalf("no trace went from capture.change into assembler.build; spans seen: %v", recv.names())
+			t.Fatalf("no trace went from capture.change through assembler.build into writer.write; spans seen: %v", recv.names())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -11,14 +11,11 @@ import (
 	"sync"
 	"testing"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/flusso/flusso/internal/harness"
 	"github.com/flusso/flusso/internal/run"
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/proto/flussopb"
-	"github.com/flusso/flusso/services/writer"
 )
 
 // The tests in this file prove the writer semantics through the whole
@@ -126,7 +123,7 @@ func TestOnErrorSkipQuarantinesAndGoesOn(t *testing.T) {
 				_, body := call(t, http.MethodGet, p.PublicURL()+"/metrics", nil)
 				return metric.Match(body), string(body)
 			})
-			entries := quarantined(t, opts.NATSURL, writer.Filter{Index: "items"})
+			entries := quarantined(t, opts.NATSURL, broker.QuarantineFilter{Index: "items"})
 			if len(entries) != 1 {
 				t.Fatalf("quarantine holds %d entries, want 1: %+v", len(entries), entries)
 			}
@@ -185,7 +182,7 @@ func TestQuarantineListAndReplay(t *testing.T) {
 				p.StopClean()
 			}
 
-			var listed []writer.Entry
+			var listed []broker.QuarantineEntry
 			if err := json.Unmarshal([]byte(flusso(t, append([]string{"quarantine", "list", "--format", "json"}, where...)...)), &listed); err != nil {
 				t.Fatalf("decoding the JSON list: %v", err)
 			}
@@ -213,7 +210,7 @@ func TestQuarantineListAndReplay(t *testing.T) {
 			}
 			e.awaitDocs("the replayed document", "items", func(d map[string]map[string]any) bool { return field(d, "2", "n") == "22" })
 			if tc.external {
-				if left := quarantined(t, opts.NATSURL, writer.Filter{}); len(left) != 0 {
+				if left := quarantined(t, opts.NATSURL, broker.QuarantineFilter{}); len(left) != 0 {
 					t.Errorf("entries left after the replay: %+v", left)
 				}
 			}
@@ -583,11 +580,7 @@ func TestParallelAssemblersAndWritersNeverOverwriteWithAStaleBuild(t *testing.T)
 		{Index: "users", Id: "2", Op: flussopb.DocOp_DELETE_DOC, Version: uint64(current["2"]["_version"].(float64)) - 1},
 	}
 	for _, d := range stale {
-		data, err := proto.Marshal(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.JS.Publish(context.Background(), broker.DocsSubject("users"), data); err != nil {
+		if err := conn.PublishDocument(context.Background(), d, ""); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -155,41 +154,3 @@ func clamp(n uint64) int64 {
 // Tracer is flusso's tracer, from the global provider Setup installs (a
 // no-op one before, or without OTLP traces).
 func Tracer() trace.Tracer { return otel.Tracer(Name) }
-
-// Inject writes the trace context of ctx into message headers (a
-// nats.Header is a map[string][]string), so the next stage continues the
-// trace.
-func Inject(ctx context.Context, headers map[string][]string) {
-	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(headers))
-}
-
-// Extract returns ctx carrying the trace context found in message headers.
-func Extract(ctx context.Context, headers map[string][]string) context.Context {
-	return otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(headers))
-}
-
-// maxLinks bounds the links of one batch span to the spans of its messages.
-const maxLinks = 128
-
-// StartBatch starts a span for work on a batch of messages: a child of the
-// first message's trace, linked to the others', so the trace of one change
-// continues through every stage that handles it.
-func StartBatch(ctx context.Context, name string, headers []map[string][]string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
-	var parent context.Context
-	var links []trace.Link
-	for i, h := range headers {
-		mctx := Extract(ctx, h)
-		if i == 0 {
-			parent = mctx
-			continue
-		}
-		if sc := trace.SpanContextFromContext(mctx); sc.IsValid() && len(links) < maxLinks {
-			links = append(links, trace.Link{SpanContext: sc})
-		}
-	}
-	if parent == nil {
-		parent = ctx
-	}
-	attrs = append(attrs, attribute.Int("messaging.batch.message_count", len(headers)))
-	return Tracer().Start(parent, name, trace.WithLinks(links...), trace.WithAttributes(attrs...))
-}

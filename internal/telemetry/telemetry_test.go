@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 	collmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	colltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
@@ -319,12 +321,13 @@ func TestOTLPExport(t *testing.T) {
 			}
 			p.ObserveFlush("primary", 40*time.Millisecond)
 
-			// One change crossing two stages through message headers.
+			// One change crossing two stages through message headers, with
+			// the propagator Setup installs (pkg/broker carries it so).
 			capCtx, capture := Tracer().Start(ctx, "capture")
-			headers := map[string][]string{}
-			Inject(capCtx, headers)
+			headers := propagation.HeaderCarrier{}
+			otel.GetTextMapPropagator().Inject(capCtx, headers)
 			capture.End()
-			_, assemble := Tracer().Start(Extract(ctx, headers), "assembler")
+			_, assemble := Tracer().Start(otel.GetTextMapPropagator().Extract(ctx, headers), "assembler")
 			assemble.End()
 
 			shutCtx, cancel := context.WithTimeout(ctx, 20*time.Second)

@@ -1,6 +1,8 @@
 // Package broker is the JetStream layout the stages share: the streams
 // between them, their consumers, the state bucket, and the embedded server
-// used when no external NATS is configured.
+// used when no external NATS is configured. It owns the wire: the stages
+// publish and take changes, documents, markers and quarantine entries
+// through typed operations and never see subjects, headers or encodings.
 //
 // Layout (what `nats stream info` / `nats consumer info` show):
 //
@@ -77,7 +79,10 @@ const writerPrefix = "writer_"
 // WriterConsumer is the durable consumer of one sink's writers.
 func WriterConsumer(sink string) string { return writerPrefix + sink }
 
-// Conn is a connection to NATS with JetStream.
+// Conn is a connection to NATS with JetStream. The stages publish and
+// take the pipeline's messages through its typed operations (wire.go,
+// deliver.go, quarantine.go) only; NC and JS are for this package and for
+// tests that set up or break a broker.
 type Conn struct {
 	NC *nats.Conn
 	JS jetstream.JetStream
@@ -347,6 +352,15 @@ func (c *Conn) State(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
+// Lease opens the lease bucket.
+func (c *Conn) Lease(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := c.JS.KeyValue(ctx, LeaseBucket)
+	if err != nil {
+		return nil, fmt.Errorf("opening key-value bucket %s: %w", LeaseBucket, err)
+	}
+	return kv, nil
+}
+
 // Progress is how far consumers have got through a stream.
 type Progress struct {
 	// Done is the highest sequence S such that every message up to S is
@@ -387,36 +401,6 @@ func IsNotFound(err error) bool {
 // is short so the work of a crashed worker moves on quickly; live workers
 // extend it with KeepAlive while they are busy.
 const AckWait = 10 * time.Second
-
-// KeepAlive tells the server that msgs are still being worked on, every
-// AckWait/3, until the returned stop is called.
-func KeepAlive(msgs []jetstream.Msg) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		tick := time.NewTicker(AckWait / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				for _, m := range msgs {
-					_ = m.InProgress()
-				}
-			}
-		}
-	}()
-	return func() { close(done) }
-}
-
-// Headers lists the headers of msgs, in order (for tracing a batch).
-func Headers(msgs []jetstream.Msg) []map[string][]string {
-	out := make([]map[string][]string, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.Headers()
-	}
-	return out
-}
 
 // Linger is the linger the pipeline's stages give Next. Every batch costs
 // fixed work downstream (the assembler's visibility query, the queries

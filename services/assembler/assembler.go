@@ -24,10 +24,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/flusso/flusso/internal/telemetry"
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/health"
@@ -180,9 +177,9 @@ func (a *Assembler) Run(ctx context.Context) error {
 		return err
 	}
 	a.limit = limit
-	cons, err := a.cfg.Broker.JS.Consumer(ctx, broker.ChangesStream, broker.AssemblerConsumer)
+	cons, err := a.cfg.Broker.Changes(ctx)
 	if err != nil {
-		return fmt.Errorf("opening consumer %s: %w", broker.AssemblerConsumer, err)
+		return err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -234,11 +231,11 @@ func (e *badDataError) Error() string { return e.err.Error() }
 // down, a column the schema reads dropped): the stage shows itself
 // degraded meanwhile and recovers by itself once the cause is gone. Only
 // bad data under on_error = stop ends it.
-func (a *Assembler) work(ctx context.Context, cons jetstream.Consumer) error {
+func (a *Assembler) work(ctx context.Context, cons *broker.ChangeConsumer) error {
 	pause := retry.Delay{Limit: retryCap}
 	fetchFailed := false
 	for ctx.Err() == nil {
-		msgs, err := broker.Next(ctx, cons, a.cfg.Batch, time.Second, broker.Linger)
+		msgs, err := cons.Next(ctx, a.cfg.Batch, time.Second, broker.Linger)
 		fetched := err == nil
 		switch {
 		case !fetched:
@@ -271,7 +268,7 @@ func (a *Assembler) work(ctx context.Context, cons jetstream.Consumer) error {
 // handle processes one fetch of changes a group at a time, acking each
 // group once everything it implies is stored; on failure the group and
 // the rest of the fetch are handed back for redelivery.
-func (a *Assembler) handle(ctx context.Context, msgs []jetstream.Msg) error {
+func (a *Assembler) handle(ctx context.Context, msgs []*broker.ChangeMsg) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -337,12 +334,11 @@ func (a *Assembler) awaitWriters(ctx context.Context, weight int) {
 // one message, and returns their worth: each group is built, published and
 // acked before the next, so progress is steady and no group outlives the
 // ack wait.
-func nextGroup(msgs []jetstream.Msg, limit int) (group []jetstream.Msg, weight int) {
+func nextGroup(msgs []*broker.ChangeMsg, limit int) (group []*broker.ChangeMsg, weight int) {
 	for i, m := range msgs {
 		w := 1
-		var ch flussopb.Change
-		if err := proto.Unmarshal(m.Data(), &ch); err == nil && ch.Op == flussopb.ChangeOp_BACKFILL {
-			w = len(ch.Keys)
+		if m.Err == nil && m.Value.Op == flussopb.ChangeOp_BACKFILL {
+			w = len(m.Value.Keys)
 		}
 		if i > 0 && weight+w > limit {
 			return msgs[:i], weight
@@ -368,8 +364,8 @@ type seed struct {
 
 // process builds and publishes everything a batch of changes implies, and
 // returns once the broker has stored all of it.
-func (a *Assembler) process(ctx context.Context, msgs []jetstream.Msg) error {
-	ctx, span := telemetry.StartBatch(ctx, "assembler.build", broker.Headers(msgs))
+func (a *Assembler) process(ctx context.Context, msgs []*broker.ChangeMsg) error {
+	ctx, span := broker.StartBatch(ctx, "assembler.build", msgs)
 	defer span.End()
 	var out inflight
 	var version uint64
@@ -377,15 +373,15 @@ func (a *Assembler) process(ctx context.Context, msgs []jetstream.Msg) error {
 	xids := map[uint32]bool{}
 	backfills := map[string]map[seed][]string{} // by index
 	for _, m := range msgs {
-		var ch flussopb.Change
-		if err := proto.Unmarshal(m.Data(), &ch); err != nil {
+		if m.Err != nil {
 			// Not ours to interpret, and it must not block the stream:
 			// kept in quarantine for an operator to look at.
-			if err := a.quarantineChange(ctx, &out, m, err); err != nil {
+			if err := a.quarantineChange(ctx, &out, m); err != nil {
 				return err
 			}
 			continue
 		}
+		ch := m.Value
 		version = max(version, ch.CommitLsn)
 		if ch.Op == flussopb.ChangeOp_BACKFILL {
 			if backfills[ch.Index] == nil {
@@ -395,7 +391,7 @@ func (a *Assembler) process(ctx context.Context, msgs []jetstream.Msg) error {
 			backfills[ch.Index][k] = append(backfills[ch.Index][k], ch.Keys...)
 			continue
 		}
-		live = append(live, toChange(&ch))
+		live = append(live, toChange(ch))
 		if ch.Xid != 0 {
 			xids[ch.Xid] = true
 		}

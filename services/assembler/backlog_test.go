@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/broker"
@@ -52,11 +50,7 @@ func TestBacklogBound(t *testing.T) {
 		for k := first; k < first+batchKeys; k++ {
 			ch.Keys = append(ch.Keys, fmt.Sprint(k))
 		}
-		data, err := proto.Marshal(ch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.JS.Publish(ctx, broker.ChangesSubject, data); err != nil {
+		if _, err := conn.PublishChange(ctx, ch, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -95,22 +89,21 @@ func TestBacklogBound(t *testing.T) {
 	}
 
 	// The writers take everything: the assembler goes on to the end.
-	cons, err := conn.JS.Consumer(ctx, broker.DocsStream, broker.WriterConsumer("out"))
+	cons, err := conn.Documents(ctx, "out")
 	if err != nil {
 		t.Fatal(err)
 	}
 	taken := 0
 	for taken < rows {
-		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(time.Second))
+		batch, err := cons.Next(ctx, 100, time.Second, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for m := range batch.Messages() {
-			var d flussopb.Document
-			if err := proto.Unmarshal(m.Data(), &d); err != nil {
-				t.Fatal(err)
+		for _, m := range batch {
+			if m.Err != nil {
+				t.Fatal(m.Err)
 			}
-			if d.Op == flussopb.DocOp_UPSERT {
+			if m.Value.Op == flussopb.DocOp_UPSERT {
 				taken++
 			}
 			if err := m.Ack(); err != nil {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/flusso/flusso/internal/testenv"
@@ -21,7 +20,6 @@ import (
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sqlbuild"
 	"github.com/flusso/flusso/proto/flussopb"
-	"github.com/flusso/flusso/services/writer"
 )
 
 // rig is an assembler of one index "items" over a fresh database and a
@@ -108,11 +106,9 @@ func (r *rig) exec(sql string) {
 // backfill asks for the documents of keys.
 func (r *rig) backfill(keys ...string) {
 	r.t.Helper()
-	data, err := proto.Marshal(&flussopb.Change{Op: flussopb.ChangeOp_BACKFILL, Index: "items", Keys: keys, CommitLsn: 1})
-	if err != nil {
+	if _, err := r.conn.PublishChange(r.ctx, &flussopb.Change{Op: flussopb.ChangeOp_BACKFILL, Index: "items", Keys: keys, CommitLsn: 1}, ""); err != nil {
 		r.t.Fatal(err)
 	}
-	r.publish(data)
 }
 
 func (r *rig) publish(data []byte) {
@@ -126,7 +122,7 @@ func (r *rig) publish(data []byte) {
 // them, and returns them by id.
 func (r *rig) docs(ids ...string) map[string]*flussopb.Document {
 	r.t.Helper()
-	cons, err := r.conn.JS.Consumer(r.ctx, broker.DocsStream, broker.WriterConsumer("out"))
+	cons, err := r.conn.Documents(r.ctx, "out")
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -136,16 +132,15 @@ func (r *rig) docs(ids ...string) map[string]*flussopb.Document {
 			if r.ctx.Err() != nil {
 				r.t.Fatalf("document %s never came; got %v", id, keysOf(got))
 			}
-			batch, err := cons.Fetch(100, jetstream.FetchMaxWait(500*time.Millisecond))
+			batch, err := cons.Next(r.ctx, 100, 500*time.Millisecond, 0)
 			if err != nil {
 				r.t.Fatal(err)
 			}
-			for m := range batch.Messages() {
-				d := &flussopb.Document{}
-				if err := proto.Unmarshal(m.Data(), d); err != nil {
-					r.t.Fatal(err)
+			for _, m := range batch {
+				if m.Err != nil {
+					r.t.Fatal(m.Err)
 				}
-				got[d.Id] = d
+				got[m.Value.Id] = m.Value
 				_ = m.Ack()
 			}
 		}
@@ -163,11 +158,11 @@ func keysOf(m map[string]*flussopb.Document) []string {
 
 // quarantined waits for a quarantine entry of the assemblers whose reason
 // holds every one of parts.
-func (r *rig) quarantined(parts ...string) writer.Entry {
+func (r *rig) quarantined(parts ...string) broker.QuarantineEntry {
 	r.t.Helper()
-	var seen []writer.Entry
+	var seen []broker.QuarantineEntry
 	for r.ctx.Err() == nil {
-		entries, err := writer.ListQuarantine(r.ctx, r.conn.JS, writer.Filter{Sink: broker.AssemblerSink})
+		entries, err := r.conn.ListQuarantine(r.ctx, broker.QuarantineFilter{Sink: broker.AssemblerSink})
 		if err != nil && !broker.IsNotFound(err) {
 			r.t.Fatal(err)
 		}
@@ -180,7 +175,7 @@ func (r *rig) quarantined(parts ...string) writer.Entry {
 		time.Sleep(50 * time.Millisecond)
 	}
 	r.t.Fatalf("no quarantine entry with a reason holding %q; entries: %+v", parts, seen)
-	return writer.Entry{}
+	return broker.QuarantineEntry{}
 }
 
 func containsAll(s string, parts []string) bool {

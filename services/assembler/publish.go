@@ -4,13 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/flusso/flusso/internal/telemetry"
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/proto/flussopb"
@@ -20,10 +16,6 @@ import (
 // the broker has not yet acknowledged: each pending publish holds its
 // message, so past this the worker waits for the acks before going on.
 const maxInFlight = 4 << 20
-
-// undecodable stands for the index in the quarantine subject of change
-// messages that could not be decoded (no index name starts with "_").
-const undecodable = "_undecodable"
 
 // inflight is what a worker published for one batch and the broker has
 // not yet acknowledged.
@@ -43,35 +35,20 @@ type sent struct {
 
 // publish publishes a document; one too large for the broker is rejected.
 func (a *Assembler) publish(ctx context.Context, out *inflight, ix *index, doc *flussopb.Document) error {
-	msg := &nats.Msg{Subject: broker.DocsSubject(doc.Index), Header: nats.Header{}}
-	telemetry.Inject(ctx, msg.Header)
-	// Measured before encoding: a document far too large costs no copy.
-	size := messageSize(msg) + proto.Size(doc)
-	if size > a.limit {
-		return a.reject(ctx, out, ix, doc.Id, doc.Version, tooLarge(ix.name, doc.Id, size, a.limit))
-	}
-	data, err := proto.Marshal(doc)
-	if err != nil {
-		return fmt.Errorf("encoding document %s of %s: %w", doc.Id, ix.name, err)
-	}
-	msg.Data = data
-	f, err := a.cfg.Broker.JS.PublishMsgAsync(msg)
-	if errors.Is(err, nats.ErrMaxPayload) {
-		// The server's limit dropped after a reconnect.
-		return a.reject(ctx, out, ix, doc.Id, doc.Version, tooLarge(ix.name, doc.Id, size, int(a.cfg.Broker.NC.MaxPayload())))
+	s, err := a.cfg.Broker.PublishDocumentAsync(ctx, doc, a.limit)
+	var big *broker.TooLargeError
+	if errors.As(err, &big) {
+		return a.reject(ctx, out, ix, doc.Id, doc.Version, tooLarge(ix.name, doc.Id, big))
 	}
 	if err != nil {
 		return fmt.Errorf("publishing document %s of %s: %w", doc.Id, ix.name, err)
 	}
-	return out.add(ctx, a, sent{ack: f, size: size, ix: ix, id: doc.Id, version: doc.Version})
+	return out.add(ctx, a, sent{ack: s.Ack, size: s.Size, ix: ix, id: doc.Id, version: doc.Version})
 }
 
 // tooLarge is the reason a document is refused by the broker.
-func tooLarge(index, id string, size, limit int) error {
-	if limit <= 0 {
-		return fmt.Errorf("index %s: document %s is %d bytes, more than the broker takes in one message", index, id, size)
-	}
-	return fmt.Errorf("index %s: document %s is %d bytes, more than the %d bytes the broker takes in one message", index, id, size, limit)
+func tooLarge(index, id string, big *broker.TooLargeError) error {
+	return fmt.Errorf("index %s: document %s is %w", index, id, big)
 }
 
 // reject applies on_error to a document that could not be built or sent:
@@ -84,45 +61,24 @@ func (a *Assembler) reject(ctx context.Context, out *inflight, ix *index, id str
 	// The cause may quote the row's values: WARN says where to read it.
 	a.log.Warn("document quarantined; flusso quarantine list shows the reason", "index", ix.name, "id", id)
 	a.log.Debug("quarantine reason", "index", ix.name, "id", id, "reason", cause)
-	msg := quarantineMsg(ix.name, ix.name, id, cause.Error())
-	msg.Header.Set(broker.HeaderVersion, strconv.FormatUint(version, 10))
-	msg.Data = []byte(cause.Error())
-	return a.quarantine(ctx, out, msg)
+	s, err := a.cfg.Broker.PublishQuarantineAsync(broker.Rejected{
+		Sink: broker.AssemblerSink, Index: ix.name, ID: id, Version: version, Reason: cause.Error()})
+	if err != nil {
+		return fmt.Errorf("quarantining document %s of %s: %w", id, ix.name, err)
+	}
+	return out.add(ctx, a, sent{ack: s.Ack, size: s.Size, id: id})
 }
 
 // quarantineChange quarantines a change message that cannot be decoded,
-// with its bytes when they fit.
-func (a *Assembler) quarantineChange(ctx context.Context, out *inflight, m jetstream.Msg, cause error) error {
-	id := "?"
-	if meta, err := m.Metadata(); err == nil {
-		id = strconv.FormatUint(meta.Sequence.Stream, 10)
-	}
-	reason := fmt.Sprintf("change message %s of %s (%d bytes) cannot be decoded: %v", id, broker.ChangesStream, len(m.Data()), cause)
-	a.log.Error("quarantining an undecodable change message", "seq", id, "bytes", len(m.Data()), "err", cause)
-	msg := quarantineMsg(undecodable, "", id, reason)
-	if messageSize(msg)+len(m.Data()) <= a.limit {
-		msg.Data = m.Data()
-	}
-	return a.quarantine(ctx, out, msg)
-}
-
-func quarantineMsg(subjectIndex, index, id, reason string) *nats.Msg {
-	msg := &nats.Msg{Subject: broker.QuarantineSubject(broker.AssemblerSink, subjectIndex), Header: nats.Header{}}
-	msg.Header.Set(broker.HeaderSink, broker.AssemblerSink)
-	msg.Header.Set(broker.HeaderIndex, index)
-	msg.Header.Set(broker.HeaderID, id)
-	msg.Header.Set(broker.HeaderReason, reason)
-	return msg
-}
-
-// quarantine publishes a quarantine entry; like a document, it is stored
-// before the changes it comes from are acked.
-func (a *Assembler) quarantine(ctx context.Context, out *inflight, msg *nats.Msg) error {
-	f, err := a.cfg.Broker.JS.PublishMsgAsync(msg)
+// with its bytes when they fit; like a document, it is stored before the
+// changes it comes from are acked.
+func (a *Assembler) quarantineChange(ctx context.Context, out *inflight, m *broker.ChangeMsg) error {
+	a.log.Error("quarantining an undecodable change message", "seq", m.Seq(), "bytes", m.Len(), "err", m.Err)
+	s, err := a.cfg.Broker.QuarantineUndecodable(m, a.limit)
 	if err != nil {
-		return fmt.Errorf("quarantining document %s of %s: %w", msg.Header.Get(broker.HeaderID), msg.Header.Get(broker.HeaderIndex), err)
+		return fmt.Errorf("quarantining change message %d: %w", m.Seq(), err)
 	}
-	return out.add(ctx, a, sent{ack: f, size: messageSize(msg), id: msg.Header.Get(broker.HeaderID)})
+	return out.add(ctx, a, sent{ack: s.Ack, size: s.Size, id: fmt.Sprint(m.Seq())})
 }
 
 // add records a publish, and waits for the acks of everything in flight
@@ -148,14 +104,13 @@ func (a *Assembler) settle(ctx context.Context, f *inflight) error {
 			select {
 			case <-s.ack.Ok():
 			case err := <-s.ack.Err():
-				var apiErr *jetstream.APIError
 				switch {
 				case s.ix == nil:
 					return fmt.Errorf("storing the quarantine entry of %s: %w", s.id, err)
-				case !errors.As(err, &apiErr) || apiErr.ErrorCode != jetstream.JSErrCodeStreamMessageExceedsMaximum:
+				case !broker.IsTooLarge(err):
 					return fmt.Errorf("storing document %s of %s: %w", s.id, s.ix.name, err)
 				}
-				if err := a.reject(ctx, f, s.ix, s.id, s.version, tooLarge(s.ix.name, s.id, s.size, 0)); err != nil {
+				if err := a.reject(ctx, f, s.ix, s.id, s.version, tooLarge(s.ix.name, s.id, &broker.TooLargeError{Size: s.size})); err != nil {
 					return err
 				}
 			case <-ctx.Done():
@@ -164,20 +119,4 @@ func (a *Assembler) settle(ctx context.Context, f *inflight) error {
 		}
 	}
 	return nil
-}
-
-// messageSize is the size of msg as the server counts it against its
-// limits: the data and the encoded headers.
-func messageSize(msg *nats.Msg) int {
-	n := len(msg.Data)
-	if len(msg.Header) == 0 {
-		return n
-	}
-	n += len("NATS/1.0\r\n") + len("\r\n")
-	for k, vs := range msg.Header {
-		for _, v := range vs {
-			n += len(k) + len(": ") + len(v) + len("\r\n")
-		}
-	}
-	return n
 }

@@ -6,9 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/flusso/flusso/pkg/backfill"
 	"github.com/flusso/flusso/pkg/broker"
@@ -110,17 +107,12 @@ func (c *Capture) runJob(ctx context.Context, tx pgx.Tx, j *backfill.Job, versio
 				Sinks:      target.Sinks,
 				Generation: target.Generation,
 			}
-			data, err := proto.Marshal(ch)
-			if err != nil {
-				return fmt.Errorf("encoding backfill batch: %w", err)
-			}
-			msg := &nats.Msg{Subject: broker.ChangesSubject, Data: data, Header: nats.Header{}}
-			msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("bf-%s-%d-%s", j.ID(), target.Generation, keys[0]))
+			id := fmt.Sprintf("bf-%s-%d-%s", j.ID(), target.Generation, keys[0])
 			c.publishing.Lock()
 			// The last saved batch counts as seen stored even when another
 			// process stored it.
 			floor := max(c.reuse.floor(), j.LastSeq)
-			ack, err := c.cfg.Broker.JS.PublishMsg(ctx, msg)
+			ack, err := c.cfg.Broker.PublishChange(ctx, ch, id)
 			c.publishing.Unlock()
 			if err != nil {
 				return fmt.Errorf("publishing backfill batch: %w", err)
@@ -235,14 +227,8 @@ func (c *Capture) finishJobs(ctx context.Context, changesDone uint64) error {
 			continue
 		}
 		for sink, gen := range j.Targets {
-			doc := &flussopb.Document{Index: j.Index, Op: flussopb.DocOp_SEEDED, Sinks: []string{sink}, Generation: gen, Version: j.Version}
-			data, err := proto.Marshal(doc)
-			if err != nil {
-				return fmt.Errorf("encoding seeded marker: %w", err)
-			}
-			msg := &nats.Msg{Subject: broker.DocsSubject(j.Index), Data: data, Header: nats.Header{}}
-			msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("seeded-%s-%s", j.ID(), sink))
-			if _, err := c.cfg.Broker.JS.PublishMsg(ctx, msg); err != nil {
+			marker := &flussopb.Document{Index: j.Index, Op: flussopb.DocOp_SEEDED, Sinks: []string{sink}, Generation: gen, Version: j.Version}
+			if err := c.cfg.Broker.PublishDocument(ctx, marker, fmt.Sprintf("seeded-%s-%s", j.ID(), sink)); err != nil {
 				return fmt.Errorf("publishing seeded marker of %s for sink %s: %w", j.Index, sink, err)
 			}
 		}

@@ -28,9 +28,9 @@ type lease struct {
 
 // acquire blocks until this process holds the lease or ctx is done.
 func (c *Capture) acquire(ctx context.Context) (*lease, error) {
-	kv, err := c.cfg.Broker.JS.KeyValue(ctx, broker.LeaseBucket)
+	kv, err := c.cfg.Broker.Lease(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("opening lease bucket: %w", err)
+		return nil, err
 	}
 	host, _ := os.Hostname()
 	l := &lease{kv: kv, id: fmt.Sprintf("%s/%d/%d", host, os.Getpid(), time.Now().UnixNano())}

@@ -12,14 +12,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/semaphore"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/flusso/flusso/internal/telemetry"
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/proto/flussopb"
@@ -46,10 +43,6 @@ const inlineAcks = 512
 // publish holds its message, so counting acks alone lets a transaction of
 // large rows take hundreds of megabytes.
 const inflightBytes = 4 << 20
-
-// changeHeaders is room left in a message for its headers (the
-// deduplication id and the trace context).
-const changeHeaders = 1 << 10
 
 // session is one replication connection's life: create the slot when
 // missing (seeding inside its snapshot), then stream until an error.
@@ -389,20 +382,17 @@ func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[ui
 		Old:       row(rel, old, oldType == 'K', keep),
 		New:       row(rel, new, false, keep),
 	}
-	data, err := c.encode(ch, final)
+	enc, err := c.encode(ch, final, fmt.Sprintf("%X-%d", uint64(final), *seq))
 	if err != nil {
 		return err
 	}
-	msg := &nats.Msg{Subject: broker.ChangesSubject, Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%X-%d", uint64(final), *seq))
 	// Each change starts a trace; the assembler and writer continue it.
-	_, span := c.cfg.Tracer.Start(ctx, "capture.change", trace.WithAttributes(
+	traced, span := c.cfg.Tracer.Start(ctx, "capture.change", trace.WithAttributes(
 		attribute.String("db.table", rel.Namespace+"."+rel.RelationName),
 		attribute.String("flusso.op", op.String()),
 		attribute.String("flusso.commit_lsn", final.String())))
-	telemetry.Inject(trace.ContextWithSpan(ctx, span), msg.Header)
 	span.End()
-	size := min(int64(len(data)), inflightBytes)
+	size := min(int64(enc.Len()), inflightBytes)
 	if !cur.budget.TryAcquire(size) {
 		// Bytes come back as acks are settled: this transaction's here,
 		// committed ones' in resolve.
@@ -413,7 +403,7 @@ func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[ui
 			return err
 		}
 	}
-	f, err := c.cfg.Broker.JS.PublishMsgAsync(msg)
+	f, err := c.cfg.Broker.PublishChangeAsync(traced, enc)
 	if err != nil {
 		cur.budget.Release(size)
 		return fmt.Errorf("publishing change of %s.%s: %w", rel.Namespace, rel.RelationName, err)
@@ -433,34 +423,20 @@ func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[ui
 // indexes reading its table. Slow, but nothing is missed, and the stream
 // never stops on it: a change that cannot be published would end every
 // session at the same transaction and hold the slot back for good.
-func (c *Capture) encode(ch *flussopb.Change, final pglogrepl.LSN) ([]byte, error) {
-	data, err := proto.Marshal(ch)
+func (c *Capture) encode(ch *flussopb.Change, final pglogrepl.LSN, id string) (broker.Change, error) {
+	enc, err := broker.EncodeChange(ch, id)
 	if err != nil {
-		return nil, fmt.Errorf("encoding change: %w", err)
+		return enc, err
 	}
-	limit := c.maxChange()
-	if len(data) <= limit {
-		return data, nil
+	limit := c.cfg.Broker.MaxChange()
+	if enc.Len() <= limit {
+		return enc, nil
 	}
 	c.oversized.Add(1)
 	c.log.Warn("change too large for the broker; publishing it without its row images, so every document of the indexes reading its table is rebuilt",
-		"table", ch.Schema+"."+ch.Table, "op", ch.Op.String(), "commit_lsn", final, "bytes", len(data), "limit", limit)
+		"table", ch.Schema+"."+ch.Table, "op", ch.Op.String(), "commit_lsn", final, "bytes", enc.Len(), "limit", limit)
 	ch.Old, ch.New = nil, nil
-	if data, err = proto.Marshal(ch); err != nil {
-		return nil, fmt.Errorf("encoding change: %w", err)
-	}
-	return data, nil
-}
-
-// maxChange is the largest change the broker takes: the server's limit
-// (another server than the embedded one may have a lower one) and the
-// changes stream's.
-func (c *Capture) maxChange() int {
-	limit := broker.MaxPayload
-	if server := int(c.cfg.Broker.NC.MaxPayload()); server > 0 {
-		limit = min(limit, server)
-	}
-	return limit - changeHeaders
+	return broker.EncodeChange(ch, id)
 }
 
 // settle waits for a transaction's outstanding publish acks, keeping only

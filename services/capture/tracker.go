@@ -140,7 +140,7 @@ func (c *Capture) watermark(ctx context.Context, t *tracker) error {
 	// a reconnect ends the session; the next one replays from the
 	// confirmed position (lost messages' ids are gone from the
 	// deduplication window, so they are published again).
-	reconnects := c.cfg.Broker.NC.Stats().Reconnects
+	reconnects := c.cfg.Broker.Reconnects()
 	for n := 0; ; n++ {
 		select {
 		case <-ctx.Done():
@@ -157,7 +157,7 @@ func (c *Capture) watermark(ctx context.Context, t *tracker) error {
 			c.log.Warn("reading documents stream progress", "err", err)
 			continue
 		}
-		if c.cfg.Broker.NC.Stats().Reconnects != reconnects {
+		if c.cfg.Broker.Reconnects() != reconnects {
 			return errors.New("reconnected to NATS: replaying from the confirmed position in case the broker lost unwritten messages")
 		}
 		c.confirmed.Store(uint64(t.Advance(changes, docs)))

@@ -5,8 +5,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/proto/flussopb"
 )
@@ -42,7 +40,7 @@ func newPipeline(w *Writer, refresh chan<- struct{}) *pipeline {
 // submit starts writing a run, waiting while concurrentWrites are in flight.
 // The run's messages are acked when it is written and handed back for
 // redelivery when it fails; a failure is reported by failed and drain.
-func (p *pipeline) submit(ctx context.Context, run []jetstream.Msg, docs []*flussopb.Document) error {
+func (p *pipeline) submit(ctx context.Context, run []*broker.DocumentMsg, docs []*flussopb.Document) error {
 	stop := broker.KeepAlive(run)
 	select {
 	case p.slots <- struct{}{}:
@@ -61,7 +59,10 @@ func (p *pipeline) submit(ctx context.Context, run []jetstream.Msg, docs []*flus
 	p.running.Add(1)
 	go func() {
 		defer p.wg.Done()
-		err := p.w.write(ctx, docs)
+		// The trace of the changes continues in the write.
+		wctx, span := broker.StartBatch(ctx, "writer.write", run)
+		err := p.w.write(wctx, docs)
+		span.End()
 		stop()
 		<-p.slots
 		if err != nil {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/broker"
@@ -63,21 +62,18 @@ func TestPipeline(t *testing.T) {
 			conn := testenv.Broker(t, "out")
 			const n = 10
 			for i := range n {
-				data, err := proto.Marshal(&flussopb.Document{Index: "tags", Id: fmt.Sprint(i), Op: flussopb.DocOp_UPSERT, Body: []byte(`{"n":1}`), Version: 1})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := conn.JS.Publish(ctx, broker.DocsSubject("tags"), data); err != nil {
+				doc := &flussopb.Document{Index: "tags", Id: fmt.Sprint(i), Op: flussopb.DocOp_UPSERT, Body: []byte(`{"n":1}`), Version: 1}
+				if err := conn.PublishDocument(ctx, doc, ""); err != nil {
 					t.Fatal(err)
 				}
 			}
-			cons, err := conn.JS.Consumer(ctx, broker.DocsStream, broker.WriterConsumer("out"))
+			docsCons, err := conn.Documents(ctx, "out")
 			if err != nil {
 				t.Fatal(err)
 			}
-			var msgs []jetstream.Msg
+			var msgs []*broker.DocumentMsg
 			for len(msgs) < n && ctx.Err() == nil {
-				got, err := broker.Next(ctx, cons, n-len(msgs), 5*time.Second, 0)
+				got, err := docsCons.Next(ctx, n-len(msgs), 5*time.Second, 0)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -85,10 +81,15 @@ func TestPipeline(t *testing.T) {
 			}
 			docs := make([]*flussopb.Document, n)
 			for i, m := range msgs {
-				docs[i] = &flussopb.Document{}
-				if err := proto.Unmarshal(m.Data(), docs[i]); err != nil {
-					t.Fatal(err)
+				if m.Err != nil {
+					t.Fatal(m.Err)
 				}
+				docs[i] = m.Value
+			}
+			// The consumer's state, as the server has it.
+			cons, err := conn.JS.Consumer(ctx, broker.DocsStream, broker.WriterConsumer("out"))
+			if err != nil {
+				t.Fatal(err)
 			}
 
 			out := &output{fail: tt.fail}

@@ -6,9 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
-
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/sink"
 	"github.com/flusso/flusso/proto/flussopb"
@@ -38,26 +35,22 @@ func (w *Writer) rebuild(ctx context.Context, rejected []sink.Rejection) error {
 	}
 	defer done()
 	for len(waiting) > 0 {
-		batch, err := watch.Fetch(256, jetstream.FetchMaxWait(time.Second))
+		docs, err := watch.Fetch(256, time.Second)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil {
 			return fmt.Errorf("watching %s for rebuilt documents: %w", broker.DocsStream, err)
 		}
 		var next []sink.Doc
-		for m := range batch.Messages() {
-			var d flussopb.Document
-			if proto.Unmarshal(m.Data(), &d) != nil || (d.Op != flussopb.DocOp_UPSERT && d.Op != flussopb.DocOp_DELETE_DOC) ||
+		for _, d := range docs {
+			if (d.Op != flussopb.DocOp_UPSERT && d.Op != flussopb.DocOp_DELETE_DOC) ||
 				(len(d.Sinks) > 0 && !slices.Contains(d.Sinks, w.cfg.Sink.Name())) {
 				continue
 			}
 			if version, ok := waiting[[2]string{d.Index, d.Id}]; ok && d.Version >= version {
-				next = append(next, toSinkDoc(&d))
+				next = append(next, toSinkDoc(d))
 			}
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err := batch.Error(); err != nil {
-			return fmt.Errorf("watching %s for rebuilt documents: %w", broker.DocsStream, err)
 		}
 		if len(next) == 0 {
 			continue
@@ -80,9 +73,9 @@ func (w *Writer) rebuild(ctx context.Context, rejected []sink.Rejection) error {
 }
 
 // requestRebuild asks the assemblers to build documents again for this
-// sink and returns a consumer of the documents published from then on,
-// with done to remove it.
-func (w *Writer) requestRebuild(ctx context.Context, docs map[[2]string]uint64) (jetstream.Consumer, func(), error) {
+// sink and returns a watch of the documents published from then on, with
+// done to remove it.
+func (w *Writer) requestRebuild(ctx context.Context, docs map[[2]string]uint64) (*broker.Watch, func(), error) {
 	keys := map[string][]string{}
 	versions := map[string]uint64{}
 	for k, version := range docs {
@@ -91,43 +84,26 @@ func (w *Writer) requestRebuild(ctx context.Context, docs map[[2]string]uint64) 
 	}
 	// The watch starts at the stream's end as it is before the requests,
 	// so no build they cause is missed.
-	stream, err := w.cfg.Broker.JS.Stream(ctx, broker.DocsStream)
+	end, err := w.cfg.Broker.Progress(ctx, broker.DocsStream)
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening stream %s: %w", broker.DocsStream, err)
+		return nil, nil, err
 	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading stream %s: %w", broker.DocsStream, err)
-	}
-	var subjects []string
+	var indexes []string
 	for index, ids := range keys {
-		subjects = append(subjects, broker.DocsSubject(index))
+		indexes = append(indexes, index)
 		ch := &flussopb.Change{Op: flussopb.ChangeOp_BACKFILL, Index: index, Keys: ids,
 			Sinks: []string{w.cfg.Sink.Name()}, CommitLsn: versions[index]}
-		data, err := proto.Marshal(ch)
-		if err != nil {
-			return nil, nil, fmt.Errorf("encoding a rebuild request: %w", err)
-		}
-		if _, err := w.cfg.Broker.JS.Publish(ctx, broker.ChangesSubject, data); err != nil {
+		if _, err := w.cfg.Broker.PublishChange(ctx, ch, ""); err != nil {
 			return nil, nil, fmt.Errorf("requesting a rebuild of %d documents of %s: %w", len(ids), index, err)
 		}
 	}
-	slices.Sort(subjects)
-	// An explicit consumer, removed when done: on an interest stream any
-	// consumer holds what it has not been delivered yet, and so the slot.
-	watch, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		FilterSubjects:    subjects,
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       info.State.LastSeq + 1,
-		AckPolicy:         jetstream.AckNonePolicy,
-		InactiveThreshold: 30 * time.Second,
-		MemoryStorage:     true,
-	})
+	slices.Sort(indexes)
+	watch, err := w.cfg.Broker.WatchDocuments(ctx, indexes, end.Last+1)
 	if err != nil {
-		return nil, nil, fmt.Errorf("watching %s for rebuilt documents: %w", broker.DocsStream, err)
+		return nil, nil, fmt.Errorf("watching for rebuilt documents: %w", err)
 	}
 	done := func() {
-		if err := stream.DeleteConsumer(context.WithoutCancel(ctx), watch.CachedInfo().Name); err != nil {
+		if err := watch.Close(context.WithoutCancel(ctx)); err != nil {
 			w.log.Warn("removing the rebuild watch; it expires on its own", "err", err)
 		}
 	}

@@ -9,14 +9,9 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/flow"
@@ -106,10 +101,9 @@ func count(m *sync.Map, key string, n int) {
 // under on_error = stop ends it with an error; the unacknowledged
 // documents are redelivered to the next run.
 func (w *Writer) Run(ctx context.Context) error {
-	name := broker.WriterConsumer(w.cfg.Sink.Name())
-	cons, err := w.cfg.Broker.JS.Consumer(ctx, broker.DocsStream, name)
+	cons, err := w.cfg.Broker.Documents(ctx, w.cfg.Sink.Name())
 	if err != nil {
-		return fmt.Errorf("opening consumer %s: %w", name, err)
+		return err
 	}
 	refresh := make(chan struct{}, 1)
 	go w.refresher(ctx, refresh)
@@ -118,7 +112,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	// held are messages fetched behind a marker that cannot be applied yet,
 	// in stream order; fetching goes on meanwhile, since what the marker
 	// waits for may be redelivered to this very writer.
-	var held []jetstream.Msg
+	var held []*broker.DocumentMsg
 	beat := time.Now()
 	for ctx.Err() == nil {
 		if err := pipe.failed(); err != nil {
@@ -126,10 +120,10 @@ func (w *Writer) Run(ctx context.Context) error {
 			pipe.drain() //nolint:errcheck // already failing with err
 			return err
 		}
-		var fetched []jetstream.Msg
+		var fetched []*broker.DocumentMsg
 		err := w.retry(ctx, "fetching documents", func() error {
 			var err error
-			fetched, err = broker.NextBytes(ctx, cons, w.cfg.Batch, fetchBytes, 250*time.Millisecond, broker.Linger)
+			fetched, err = cons.NextBytes(ctx, w.cfg.Batch, fetchBytes, 250*time.Millisecond, broker.Linger)
 			return err
 		})
 		if err != nil {
@@ -147,8 +141,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		if len(fetched) > 0 {
 			// Caught up when nothing waits behind this fetch: the writes
 			// in flight then end with a refresh.
-			meta, err := fetched[len(fetched)-1].Metadata()
-			pipe.caughtUp.Store(err == nil && meta.NumPending == 0 && len(held) == 0)
+			pipe.caughtUp.Store(fetched[len(fetched)-1].Last() && len(held) == 0)
 		}
 		msgs := inOrder(held, fetched)
 		held, err = w.process(ctx, cons, pipe, msgs)
@@ -165,14 +158,14 @@ func (w *Writer) Run(ctx context.Context) error {
 
 // inOrder merges held and fetched messages by stream sequence. A message
 // delivered again replaces its earlier delivery.
-func inOrder(held, fetched []jetstream.Msg) []jetstream.Msg {
+func inOrder(held, fetched []*broker.DocumentMsg) []*broker.DocumentMsg {
 	if len(held) == 0 {
 		return fetched
 	}
-	bySeq := map[uint64]jetstream.Msg{}
+	bySeq := map[uint64]*broker.DocumentMsg{}
 	for _, m := range append(held, fetched...) {
-		if meta, err := m.Metadata(); err == nil {
-			bySeq[meta.Sequence.Stream] = m
+		if seq := m.Seq(); seq != 0 {
+			bySeq[seq] = m
 		}
 	}
 	seqs := make([]uint64, 0, len(bySeq))
@@ -180,7 +173,7 @@ func inOrder(held, fetched []jetstream.Msg) []jetstream.Msg {
 		seqs = append(seqs, seq)
 	}
 	slices.Sort(seqs)
-	out := make([]jetstream.Msg, len(seqs))
+	out := make([]*broker.DocumentMsg, len(seqs))
 	for i, seq := range seqs {
 		out[i] = bySeq[seq]
 	}
@@ -191,8 +184,8 @@ func inOrder(held, fetched []jetstream.Msg) []jetstream.Msg {
 // pipeline, markers (seeded, purge) are applied between them once
 // everything before them is written. It returns the messages from a marker
 // that is not ready yet on, to be processed again with the next fetch.
-func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, pipe *pipeline, msgs []jetstream.Msg) ([]jetstream.Msg, error) {
-	var run []jetstream.Msg
+func (w *Writer) process(ctx context.Context, cons *broker.DocumentConsumer, pipe *pipeline, msgs []*broker.DocumentMsg) ([]*broker.DocumentMsg, error) {
+	var run []*broker.DocumentMsg
 	var docs []*flussopb.Document
 	flush := func() error {
 		if len(run) == 0 {
@@ -203,12 +196,12 @@ func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, pipe *pip
 		return err
 	}
 	for i, m := range msgs {
-		var d flussopb.Document
-		if err := proto.Unmarshal(m.Data(), &d); err != nil {
-			w.log.Error("dropping undecodable document message", "err", err)
+		if m.Err != nil {
+			w.log.Error("dropping undecodable document message", "err", m.Err)
 			_ = m.Ack()
 			continue
 		}
+		d := m.Value
 		if len(d.Sinks) > 0 && !slices.Contains(d.Sinks, w.cfg.Sink.Name()) {
 			run = append(run, m) // not for this sink: acked with its run
 			continue
@@ -223,10 +216,10 @@ func (w *Writer) process(ctx context.Context, cons jetstream.Consumer, pipe *pip
 		}
 		if d.Op == flussopb.DocOp_UPSERT || d.Op == flussopb.DocOp_DELETE_DOC {
 			run = append(run, m)
-			docs = append(docs, &d)
+			docs = append(docs, d)
 			continue
 		}
-		ready, err := w.atMarker(ctx, cons, pipe, flush, m, &d, msgs[i:])
+		ready, err := w.atMarker(ctx, cons, pipe, flush, m, msgs[i:])
 		if err != nil {
 			nakAll(msgs[i:])
 			return nil, err
@@ -345,18 +338,9 @@ func (w *Writer) quarantine(ctx context.Context, r sink.Rejection) error {
 	if r.Doc.Op == sink.Delete {
 		doc.Op = flussopb.DocOp_DELETE_DOC
 	}
-	data, err := proto.Marshal(doc)
-	if err != nil {
-		return fmt.Errorf("encoding quarantined document: %w", err)
-	}
-	msg := &nats.Msg{Subject: broker.QuarantineSubject(w.cfg.Sink.Name(), r.Doc.Index), Data: data, Header: nats.Header{}}
-	msg.Header.Set(broker.HeaderSink, w.cfg.Sink.Name())
-	msg.Header.Set(broker.HeaderIndex, r.Doc.Index)
-	msg.Header.Set(broker.HeaderID, r.Doc.ID)
-	msg.Header.Set(broker.HeaderReason, r.Reason)
-	msg.Header.Set(broker.HeaderVersion, strconv.FormatUint(r.Doc.Version, 10))
-	err = w.retry(ctx, "quarantining a document", func() error {
-		if _, err := w.cfg.Broker.JS.PublishMsg(ctx, msg); err != nil {
+	entry := broker.Rejected{Sink: w.cfg.Sink.Name(), Index: r.Doc.Index, ID: r.Doc.ID, Version: r.Doc.Version, Reason: r.Reason, Doc: doc}
+	err := w.retry(ctx, "quarantining a document", func() error {
+		if err := w.cfg.Broker.PublishQuarantine(ctx, entry); err != nil {
 			return fmt.Errorf("quarantining document %s of %s: %w", r.Doc.ID, r.Doc.Index, err)
 		}
 		return nil
@@ -385,7 +369,7 @@ func (w *Writer) retry(ctx context.Context, what string, fn func() error) error 
 	})
 }
 
-func ackAll(msgs []jetstream.Msg) {
+func ackAll(msgs []*broker.DocumentMsg) {
 	for _, m := range msgs {
 		_ = m.Ack()
 	}
@@ -393,7 +377,7 @@ func ackAll(msgs []jetstream.Msg) {
 
 // nakAll hands messages back for immediate redelivery, so a restarted
 // writer does not wait out the ack timeout.
-func nakAll(msgs []jetstream.Msg) {
+func nakAll(msgs []*broker.DocumentMsg) {
 	for _, m := range msgs {
 		_ = m.Nak()
 	}

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/flusso/flusso/internal/faultproxy"
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/broker"
@@ -65,11 +63,7 @@ func newRig(t *testing.T, onError flow.OnError) *rig {
 func (r *rig) publish(t *testing.T, docs ...*flussopb.Document) {
 	t.Helper()
 	for _, d := range docs {
-		data, err := proto.Marshal(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := r.conn.JS.Publish(context.Background(), broker.DocsSubject(d.Index), data); err != nil {
+		if err := r.conn.PublishDocument(context.Background(), d, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -224,7 +218,7 @@ func TestTooLargeIsQuarantined(t *testing.T) {
 	big := user(2, strings.Repeat("x", 3000))
 	r.publish(t, user(1, "a"), big, user(3, "c"))
 	r.awaitAcked(t, 3)
-	entries, err := ListQuarantine(context.Background(), r.conn.JS, Filter{})
+	entries, err := r.conn.ListQuarantine(context.Background(), broker.QuarantineFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
