@@ -15,6 +15,7 @@ import (
 	"github.com/flusso/flusso/pkg/config"
 	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/mapping"
+	"github.com/flusso/flusso/pkg/publication"
 	"github.com/flusso/flusso/pkg/redact"
 	"github.com/flusso/flusso/pkg/schema"
 )
@@ -49,6 +50,9 @@ func checkCommand() *cli.Command {
 			}
 			if err := sinkURLs(cfg, os.LookupEnv); err != nil {
 				return err
+			}
+			if err := publication.CheckName(c.String("publication")); err != nil {
+				return cli.Exit(fmt.Sprintf("flusso: --publication (FLUSSO_PUBLICATION) %v", err), exitUsage)
 			}
 			manage := cfg.Source.ManagePublication
 			if c.IsSet("manage-publication") {

@@ -40,3 +40,19 @@ func TestRunRefusesBadNames(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckRefusesABadPublication: check names the publication the way run
+// would refuse it, offline too.
+func TestCheckRefusesABadPublication(t *testing.T) {
+	for _, args := range [][]string{
+		{"check", "-c", "", "--offline", "--publication", "My-Pub"},
+		{"check", "-c", "", "--offline", "--format", "json", "--publication", "My-Pub"},
+	} {
+		args[2] = specConfig(t)
+		code, _, stderr := flusso(t, args...)
+		want := `flusso: --publication (FLUSSO_PUBLICATION) "My-Pub": a publication name is an unquoted Postgres identifier`
+		if code != exitUsage || !strings.Contains(stderr, want) {
+			t.Fatalf("%v: exit %d, stderr %q; want %d and %q", args, code, stderr, exitUsage, want)
+		}
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
+	"github.com/flusso/flusso/pkg/publication"
 )
 
 // Role is one stage a process can run.
@@ -83,25 +83,15 @@ type Options struct {
 // answers 503: long enough to ride out a restart of a service it uses.
 const DefaultReadyGrace = 60 * time.Second
 
-var (
-	// slotRE is what Postgres accepts as a replication slot name.
-	slotRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
-	// publicationRE is an unquoted identifier in lower case: the replication
-	// protocol reads publication_names folding case, so "Pub" would name
-	// another publication than the one created.
-	publicationRE = regexp.MustCompile(`^[a-z_][a-z0-9_$]{0,62}$`)
-)
-
 // Validate refuses what Postgres would, before anything connects: a bad
 // slot name otherwise fails every attempt to follow the slot, forever. The
 // CLI calls it on its flags; Start calls it again for every other caller.
 func (o Options) Validate() error {
-	if !slotRE.MatchString(o.Slot) {
-		return fmt.Errorf("--slot (FLUSSO_SLOT) %q: a replication slot name is 1 to 63 lowercase letters, digits and underscores", o.Slot)
+	if err := publication.CheckSlot(o.Slot); err != nil {
+		return fmt.Errorf("--slot (FLUSSO_SLOT) %w", err)
 	}
-	if !publicationRE.MatchString(o.Publication) {
-		return fmt.Errorf("--publication (FLUSSO_PUBLICATION) %q: a publication name is an unquoted Postgres identifier: a lowercase letter or underscore, "+
-			"then up to 62 lowercase letters, digits, underscores or $", o.Publication)
+	if err := publication.CheckName(o.Publication); err != nil {
+		return fmt.Errorf("--publication (FLUSSO_PUBLICATION) %w", err)
 	}
 	if o.ReadyGrace < 0 {
 		return fmt.Errorf("--ready-grace-secs (FLUSSO_READY_GRACE_SECS) must not be negative, not %v", o.ReadyGrace)
