@@ -1,17 +1,16 @@
 package harness
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"reflect"
 	"sort"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sqlbuild"
 )
@@ -141,31 +140,15 @@ func Documents(ctx context.Context, osURL, alias string) (map[string]json.RawMes
 	}
 }
 
+// do sends one request to OpenSearch and returns a 2xx answer; any other status is
+// an error.
 func do(ctx context.Context, method, url string, body any) ([]byte, error) {
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, r)
+	status, b, err := testenv.OpenSearchDo(ctx, method, url, body)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, url, err)
-	}
-	if resp.StatusCode >= 300 {
-		return nil, fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, b)
+	if status >= 300 {
+		return nil, fmt.Errorf("%s %s: %d %s", method, url, status, b)
 	}
 	return b, nil
 }

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -33,7 +34,7 @@ func OpenSearch(t testing.TB) string {
 	base := OpenSearchURL()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	status, body, err := openSearchDo(ctx, http.MethodGet, base+"/_cluster/health?wait_for_status=yellow&timeout=30s")
+	status, body, err := OpenSearchDo(ctx, http.MethodGet, base+"/_cluster/health?wait_for_status=yellow&timeout=30s", nil)
 	if err == nil && status != http.StatusOK {
 		err = fmt.Errorf("cluster health answered %d: %s", status, body)
 	}
@@ -58,7 +59,7 @@ func IndexPrefix(t testing.TB) string {
 			"/_index_template/" + prefix + "*",
 			"/_ingest/pipeline/" + prefix + "*",
 		} {
-			status, body, err := openSearchDo(ctx, http.MethodDelete, base+path)
+			status, body, err := OpenSearchDo(ctx, http.MethodDelete, base+path, nil)
 			if err != nil {
 				t.Errorf("testenv: deleting %s: %v", path, err)
 			} else if status != http.StatusOK && status != http.StatusNotFound {
@@ -75,7 +76,7 @@ func OpenSearchPlugins(t testing.TB) []string {
 	base := OpenSearch(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	status, body, err := openSearchDo(ctx, http.MethodGet, base+"/_nodes/plugins")
+	status, body, err := OpenSearchDo(ctx, http.MethodGet, base+"/_nodes/plugins", nil)
 	if err != nil || status != http.StatusOK {
 		t.Fatalf("testenv: listing OpenSearch plugins: status %d: %v %s", status, err, body)
 	}
@@ -110,19 +111,50 @@ func RequireICU(t testing.TB) {
 	t.Skip("testenv: " + ICUUnavailableReason)
 }
 
-func openSearchDo(ctx context.Context, method, url string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+// OpenSearchRequest sends one request to the test OpenSearch node (url is whole) and
+// returns the status and the answer; it fails the test only when no answer comes, so
+// the caller judges the status. See OpenSearchDo for how body is sent.
+func OpenSearchRequest(t testing.TB, method, url string, body any) (int, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	status, out, err := OpenSearchDo(ctx, method, url, body)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return status, out
+}
+
+// OpenSearchDo sends one request to OpenSearch and returns the status and the answer.
+// A string or []byte body is sent as it is (a _bulk's NDJSON, a document already
+// encoded), any other non-nil body as JSON.
+func OpenSearchDo(ctx context.Context, method, url string, body any) (int, []byte, error) {
+	var payload []byte
+	switch b := body.(type) {
+	case nil:
+	case string:
+		payload = []byte(b)
+	case []byte:
+		payload = b
+	default:
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
+			return 0, nil, fmt.Errorf("encoding the body of %s %s: %w", method, url, err)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(payload))
 	if err != nil {
 		return 0, nil, fmt.Errorf("building %s %s: %w", method, url, err)
 	}
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	out, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return resp.StatusCode, nil, fmt.Errorf("reading the answer to %s %s: %w", method, url, err)
 	}
-	return resp.StatusCode, body, nil
+	return resp.StatusCode, out, nil
 }

@@ -5,11 +5,9 @@ package testenv_test
 // embedded server and on the nats-server binary.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -161,7 +159,7 @@ func TestOpenSearchAnalysis(t *testing.T) {
 	base := testenv.OpenSearch(t)
 	index := testenv.IndexPrefix(t) + "analysis"
 
-	status, body := osDo(t, http.MethodPut, base+"/"+index, map[string]any{
+	status, body := testenv.OpenSearchRequest(t, http.MethodPut, base+"/"+index, map[string]any{
 		"settings": map[string]any{
 			"number_of_shards": 1, "number_of_replicas": 0,
 			"analysis": map[string]any{
@@ -203,7 +201,7 @@ func TestOpenSearchAnalysis(t *testing.T) {
 
 func analyze(t *testing.T, base, index, text string) []string {
 	t.Helper()
-	status, body := osDo(t, http.MethodPost, base+"/"+index+"/_analyze", map[string]any{"analyzer": "code", "text": text})
+	status, body := testenv.OpenSearchRequest(t, http.MethodPost, base+"/"+index+"/_analyze", map[string]any{"analyzer": "code", "text": text})
 	if status != http.StatusOK {
 		t.Fatalf("_analyze: %d %s", status, body)
 	}
@@ -226,7 +224,7 @@ func TestOpenSearchIngestPipeline(t *testing.T) {
 		"processors":  []any{map[string]any{"set": map[string]any{"field": "origin", "value": "pipeline"}}},
 	}
 
-	status, body := osDo(t, http.MethodPost, base+"/_ingest/pipeline/_simulate", map[string]any{
+	status, body := testenv.OpenSearchRequest(t, http.MethodPost, base+"/_ingest/pipeline/_simulate", map[string]any{
 		"pipeline": pipeline,
 		"docs":     []any{map[string]any{"_source": map[string]any{"title": "x"}}},
 	})
@@ -235,20 +233,20 @@ func TestOpenSearchIngestPipeline(t *testing.T) {
 	}
 
 	name := prefix + "pipe"
-	if status, body := osDo(t, http.MethodPut, base+"/_ingest/pipeline/"+name, pipeline); status != http.StatusOK {
+	if status, body := testenv.OpenSearchRequest(t, http.MethodPut, base+"/_ingest/pipeline/"+name, pipeline); status != http.StatusOK {
 		t.Fatalf("creating pipeline %s: %d %s", name, status, body)
 	}
 	index := prefix + "docs"
-	if status, body := osDo(t, http.MethodPut, base+"/"+index, map[string]any{
+	if status, body := testenv.OpenSearchRequest(t, http.MethodPut, base+"/"+index, map[string]any{
 		"settings": map[string]any{"number_of_replicas": 0},
 	}); status != http.StatusOK {
 		t.Fatalf("creating index %s: %d %s", index, status, body)
 	}
-	if status, body := osDo(t, http.MethodPut, base+"/"+index+"/_doc/1?pipeline="+name+"&refresh=true",
+	if status, body := testenv.OpenSearchRequest(t, http.MethodPut, base+"/"+index+"/_doc/1?pipeline="+name+"&refresh=true",
 		map[string]any{"title": "x"}); status != http.StatusCreated {
 		t.Fatalf("indexing through %s: %d %s", name, status, body)
 	}
-	status, body = osDo(t, http.MethodGet, base+"/"+index+"/_doc/1", nil)
+	status, body = testenv.OpenSearchRequest(t, http.MethodGet, base+"/"+index+"/_doc/1", nil)
 	var doc struct {
 		Source map[string]any `json:"_source"`
 	}
@@ -260,41 +258,12 @@ func TestOpenSearchIngestPipeline(t *testing.T) {
 func TestOpenSearchICU(t *testing.T) {
 	base := testenv.OpenSearch(t)
 	testenv.RequireICU(t)
-	status, body := osDo(t, http.MethodPost, base+"/_analyze", map[string]any{
+	status, body := testenv.OpenSearchRequest(t, http.MethodPost, base+"/_analyze", map[string]any{
 		"tokenizer": "icu_tokenizer", "filter": []string{"icu_folding"}, "text": "Ĉafé",
 	})
 	if status != http.StatusOK || !strings.Contains(string(body), `"cafe"`) {
 		t.Fatalf("icu _analyze: %d %s", status, body)
 	}
-}
-
-func osDo(t *testing.T, method, url string, body any) (int, []byte) {
-	t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r = bytes.NewReader(b)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: reading the answer: %v", method, url, err)
-	}
-	return resp.StatusCode, out
 }
 
 func TestNATSEmbedded(t *testing.T) {

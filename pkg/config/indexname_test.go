@@ -1,11 +1,9 @@
 package config
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/flusso/flusso/internal/testenv"
 )
@@ -62,20 +60,9 @@ func TestValidateIndexName(t *testing.T) {
 // createIndex asks OpenSearch to create the index and returns its status.
 func createIndex(t *testing.T, base, name string) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	body := strings.NewReader(`{"settings":{"number_of_shards":1,"number_of_replicas":0}}`)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+"/"+pathEscape(name), body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	status, _ := testenv.OpenSearchRequest(t, http.MethodPut, base+"/"+pathEscape(name),
+		`{"settings":{"number_of_shards":1,"number_of_replicas":0}}`)
+	return status
 }
 
 // pathEscape escapes every byte but letters and digits, so each name

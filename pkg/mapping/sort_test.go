@@ -2,15 +2,12 @@ package mapping
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/schema"
@@ -85,50 +82,27 @@ type cluster struct {
 	url string // of the index
 }
 
-// must sends body as JSON and decodes a 2xx answer into out, if given.
+// must sends body (JSON, or NDJSON as []byte) and decodes a 2xx answer into
+// out, if given.
 func (c cluster) must(method, path string, body any, out ...any) {
 	c.t.Helper()
-	b, err := json.Marshal(body)
-	if err != nil {
-		c.t.Fatal(err)
+	status, data := testenv.OpenSearchRequest(c.t, method, c.url+path, body)
+	if status/100 != 2 {
+		c.t.Fatalf("%s %s: %d %s", method, path, status, data)
 	}
-	c.send(method, path, "application/json", b, out...)
+	for _, o := range out {
+		if err := json.Unmarshal(data, o); err != nil {
+			c.t.Fatalf("%s %s: %v in %s", method, path, err, data)
+		}
+	}
 }
 
 // bulk indexes NDJSON actions and refreshes, failing on any item error.
 func (c cluster) bulk(ndjson []byte) {
 	c.t.Helper()
 	var resp struct{ Errors bool }
-	c.send(http.MethodPost, "/_bulk?refresh=true", "application/x-ndjson", ndjson, &resp)
+	c.must(http.MethodPost, "/_bulk?refresh=true", ndjson, &resp)
 	if resp.Errors {
 		c.t.Fatalf("bulk had item errors")
-	}
-}
-
-func (c cluster) send(method, path, contentType string, body []byte, out ...any) {
-	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, c.url+path, bytes.NewReader(body))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", contentType)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if resp.StatusCode/100 != 2 {
-		c.t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, data)
-	}
-	for _, o := range out {
-		if err := json.Unmarshal(data, o); err != nil {
-			c.t.Fatalf("%s %s: %v in %s", method, path, err, data)
-		}
 	}
 }

@@ -1,15 +1,11 @@
 package sqlbuild_test
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/mapping"
@@ -73,47 +69,23 @@ type osIndex struct {
 func openSearchIndex(t *testing.T, name string, body any) osIndex {
 	t.Helper()
 	ix := osIndex{t: t, url: testenv.OpenSearch(t) + "/" + name}
-	b, err := json.Marshal(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if status, resp := ix.do(http.MethodPut, "", string(b)); status != http.StatusOK {
+	if status, resp := ix.do(http.MethodPut, "", body); status != http.StatusOK {
 		t.Fatalf("creating index %s: %d %s", name, status, resp)
 	}
 	return ix
 }
 
-func (ix osIndex) do(method, path, body string) (int, string) {
+func (ix osIndex) do(method, path string, body any) (int, []byte) {
 	ix.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, ix.url+path, bytes.NewReader([]byte(body)))
-	if err != nil {
-		ix.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		ix.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		ix.t.Fatal(err)
-	}
-	return resp.StatusCode, string(out)
+	return testenv.OpenSearchRequest(ix.t, method, ix.url+path, body)
 }
 
 // ids returns the ids of the hits of a search, in order.
 func (ix osIndex) ids(query map[string]any) []string {
 	ix.t.Helper()
-	b, err := json.Marshal(query)
-	if err != nil {
-		ix.t.Fatal(err)
-	}
-	status, body := ix.do(http.MethodPost, "/_search", string(b))
+	status, body := ix.do(http.MethodPost, "/_search", query)
 	if status != http.StatusOK {
-		ix.t.Fatalf("search %s: %d %s", b, status, body)
+		ix.t.Fatalf("search %v: %d %s", query, status, body)
 	}
 	var resp struct {
 		Hits struct {
@@ -122,7 +94,7 @@ func (ix osIndex) ids(query map[string]any) []string {
 			} `json:"hits"`
 		} `json:"hits"`
 	}
-	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+	if err := json.Unmarshal(body, &resp); err != nil {
 		ix.t.Fatal(err)
 	}
 	var ids []string

@@ -117,37 +117,17 @@ type cluster struct {
 
 func rawCluster(t *testing.T) cluster { return cluster{t: t, base: testenv.OpenSearch(t)} }
 
+// do sends body as JSON and decodes a JSON object answer.
 func (c cluster) do(method, path string, body any) (int, map[string]any) {
 	c.t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, c.base+path, r)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		c.t.Fatal(err)
-	}
+	status, raw := testenv.OpenSearchRequest(c.t, method, c.base+path, body)
 	var out map[string]any
 	if len(raw) > 0 && raw[0] == '{' {
 		if err := json.Unmarshal(raw, &out); err != nil {
 			c.t.Fatalf("%s %s: %v: %s", method, path, err, raw)
 		}
 	}
-	return resp.StatusCode, out
+	return status, out
 }
 
 func (c cluster) ok(method, path string, body any) map[string]any {
