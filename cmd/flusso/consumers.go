@@ -41,22 +41,13 @@ func consumersCommand() *cli.Command {
 					if err != nil {
 						return fail(err)
 					}
-					if c.String("format") == "json" {
-						if writers == nil {
-							writers = []broker.WriterState{}
-						}
-						return fail(writeJSON(c.App.Writer, writers))
-					}
-					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "SINK\tCONSUMER\tPENDING\tACK PENDING\tLAST DELIVERY")
-					for _, w := range writers {
+					return writeList(c, writers, "SINK\tCONSUMER\tPENDING\tACK PENDING\tLAST DELIVERY", func(w broker.WriterState) string {
 						active := "never"
 						if w.Active != nil {
 							active = w.Active.Format(time.RFC3339)
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", w.Sink, w.Consumer, w.Pending, w.AckPending, active)
-					}
-					return fail(tw.Flush())
+						return fmt.Sprintf("%s\t%s\t%d\t%d\t%s", w.Sink, w.Consumer, w.Pending, w.AckPending, active)
+					})
 				})
 			},
 		}, {
@@ -125,4 +116,22 @@ func withBroker(c *cli.Context, name string, fn func(context.Context, *broker.Co
 	}
 	defer conn.Close()
 	return fn(c.Context, conn)
+}
+
+// writeList prints what a list command found: under --format json as a JSON
+// array (empty, not null, when nothing was found), else as a table of
+// header and one row per item.
+func writeList[T any](c *cli.Context, items []T, header string, row func(T) string) error {
+	if c.String("format") == "json" {
+		if items == nil {
+			items = []T{}
+		}
+		return fail(writeJSON(c.App.Writer, items))
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, it := range items {
+		fmt.Fprintln(tw, row(it))
+	}
+	return fail(tw.Flush())
 }

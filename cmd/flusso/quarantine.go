@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -42,18 +41,9 @@ func quarantineCommand() *cli.Command {
 					if err != nil {
 						return fail(err)
 					}
-					if c.String("format") == "json" {
-						if entries == nil {
-							entries = []broker.QuarantineEntry{}
-						}
-						return fail(writeJSON(c.App.Writer, entries))
-					}
-					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "SEQ\tTIME\tSINK\tINDEX\tID\tVERSION\tREASON")
-					for _, e := range entries {
-						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", e.Seq, e.Time.Format(time.RFC3339), e.Sink, e.Index, e.ID, e.Version, e.Reason)
-					}
-					return fail(tw.Flush())
+					return writeList(c, entries, "SEQ\tTIME\tSINK\tINDEX\tID\tVERSION\tREASON", func(e broker.QuarantineEntry) string {
+						return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%d\t%s", e.Seq, e.Time.Format(time.RFC3339), e.Sink, e.Index, e.ID, e.Version, e.Reason)
+					})
 				})
 			},
 		}, {
