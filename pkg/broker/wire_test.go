@@ -71,16 +71,7 @@ func TestWireFormat(t *testing.T) {
 	}, {
 		name: "document",
 		publish: func(ctx context.Context, c *broker.Conn) error {
-			s, err := c.PublishDocumentAsync(traced, doc, broker.MaxPayload)
-			if err != nil {
-				return err
-			}
-			select {
-			case <-s.Ack.Ok():
-				return nil
-			case err := <-s.Ack.Err():
-				return err
-			}
+			return acked(c.PublishDocumentAsync(traced, doc, broker.MaxPayload))
 		},
 		stream: "FLUSSO_DOCS", subject: "flusso.docs.users",
 		headers: map[string]string{"Traceparent": traceparent, "Nats-Msg-Id": ""},
@@ -104,16 +95,7 @@ func TestWireFormat(t *testing.T) {
 	}, {
 		name: "document that could not be built",
 		publish: func(ctx context.Context, c *broker.Conn) error {
-			s, err := c.PublishQuarantineAsync(broker.Rejected{Sink: broker.AssemblerSink, Index: "users", ID: "1", Version: 7, Reason: "bad value"})
-			if err != nil {
-				return err
-			}
-			select {
-			case <-s.Ack.Ok():
-				return nil
-			case err := <-s.Ack.Err():
-				return err
-			}
+			return acked(c.PublishQuarantineAsync(broker.Rejected{Sink: broker.AssemblerSink, Index: "users", ID: "1", Version: 7, Reason: "bad value"}))
 		},
 		stream: "FLUSSO_QUARANTINE", subject: "flusso.quarantine.assembler.users",
 		headers: map[string]string{"Flusso-Sink": "assembler", "Flusso-Index": "users", "Flusso-Id": "1", "Flusso-Reason": "bad value", "Flusso-Version": "7"},
@@ -153,5 +135,18 @@ func TestWireFormat(t *testing.T) {
 				t.Errorf("body %v, want %v", got, tt.body)
 			}
 		})
+	}
+}
+
+// acked waits for the stream's answer to an asynchronous publish.
+func acked(s broker.Sent, err error) error {
+	if err != nil {
+		return err
+	}
+	select {
+	case <-s.Ack.Ok():
+		return nil
+	case err := <-s.Ack.Err():
+		return err
 	}
 }

@@ -24,32 +24,17 @@ func TestRefusals(t *testing.T) {
 	w := r.startWorkload(10 * time.Millisecond)
 	o := r.observe()
 
-	from := time.Now()
-	for _, f := range []faultproxy.Fault{
-		{Status: 429, RetryAfter: time.Second, Count: scale(8, 40)},
-		{Status: 503, Count: scale(4, 12)},
-		{Status: 429, RetryAfter: 2 * time.Second, Count: scale(3, 10)},
-		{Status: 503, Count: scale(maxRetries+2, 12)},
-	} {
-		rp.inject(f.String())
-		r.inject(f, injectWait)
-	}
-	cleared := time.Now()
-	r.proxy.Clear()
-	out := r.finish(w)
-	samples := o.stop()
-	during := between(samples, from, cleared)
-	rp.saw = seen(during)
-
+	out, during := r.rideOut(rp, w, o, "refusals",
+		faultproxy.Fault{Status: 429, RetryAfter: time.Second, Count: scale(8, 40)},
+		faultproxy.Fault{Status: 503, Count: scale(4, 12)},
+		faultproxy.Fault{Status: 429, RetryAfter: 2 * time.Second, Count: scale(3, 10)},
+		faultproxy.Fault{Status: 503, Count: scale(maxRetries+2, 12)},
+	)
 	r.expectDegraded(during, sinkStage, "429")
 	// The last refusal stays as last_error once the stage is ok again.
 	if ok := r.expectStage(sinkStage, "ok", time.Minute); !containsAll(ok.LastError, "503") {
 		t.Errorf("expected the recovered sink's last_error to keep the last refusal (503); it is %q", ok.LastError)
 	}
-	maxLag, advances := slotFigures(during)
-	rp.figure("recovery %v from the last fault to the index equal", out.converged.Round(100*time.Millisecond))
-	rp.figure("slot advanced %d× during %v of refusals, max slot lag %s", advances, cleared.Sub(from).Round(time.Second), mib(maxLag))
-	rp.figure("writes %d", w.writes.Load())
 	rp.log(r, out)
 }
 
@@ -70,13 +55,26 @@ func TestResetsAndLatency(t *testing.T) {
 	rp.inject(fmt.Sprintf("%s for %v", spike, hold))
 	r.hold(spike, hold)
 
-	from := time.Now()
-	for _, f := range []faultproxy.Fault{
-		{Reset: true, Count: scale(maxRetries+6, 20)},
+	out, during := r.rideOut(rp, w, o, "resets",
+		faultproxy.Fault{Reset: true, Count: scale(maxRetries+6, 20)},
 		// Delayed resets keep the sink failing for seconds on end, long
 		// enough for /status (cached for a second) to be sampled.
-		{Reset: true, Latency: time.Second, Count: scale(maxRetries+2, 10)},
-	} {
+		faultproxy.Fault{Reset: true, Latency: time.Second, Count: scale(maxRetries+2, 10)},
+	)
+	r.expectDegraded(during, sinkStage)
+	r.expectStage(sinkStage, "ok", time.Minute)
+	rp.log(r, out)
+}
+
+// rideOut injects faults in turn, each until the sink has run into all of
+// it, then clears the proxy and finishes the run (see finish). It reports
+// the recovery, the slot's progress during the faults (named by what) and
+// the writes, and returns the outcome and the samples taken during the
+// faults.
+func (r *rig) rideOut(rp *report, w *workload, o *observer, what string, faults ...faultproxy.Fault) (outcome, []sample) {
+	r.t.Helper()
+	from := time.Now()
+	for _, f := range faults {
 		rp.inject(f.String())
 		r.inject(f, injectWait)
 	}
@@ -85,14 +83,11 @@ func TestResetsAndLatency(t *testing.T) {
 	out := r.finish(w)
 	during := between(o.stop(), from, cleared)
 	rp.saw = seen(during)
-
-	r.expectDegraded(during, sinkStage)
-	r.expectStage(sinkStage, "ok", time.Minute)
 	maxLag, advances := slotFigures(during)
-	rp.figure("recovery %v from the last reset to the index equal", out.converged.Round(100*time.Millisecond))
-	rp.figure("slot advanced %d× during %v of resets, max slot lag %s", advances, cleared.Sub(from).Round(time.Second), mib(maxLag))
+	rp.figure("recovery %v from the last fault to the index equal", out.converged.Round(100*time.Millisecond))
+	rp.figure("slot advanced %d× during %v of %s, max slot lag %s", advances, cleared.Sub(from).Round(time.Second), what, mib(maxLag))
 	rp.figure("writes %d", w.writes.Load())
-	rp.log(r, out)
+	return out, during
 }
 
 // TestLongLag: every bulk takes 16 s for 40 s under a steady workload, so

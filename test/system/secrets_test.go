@@ -39,17 +39,7 @@ func TestSecretsStayOut(t *testing.T) {
 
 	// A role of our own, so its password is a string found nowhere else.
 	role := "sec_" + suffix
-	admin := testenv.Conn(t, testenv.PostgresAdminURL())
-	if _, err := admin.Exec(context.Background(), fmt.Sprintf("CREATE ROLE %s LOGIN SUPERUSER REPLICATION PASSWORD '%s'", role, dbSecret)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), testenv.PostgresAdminURL())
-		if err == nil {
-			_, _ = c.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
-			c.Close(context.Background())
-		}
-	})
+	createRole(t, role, "SUPERUSER REPLICATION", dbSecret)
 	sslSecret := "SslPw-" + suffix + "-w6"
 	natsSecret := "NatsPw-" + suffix + "-v5"
 	u, _ := url.Parse(d.DBURL)
@@ -143,17 +133,7 @@ func TestSecretsStayOutOfCommands(t *testing.T) {
 	suffix := strings.TrimSuffix(d.Prefix, "_")
 	role := "cli_" + suffix
 	dbSecret := "CliPw-" + suffix + "-q4"
-	admin := testenv.Conn(t, testenv.PostgresAdminURL())
-	if _, err := admin.Exec(context.Background(), fmt.Sprintf("CREATE ROLE %s LOGIN SUPERUSER PASSWORD '%s'", role, dbSecret)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), testenv.PostgresAdminURL())
-		if err == nil {
-			_, _ = c.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
-			c.Close(context.Background())
-		}
-	})
+	createRole(t, role, "SUPERUSER", dbSecret)
 	must(t, os.WriteFile(filepath.Join(d.Dir, "accounts.schema.yml"), []byte(accountsSchema), 0o644))
 	db, _ := url.Parse(d.DBURL)
 	closed := testenv.FreeAddr(t) // nobody listens there
@@ -259,6 +239,23 @@ enabled = true
 }
 
 // privateAddr is the private surface address the harness gave the process.
+// createRole creates a login role with attrs and password, dropped at
+// cleanup.
+func createRole(t *testing.T, role, attrs, password string) {
+	t.Helper()
+	admin := testenv.Conn(t, testenv.PostgresAdminURL())
+	if _, err := admin.Exec(context.Background(), fmt.Sprintf("CREATE ROLE %s LOGIN %s PASSWORD '%s'", role, attrs, password)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), testenv.PostgresAdminURL())
+		if err == nil {
+			_, _ = c.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
+			c.Close(context.Background())
+		}
+	})
+}
+
 func privateAddr(t *testing.T, p *harness.Proc) string {
 	for i, a := range p.Args {
 		if a == "--private-address" {
