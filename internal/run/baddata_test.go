@@ -46,7 +46,7 @@ func TestBadDataFollowsOnError(t *testing.T) {
 				_, bad := d["2"]
 				return len(d) == 2 && !bad && d["3"]["age"] == float64(41)
 			})
-			if q := p.Stages().Assembler.Stats().Quarantined["people"]; q != 1 {
+			if q := p.Stages().Meters.Quarantined.Snapshot()["people"]; q != 1 {
 				t.Errorf("quarantined %d documents of people, want 1", q)
 			}
 			e.Exec(`UPDATE people SET age = '7' WHERE id = 2`)

@@ -20,12 +20,12 @@ func TestHotParentIsBuiltAFewTimes(t *testing.T) {
 	pipeline := harness.Launch(t, e.Options(cfg, t.TempDir()))
 	p := pipeline.Stages()
 	e.awaitDocs("the backfill", "users", func(d map[string]map[string]any) bool { return len(d) == 2 })
-	before := p.Assembler.Stats().Built["users"]
+	before := p.Meters.Built.Snapshot()["users"]
 
 	e.Exec(`INSERT INTO orders (user_id, total, status) SELECT 1, g, 'new' FROM generate_series(1, 10000) g`)
 	e.awaitDocs("the hot parent", "users", func(d map[string]map[string]any) bool { return d["1"]["orderCount"] == float64(10000) })
 	time.Sleep(time.Second) // let the last batches settle
-	builds := p.Assembler.Stats().Built["users"] - before
+	builds := p.Meters.Built.Snapshot()["users"] - before
 	t.Logf("10,000 child changes rebuilt the parent %d times", builds)
 	if builds > 100 {
 		t.Errorf("the hot parent was built %d times for 10,000 child changes; want a few (one per batch)", builds)

@@ -39,6 +39,9 @@ type Pipeline struct {
 	Indexes   []flow.Index
 	// Health holds the health of every stage this process runs.
 	Health *health.Registry
+	// Meters are the counters the stages record into; /status and the
+	// metrics both read them.
+	Meters Meters
 	roles  []Role
 }
 
@@ -247,8 +250,9 @@ func (p *Pipeline) assemble(ctx context.Context, opts Options, dsn string, tel *
 			if !opts.writes(s.Name()) {
 				continue
 			}
-			w := writer.New(writer.Config{Sink: s, Broker: p.Broker, Indexes: p.Indexes, Batch: opts.QueueCapacity,
-				Log: log.With(logging.ComponentKey, "writer"), OnFlush: tel.ObserveFlush, Health: p.Health.Stage("writer." + s.Name())})
+			flushes := sink.Meters{Flushes: &p.Meters.Flushes, LastFlush: &p.Meters.LastFlush, Observe: tel.ObserveFlush}
+			w := writer.New(writer.Config{Sink: sink.Instrumented(s, flushes), Broker: p.Broker, Indexes: p.Indexes, Batch: opts.QueueCapacity,
+				Log: log.With(logging.ComponentKey, "writer"), Health: p.Health.Stage("writer." + s.Name()), Quarantined: &p.Meters.Quarantined})
 			p.Writers = append(p.Writers, w)
 			stages = append(stages, w.Run)
 		}
@@ -291,7 +295,8 @@ func (p *Pipeline) newAssembler(ctx context.Context, dsn string, log *slog.Logge
 		return nil, nil, err
 	}
 	a := assembler.New(assembler.Config{Pool: pool, Broker: p.Broker, Indexes: indexes, Workers: 2,
-		Log: log.With(logging.ComponentKey, "assembler"), Health: p.Health.Stage("assembler")})
+		Log: log.With(logging.ComponentKey, "assembler"), Health: p.Health.Stage("assembler"),
+		Built: &p.Meters.Built, Quarantined: &p.Meters.Quarantined})
 	return a, pool, nil
 }
 

@@ -12,9 +12,19 @@ import (
 	"github.com/flusso/flusso/pkg/backfill"
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/flow"
+	"github.com/flusso/flusso/pkg/meter"
 	"github.com/flusso/flusso/pkg/sink"
 	"github.com/flusso/flusso/services/capture"
 )
+
+// Meters are the counters the stages of this process record into, as
+// events happen; /status reads them, and the metrics read /status.
+type Meters struct {
+	Built       meter.Counter // documents built, by index
+	Quarantined meter.Counter // documents set aside by the assembler or a writer, by index
+	Flushes     meter.Counter // sink writes, by sink
+	LastFlush   meter.Gauge   // the latest write's duration, by sink
+}
 
 // status is the pipeline's view for the HTTP surfaces: it implements
 // server.Source over the stages this process runs and the shared broker
@@ -67,8 +77,6 @@ func (s *status) compute(ctx context.Context) server.Status {
 	if e, ok := s.lastErr.Load().(string); ok {
 		st.LastError = e
 	}
-	built := map[string]uint64{}
-	quarantined := map[string]uint64{}
 	if c := s.p.Capture; c != nil {
 		cs := c.Stats()
 		st.ChangesCaptured, st.ChangesCommitted, st.ConfirmedLSN = cs.Captured, cs.Commits, cs.ConfirmedLSN
@@ -77,23 +85,15 @@ func (s *status) compute(ctx context.Context) server.Status {
 			st.SlotLagBytes = &lag
 		}
 	}
-	if a := s.p.Assembler; a != nil {
-		as := a.Stats()
-		for k, v := range as.Built {
-			built[k] += v
-			st.DocumentsBuilt += v
-		}
-		for k, v := range as.Quarantined {
-			quarantined[k] += v
-		}
+	built, quarantined := s.p.Meters.Built.Snapshot(), s.p.Meters.Quarantined.Snapshot()
+	for _, n := range built {
+		st.DocumentsBuilt += n
 	}
-	for _, w := range s.p.Writers {
-		ws := w.Stats()
-		st.Batches += ws.Batches
-		st.LastFlush = max(st.LastFlush, ws.LastFlush)
-		for k, v := range ws.Quarantined {
-			quarantined[k] += v
-		}
+	for _, n := range s.p.Meters.Flushes.Snapshot() {
+		st.Batches += n
+	}
+	for _, d := range s.p.Meters.LastFlush.Snapshot() {
+		st.LastFlush = max(st.LastFlush, time.Duration(d))
 	}
 	var changesDone uint64
 	if pr, err := s.p.Broker.Progress(ctx, broker.ChangesStream); err == nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/health"
+	"github.com/flusso/flusso/pkg/meter"
 	"github.com/flusso/flusso/pkg/retry"
 	"github.com/flusso/flusso/pkg/sqlbuild"
 	"github.com/flusso/flusso/proto/flussopb"
@@ -54,6 +55,9 @@ type Config struct {
 	Log        *slog.Logger
 	// Health records the stage's failures and recoveries for /status; may be nil.
 	Health *health.Stage
+	// Built and Quarantined count documents by index as they are published
+	// or set aside; may be nil.
+	Built, Quarantined *meter.Counter
 }
 
 // Assembler is the assembler stage.
@@ -65,10 +69,6 @@ type Assembler struct {
 	// broker takes; set by Run.
 	limit int
 
-	changes     atomic.Uint64
-	built       sync.Map // index → *atomic.Uint64
-	quarantined sync.Map // index → *atomic.Uint64
-	batches     atomic.Uint64
 	// room is how many documents the workers may still publish before they
 	// look at the writers' backlog again; see awaitWriters.
 	room atomic.Int64
@@ -141,27 +141,6 @@ func New(cfg Config) *Assembler {
 		a.indexes = append(a.indexes, x)
 	}
 	return a
-}
-
-// Stats is a snapshot of the assembler's counters.
-type Stats struct {
-	Changes     uint64
-	Batches     uint64
-	Built       map[string]uint64
-	Quarantined map[string]uint64
-}
-
-// Stats reads the counters.
-func (a *Assembler) Stats() Stats {
-	s := Stats{Changes: a.changes.Load(), Batches: a.batches.Load(), Built: map[string]uint64{}, Quarantined: map[string]uint64{}}
-	a.built.Range(func(k, v any) bool { s.Built[k.(string)] = v.(*atomic.Uint64).Load(); return true })
-	a.quarantined.Range(func(k, v any) bool { s.Quarantined[k.(string)] = v.(*atomic.Uint64).Load(); return true })
-	return s
-}
-
-func count(m *sync.Map, key string, n int) {
-	v, _ := m.LoadOrStore(key, new(atomic.Uint64))
-	v.(*atomic.Uint64).Add(uint64(n))
 }
 
 // Run runs the workers until ctx is done or one fails for good.
@@ -292,8 +271,6 @@ func (a *Assembler) handle(ctx context.Context, msgs []*broker.ChangeMsg) error 
 				a.log.Warn("acking change", "err", err)
 			}
 		}
-		a.changes.Add(uint64(len(group)))
-		a.batches.Add(1)
 	}
 	return nil
 }
@@ -546,7 +523,7 @@ func (a *Assembler) build(ctx context.Context, out *inflight, ix *index, x *sqlb
 				return err
 			}
 		}
-		count(&a.built, ix.name, len(docs))
+		a.cfg.Built.Add(ix.name, len(docs))
 	}
 	return nil
 }

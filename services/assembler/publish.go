@@ -57,7 +57,7 @@ func (a *Assembler) reject(ctx context.Context, out *inflight, ix *index, id str
 	if ix.onError != flow.Skip {
 		return &badDataError{fmt.Errorf("index %s, document %s: %w (on_error = stop: fix the data or set on_error = \"skip\")", ix.name, id, cause)}
 	}
-	count(&a.quarantined, ix.name, 1)
+	a.cfg.Quarantined.Add(ix.name, 1)
 	// The cause may quote the row's values: WARN says where to read it.
 	a.log.Warn("document quarantined; flusso quarantine list shows the reason", "index", ix.name, "id", id)
 	a.log.Debug("quarantine reason", "index", ix.name, "id", id, "reason", cause)

@@ -9,13 +9,12 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/health"
+	"github.com/flusso/flusso/pkg/meter"
 	"github.com/flusso/flusso/pkg/retry"
 	"github.com/flusso/flusso/pkg/sink"
 	"github.com/flusso/flusso/proto/flussopb"
@@ -31,10 +30,11 @@ type Config struct {
 	// also stops at fetchBytes of documents.
 	Batch int
 	Log   *slog.Logger
-	// OnFlush observes each bulk write's duration (metrics); may be nil.
-	OnFlush func(sink string, d time.Duration)
 	// Health records the stage's failures and recoveries for /status; may be nil.
 	Health *health.Stage
+	// Quarantined counts the documents set aside, by index; may be nil.
+	// (Flushes are counted by the sink, see sink.Instrumented.)
+	Quarantined *meter.Counter
 }
 
 // Writer is the writer stage of one sink.
@@ -43,11 +43,6 @@ type Writer struct {
 	log     *slog.Logger
 	indexes map[string]flow.Index
 	retries *retry.Runner
-
-	written     sync.Map // index → *atomic.Uint64
-	quarantined sync.Map
-	batches     atomic.Uint64
-	lastFlush   atomic.Int64 // nanoseconds
 }
 
 // fetchBytes bounds the documents of one fetch: with two runs in flight, a
@@ -70,29 +65,6 @@ func New(cfg Config) *Writer {
 		w.indexes[ix.Name] = ix
 	}
 	return w
-}
-
-// Stats is a snapshot of a writer's counters.
-type Stats struct {
-	Sink        string
-	Written     map[string]uint64
-	Quarantined map[string]uint64
-	Batches     uint64
-	LastFlush   time.Duration
-}
-
-// Stats reads the counters.
-func (w *Writer) Stats() Stats {
-	s := Stats{Sink: w.cfg.Sink.Name(), Written: map[string]uint64{}, Quarantined: map[string]uint64{},
-		Batches: w.batches.Load(), LastFlush: time.Duration(w.lastFlush.Load())}
-	w.written.Range(func(k, v any) bool { s.Written[k.(string)] = v.(*atomic.Uint64).Load(); return true })
-	w.quarantined.Range(func(k, v any) bool { s.Quarantined[k.(string)] = v.(*atomic.Uint64).Load(); return true })
-	return s
-}
-
-func count(m *sync.Map, key string, n int) {
-	v, _ := m.LoadOrStore(key, new(atomic.Uint64))
-	v.(*atomic.Uint64).Add(uint64(n))
 }
 
 // Run writes until ctx is done. A sink or broker that fails is retried
@@ -298,35 +270,16 @@ func (w *Writer) send(ctx context.Context, docs []sink.Doc) ([]sink.Rejection, e
 		latest[k] = len(out)
 		out = append(out, d)
 	}
-	var (
-		rejected []sink.Rejection
-		took     time.Duration
-	)
+	var rejected []sink.Rejection
 	err := w.retry(ctx, "writing documents", func() error {
-		start := time.Now()
 		var err error
 		if rejected, err = w.cfg.Sink.Write(ctx, out); err != nil {
 			return fmt.Errorf("sink %s: writing %d documents: %w", w.cfg.Sink.Name(), len(out), err)
 		}
-		took = time.Since(start)
 		return nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	w.lastFlush.Store(int64(took))
-	if w.cfg.OnFlush != nil {
-		w.cfg.OnFlush(w.cfg.Sink.Name(), took)
-	}
-	w.batches.Add(1)
-	bad := map[docKey]bool{}
-	for _, r := range rejected {
-		bad[docKey{r.Doc.Index, r.Doc.ID, r.Doc.Generation}] = true
-	}
-	for _, d := range out {
-		if !bad[docKey{d.Index, d.ID, d.Generation}] {
-			count(&w.written, d.Index, 1)
-		}
 	}
 	return rejected, nil
 }
@@ -348,7 +301,7 @@ func (w *Writer) quarantine(ctx context.Context, r sink.Rejection) error {
 	if err != nil {
 		return err
 	}
-	count(&w.quarantined, r.Doc.Index, 1)
+	w.cfg.Quarantined.Add(r.Doc.Index, 1)
 	// The reason may quote the document's values: WARN says where to read it.
 	w.log.Warn("document quarantined; flusso quarantine list shows the reason", "index", r.Doc.Index, "id", r.Doc.ID)
 	w.log.Debug("quarantine reason", "index", r.Doc.Index, "id", r.Doc.ID, "reason", r.Reason)
