@@ -423,8 +423,9 @@ func Next(ctx context.Context, cons jetstream.Consumer, max int, wait, linger ti
 }
 
 // NextBytes is Next with the batch also bounded by maxBytes of message data
-// (0: no bound): a batch of large documents then holds a few of them, not max.
-// The first message is taken whatever its size, so none is ever stuck.
+// (0: no bound), judged at the size of the largest message taken so far: a
+// batch of large documents then holds a few of them, not max. The first
+// message is taken whatever its size, so none is ever stuck.
 func NextBytes(ctx context.Context, cons jetstream.Consumer, max, maxBytes int, wait, linger time.Duration) ([]jetstream.Msg, error) {
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -446,43 +447,41 @@ func NextBytes(ctx context.Context, cons jetstream.Consumer, max, maxBytes int, 
 	if len(out) == 0 {
 		return out, nil
 	}
-	out = takeReady(ctx, cons, out, max, maxBytes)
+	out = takeReady(cons, out, max, maxBytes)
 	if len(out) < max && linger > 0 {
 		select {
 		case <-ctx.Done():
 			return out, nil // the messages taken are still worth processing
 		case <-time.After(linger - time.Since(start)):
 		}
-		out = takeReady(ctx, cons, out, max, maxBytes)
+		out = takeReady(cons, out, max, maxBytes)
 	}
 	return out, nil
 }
 
-// takeReady appends to out the messages ready now, up to max in all and,
-// with maxBytes, up to maxBytes of data in all; a failure leaves out as it
-// is, still worth processing.
-func takeReady(ctx context.Context, cons jetstream.Consumer, out []jetstream.Msg, max, maxBytes int) []jetstream.Msg {
-	if len(out) >= max {
-		return out
-	}
-	var rest jetstream.MessageBatch
-	var err error
-	if maxBytes <= 0 {
-		rest, err = cons.FetchNoWait(max - len(out))
-	} else {
-		room := maxBytes
+// takeReady appends to out the messages ready now, up to max in all; with
+// maxBytes, it also takes no more than the room left fits at the size of
+// the largest message taken so far. The bound is a count, not a byte bound
+// of the pull request: a pull that has to expire on the server can be
+// answered after the client stopped listening, and its messages would then
+// wait out the ack timeout (10 s) before anyone sees them. A failure leaves
+// out as it is, still worth processing.
+func takeReady(cons jetstream.Consumer, out []jetstream.Msg, max, maxBytes int) []jetstream.Msg {
+	n := max - len(out)
+	if maxBytes > 0 {
+		room, largest := maxBytes, 1
 		for _, m := range out {
 			room -= len(m.Data())
+			if size := len(m.Data()); size > largest {
+				largest = size
+			}
 		}
-		if room <= 0 {
-			return out
-		}
-		// FetchNoWait takes no byte bound: a fetch that gives up after a
-		// moment answers the same, what is stored now up to the bound.
-		wctx, cancel := context.WithTimeout(ctx, readyWait)
-		defer cancel()
-		rest, err = cons.Fetch(max-len(out), jetstream.FetchMaxBytes(room), jetstream.FetchContext(wctx))
+		n = min(n, room/largest)
 	}
+	if n <= 0 {
+		return out
+	}
+	rest, err := cons.FetchNoWait(n)
 	if err != nil {
 		return out
 	}
@@ -491,7 +490,3 @@ func takeReady(ctx context.Context, cons jetstream.Consumer, out []jetstream.Msg
 	}
 	return out
 }
-
-// readyWait is how long a byte-bounded fetch waits for messages that are not
-// stored yet.
-const readyWait = 5 * time.Millisecond
