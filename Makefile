@@ -38,7 +38,7 @@ test: services ## run every test against the real services (started if needed)
 	@source .dev/env && set -x && $(GO) test $(TEST_FLAGS) ./...
 
 chaos: services ## the chaos test at length: 5 minutes of kills and restarts, then a full diff
-	@source .dev/env && FLUSSO_CHAOS_SECS=$${FLUSSO_CHAOS_SECS:-300} $(GO) test -count=1 -timeout 60m -run 'TestChaos$$' -v ./test/system/ | grep -E 'chaos report|^(--- |ok|FAIL|PASS)'
+	@source .dev/env && FLUSSO_CHAOS_SECS=$${FLUSSO_CHAOS_SECS:-300} $(GO) test -count=1 -timeout 60m -run 'TestChaos$$' -v ./test/system/ | grep -E 'chaos report|did not converge|^(--- |ok|FAIL|PASS)'
 
 faults: services ## the fault suite at length: longer faults, bigger volumes; one "fault report" line per scenario
 	@set -o pipefail && source .dev/env && FLUSSO_FAULTS_LONG=1 $(GO) test -count=1 -timeout 90m -p 1 -v ./test/faults/ | grep -E 'fault report|_test\.go:[0-9]+: expected|^(--- |ok|FAIL|PASS)'
