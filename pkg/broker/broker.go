@@ -321,13 +321,9 @@ type QuarantineUsage struct {
 // Quarantine reads the quarantine stream's usage and limits, for a metric
 // that warns before entries are dropped for room.
 func (c *Conn) Quarantine(ctx context.Context) (QuarantineUsage, error) {
-	s, err := c.JS.Stream(ctx, QuarantineStream)
+	info, err := c.streamInfo(ctx, QuarantineStream)
 	if err != nil {
-		return QuarantineUsage{}, fmt.Errorf("opening stream %s: %w", QuarantineStream, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return QuarantineUsage{}, fmt.Errorf("reading stream %s: %w", QuarantineStream, err)
+		return QuarantineUsage{}, err
 	}
 	return QuarantineUsage{Bytes: info.State.Bytes, MaxBytes: info.Config.MaxBytes, Entries: info.State.Msgs, MaxAge: info.Config.MaxAge}, nil
 }
@@ -374,13 +370,9 @@ type Progress struct {
 
 // Progress reads a pipeline stream's progress.
 func (c *Conn) Progress(ctx context.Context, stream string) (Progress, error) {
-	s, err := c.JS.Stream(ctx, stream)
+	info, err := c.streamInfo(ctx, stream)
 	if err != nil {
-		return Progress{}, fmt.Errorf("opening stream %s: %w", stream, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return Progress{}, fmt.Errorf("reading stream %s: %w", stream, err)
+		return Progress{}, err
 	}
 	st := info.State
 	done := st.LastSeq
@@ -489,4 +481,15 @@ func takeReady(cons jetstream.Consumer, out []jetstream.Msg, max, maxBytes int) 
 		out = append(out, m)
 	}
 	return out
+}
+
+// streamInfo reads a stream's configuration and state in one request:
+// looking the stream up already returns its info, so asking again would be a
+// second round trip on paths that run every second.
+func (c *Conn) streamInfo(ctx context.Context, name string) (*jetstream.StreamInfo, error) {
+	s, err := c.JS.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("reading stream %s: %w", name, err)
+	}
+	return s.CachedInfo(), nil
 }
