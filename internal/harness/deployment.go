@@ -2,7 +2,10 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,6 +132,7 @@ func (d *Deployment) Converge(name, schemaBody string, within time.Duration, pro
 			for _, p := range procs {
 				d.T.Logf("%s log tail:\n%s", p.Name, p.Tail())
 			}
+			d.T.Logf("where the differing documents came from:\n%s", d.provenance(d.Prefix+name, append(first(res.Extra), first(res.Mismatches)...)))
 			d.T.Fatalf("index %s did not converge within %v: %v %v", name, within, res, err)
 		}
 		for _, p := range procs {
@@ -171,4 +175,28 @@ func SlotState(t testing.TB, db RowQuerier, slot string) (active bool, confirmed
 		t.Fatalf("reading slot %s: %v", slot, err)
 	}
 	return active, confirmed
+}
+
+// provenance reads, per id, the version, sequence number and primary term
+// OpenSearch holds: the primary term tells a write before a node restart from
+// one after it, the version (a commit LSN) which build wrote it.
+func (d *Deployment) provenance(alias string, ids []string) string {
+	var b strings.Builder
+	for _, id := range ids {
+		resp, err := http.Get(d.OpenSearch + "/" + alias + "/_doc/" + url.PathEscape(id))
+		if err != nil {
+			fmt.Fprintf(&b, "  %s: %v\n", id, err)
+			continue
+		}
+		var doc struct {
+			Index   string `json:"_index"`
+			Version int64  `json:"_version"`
+			SeqNo   int64  `json:"_seq_no"`
+			Term    int64  `json:"_primary_term"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&doc)
+		resp.Body.Close()
+		fmt.Fprintf(&b, "  %s: index %s version %d (LSN %s) seq_no %d primary_term %d %v\n", id, doc.Index, doc.Version, pglogrepl.LSN(doc.Version), doc.SeqNo, doc.Term, err)
+	}
+	return b.String()
 }

@@ -140,7 +140,7 @@ func TestChaos(t *testing.T) {
 		if len(services) > 0 && time.Since(start) > time.Duration(4-len(services))*storm/4 {
 			svc := services[0]
 			services = services[1:]
-			t.Logf("restarting %s", svc)
+			t.Logf("restarting %s at WAL %s", svc, d.WALPosition())
 			if svc == "nats" {
 				d.nats.Kill()
 				time.Sleep(time.Second)

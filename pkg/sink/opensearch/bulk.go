@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -25,6 +26,25 @@ type op struct {
 
 	retries int    // of a failure that may pass (retryItem)
 	failure string // the item's last failure
+	// upsert marks a document's index action (not a tombstone's): one that
+	// creates its document may be bringing a deleted one back (rebury).
+	upsert bool
+}
+
+// chunkResult is what the bulk requests of one chunk found.
+type chunkResult struct {
+	rejected map[int]string // reason by document position
+	revived  []revival
+}
+
+// reject records the first reason a document was refused for.
+func (r *chunkResult) reject(doc int, reason string) {
+	if r.rejected == nil {
+		r.rejected = map[int]string{}
+	}
+	if _, ok := r.rejected[doc]; !ok {
+		r.rejected[doc] = reason
+	}
 }
 
 // size is the item's length in the request body.
@@ -60,26 +80,33 @@ func (s *Sink) Write(ctx context.Context, docs []sink.Doc) ([]sink.Rejection, er
 		return nil, nil
 	}
 	rejected := map[int]string{}
-	ops, err := s.plan(ctx, docs, rejected)
+	ops, graves, err := s.plan(ctx, docs, rejected)
 	if err != nil {
+		return nil, fmt.Errorf("write to %s: %w", s.cfg.Name, err)
+	}
+	if err := s.bury(ctx, graves, docs); err != nil {
 		return nil, fmt.Errorf("write to %s: %w", s.cfg.Name, err)
 	}
 	// Chunks go out concurrently, a few at a time: one request in flight
 	// leaves OpenSearch idle while the next is encoded and sent. Versions
 	// keep concurrent chunks from reordering builds of one document.
 	parts := chunks(ops, s.cfg.BatchSize, s.cfg.MaxBytes)
-	found := make([]map[int]string, len(parts))
+	found := make([]chunkResult, len(parts))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(inFlight)
 	for i, chunk := range parts {
-		found[i] = map[int]string{}
-		g.Go(func() error { return s.bulk(gctx, chunk, docs, found[i]) })
+		g.Go(func() error {
+			if err := s.bulk(gctx, chunk, docs, &found[i]); err != nil {
+				return err
+			}
+			return s.rebury(gctx, found[i].revived, docs)
+		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("write to %s: %w", s.cfg.Name, err)
 	}
 	for _, f := range found {
-		for i, reason := range f {
+		for i, reason := range f.rejected {
 			if _, ok := rejected[i]; !ok {
 				rejected[i] = reason
 			}
@@ -133,8 +160,9 @@ type target struct {
 }
 
 // plan turns docs into bulk items against the generations live right now,
-// as the meta documents say; docs that cannot be sent are rejected.
-func (s *Sink) plan(ctx context.Context, docs []sink.Doc, rejected map[int]string) ([]op, error) {
+// as the meta documents say, and each delete into a tombstone (graves);
+// docs that cannot be sent are rejected.
+func (s *Sink) plan(ctx context.Context, docs []sink.Doc, rejected map[int]string) (ops, graves []op, err error) {
 	known := map[string]owned{}
 	var names []string
 	for _, d := range docs {
@@ -143,17 +171,17 @@ func (s *Sink) plan(ctx context.Context, docs []sink.Doc, rejected map[int]strin
 		}
 		o, err := s.lookup(d.Index)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		known[d.Index] = o
 		names = append(names, d.Index)
 	}
 	metas, err := s.readMetas(ctx, names)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
-	var ops []op
+	now := time.Now()
 	for i, d := range docs {
 		o := known[d.Index]
 		targets, why := s.targets(o, metas[d.Index], d.Generation)
@@ -178,7 +206,7 @@ func (s *Sink) plan(ctx context.Context, docs []sink.Doc, rejected map[int]strin
 			if bytes.IndexByte(source, '\n') >= 0 {
 				var b bytes.Buffer
 				if err := json.Compact(&b, source); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				source = b.Bytes()
 			}
@@ -191,6 +219,13 @@ func (s *Sink) plan(ctx context.Context, docs []sink.Doc, rejected map[int]strin
 			rejected[i] = fmt.Sprintf("version %d exceeds OpenSearch's external version range", d.Version)
 			continue
 		}
+		if d.Op == sink.Delete {
+			grave, err := graveOp(i, s.tombstoneIndex(), o.hashAlias, d.ID, d.Version, now)
+			if err != nil {
+				return nil, nil, err
+			}
+			graves = append(graves, grave)
+		}
 		for _, t := range targets {
 			a := action{Index: t.name, ID: d.ID, Version: d.Version, VersionType: "external"}
 			verb := "delete"
@@ -199,12 +234,12 @@ func (s *Sink) plan(ctx context.Context, docs []sink.Doc, rejected map[int]strin
 			}
 			line, err := actionLine(verb, a)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			ops = append(ops, op{doc: i, lines: line, source: source})
+			ops = append(ops, op{doc: i, lines: line, source: source, upsert: d.Op == sink.Upsert})
 		}
 	}
-	return ops, nil
+	return ops, graves, nil
 }
 
 // targets are where a write of generation gen (0: every live one) goes. A
@@ -254,6 +289,10 @@ type item struct {
 	Status int             `json:"status"`
 	Result string          `json:"result"`
 	Error  json.RawMessage `json:"error"`
+	Index  string          `json:"_index"`
+	// Term is the shard's primary term: 1 until the shard is recovered
+	// (restart, close/open, failover), which forgets deletes (rebury).
+	Term int64 `json:"_primary_term"`
 }
 
 // outcome of one bulk item.
@@ -296,8 +335,8 @@ func classify(verb string, it item) outcome {
 // bulk sends one chunk, retrying it whole while the request fails and then
 // only its items that failed (see pause and classify). A chunk refused as
 // too large is split.
-func (s *Sink) bulk(ctx context.Context, pending []op, docs []sink.Doc, rejected map[int]string) error {
-	q := url.Values{"filter_path": {"items.*.status,items.*.result,items.*.error"}}
+func (s *Sink) bulk(ctx context.Context, pending []op, docs []sink.Doc, res *chunkResult) error {
+	q := url.Values{"filter_path": {"items.*.status,items.*.result,items.*.error,items.*._index,items.*._primary_term"}}
 	if s.cfg.Pipeline != "" {
 		q.Set("pipeline", s.cfg.Pipeline)
 	}
@@ -314,7 +353,7 @@ func (s *Sink) bulk(ctx context.Context, pending []op, docs []sink.Doc, rejected
 		if !resp.ok() {
 			return fmt.Errorf("bulk request refused: %w", resp.errorOf())
 		}
-		again, err := s.outcomes(resp, pending, docs, rejected)
+		again, err := s.outcomes(resp, pending, res)
 		if err != nil || len(again) == 0 {
 			return err
 		}
@@ -326,7 +365,7 @@ func (s *Sink) bulk(ctx context.Context, pending []op, docs []sink.Doc, rejected
 	if err != nil || !tooLarge {
 		return err
 	}
-	return s.split(ctx, pending, docs, rejected)
+	return s.split(ctx, pending, docs, res)
 }
 
 // bulkBody is the request body of ops.
@@ -346,10 +385,10 @@ func bulkBody(ops []op) []byte {
 	return body.Bytes()
 }
 
-// outcomes reads a bulk response to pending: rejected items are recorded,
-// the ones to send again returned. An item that may pass but keeps failing
-// is rejected after MaxRetries retries.
-func (s *Sink) outcomes(resp response, pending []op, docs []sink.Doc, rejected map[int]string) ([]op, error) {
+// outcomes reads a bulk response to pending: rejected and revived items are
+// recorded, the ones to send again returned. An item that may pass but
+// keeps failing is rejected after MaxRetries retries.
+func (s *Sink) outcomes(resp response, pending []op, res *chunkResult) ([]op, error) {
 	var got struct {
 		Items []map[string]item `json:"items"`
 	}
@@ -365,6 +404,10 @@ func (s *Sink) outcomes(resp response, pending []op, docs []sink.Doc, rejected m
 			o := pending[k]
 			o.failure = fmt.Sprintf("status %d: %s", it.Status, describe(it.Error))
 			switch classify(verb, it) {
+			case applied:
+				if o.upsert && it.Result == "created" && it.Term > 1 {
+					res.revived = append(res.revived, revival{doc: o.doc, index: it.Index})
+				}
 			case busyItem:
 				again = append(again, o)
 			case retryItem:
@@ -373,36 +416,29 @@ func (s *Sink) outcomes(resp response, pending []op, docs []sink.Doc, rejected m
 					again = append(again, o)
 					continue
 				}
-				reject(rejected, o.doc, fmt.Sprintf("%s (failed %d times)", o.failure, o.retries+1))
+				res.reject(o.doc, fmt.Sprintf("%s (failed %d times)", o.failure, o.retries+1))
 			case rejectItem:
-				reject(rejected, o.doc, o.failure)
+				res.reject(o.doc, o.failure)
 			}
 		}
 	}
 	return again, nil
 }
 
-// reject records the first reason a document was refused for.
-func reject(rejected map[int]string, doc int, reason string) {
-	if _, ok := rejected[doc]; !ok {
-		rejected[doc] = reason
-	}
-}
-
 // split handles a bulk request the cluster refused as larger than it takes
 // (413: http.max_content_length, or a proxy's limit): each half goes on
 // its own, and a single item refused alone is rejected with its size, as
 // no retry could ever pass.
-func (s *Sink) split(ctx context.Context, ops []op, docs []sink.Doc, rejected map[int]string) error {
+func (s *Sink) split(ctx context.Context, ops []op, docs []sink.Doc, res *chunkResult) error {
 	if len(ops) == 1 {
 		d := docs[ops[0].doc]
-		reject(rejected, ops[0].doc, fmt.Sprintf("index %s, document %s: %d bytes, more than sink %s accepts in one request (413 Request Entity Too Large)",
+		res.reject(ops[0].doc, fmt.Sprintf("index %s, document %s: %d bytes, more than sink %s accepts in one request (413 Request Entity Too Large)",
 			d.Index, d.ID, len(d.Body), s.cfg.Name))
 		return nil
 	}
 	half := len(ops) / 2
-	if err := s.bulk(ctx, ops[:half], docs, rejected); err != nil {
+	if err := s.bulk(ctx, ops[:half], docs, res); err != nil {
 		return err
 	}
-	return s.bulk(ctx, ops[half:], docs, rejected)
+	return s.bulk(ctx, ops[half:], docs, res)
 }

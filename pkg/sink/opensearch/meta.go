@@ -47,7 +47,8 @@ var metaMapping = map[string]any{
 	},
 }
 
-// ensureMetaIndex creates the hidden meta index once per sink.
+// ensureMetaIndex creates the hidden indexes of the sink's own records, the
+// meta documents and the tombstones, once per sink.
 func (s *Sink) ensureMetaIndex(ctx context.Context) error {
 	s.mu.Lock()
 	ready := s.metaReady
@@ -55,21 +56,23 @@ func (s *Sink) ensureMetaIndex(ctx context.Context) error {
 	if ready {
 		return nil
 	}
-	body, err := json.Marshal(map[string]any{
-		"settings": map[string]any{
-			"index": map[string]any{
-				"hidden":               true,
-				"number_of_shards":     1,
-				"auto_expand_replicas": "0-1",
+	for name, mapping := range map[string]map[string]any{s.metaIndex(): metaMapping, s.tombstoneIndex(): tombstoneMapping} {
+		body, err := json.Marshal(map[string]any{
+			"settings": map[string]any{
+				"index": map[string]any{
+					"hidden":               true,
+					"number_of_shards":     1,
+					"auto_expand_replicas": "0-1",
+				},
 			},
-		},
-		"mappings": metaMapping,
-	})
-	if err != nil {
-		return err
-	}
-	if _, err := s.createIndex(ctx, s.metaIndex(), body); err != nil {
-		return fmt.Errorf("create %s: %w", s.metaIndex(), err)
+			"mappings": mapping,
+		})
+		if err != nil {
+			return err
+		}
+		if _, err := s.createIndex(ctx, name, body); err != nil {
+			return fmt.Errorf("create %s: %w", name, err)
+		}
 	}
 	s.mu.Lock()
 	s.metaReady = true

@@ -14,7 +14,9 @@
 //     warning, nothing depends on it;
 //   - dev_flusso_meta: a hidden index with one document per logical index
 //     (id users) holding the hash, the current and next generation, the
-//     seeded flag and timestamps.
+//     seeded flag and timestamps;
+//   - dev_flusso_tombstones: a hidden index recording recent deletes and
+//     purges, by hash alias and id (see Versions).
 //
 // # Lifecycle
 //
@@ -53,7 +55,8 @@
 // OpenSearch refuses (409) anything not newer than what it holds, which the
 // sink counts as applied. Created indexes keep delete tombstones for an hour
 // (index.gc_deletes) so a late, older upsert cannot resurrect a deleted
-// document.
+// document; since OpenSearch forgets them when a shard recovers, the sink
+// also records deletes in dev_flusso_tombstones (see tombstones.go).
 package opensearch
 
 import (
@@ -164,6 +167,7 @@ type Sink struct {
 	mu        sync.Mutex
 	owned     map[string]owned // by logical name, filled by Ensure
 	metaReady bool
+	swept     time.Time // last removal of expired tombstones
 }
 
 // owned is what Ensure learned about an index this sink writes.

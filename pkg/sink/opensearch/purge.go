@@ -50,6 +50,14 @@ func (s *Sink) Purge(ctx context.Context, index string, version uint64) error {
 	if err != nil {
 		return fmt.Errorf("purge %s: %w", index, err)
 	}
+	// Recorded first, like any delete (see tombstones.go).
+	grave, err := graveOp(0, s.tombstoneIndex(), o.hashAlias, "", version, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := s.bury(ctx, []op{grave}, []sink.Doc{{Index: index, Op: sink.Delete, Version: version}}); err != nil {
+		return fmt.Errorf("purge %s: %w", index, err)
+	}
 	// Searches only find what a refresh made visible, and every document
 	// older than the truncate was written before the writer applies it.
 	if _, err := s.callOK(ctx, http.MethodPost, request{path: "/" + joinNames(targets) + "/_refresh"}); err != nil {
@@ -148,13 +156,13 @@ func (p *purger) delete(ctx context.Context, target string, ids []string) error 
 		}
 		ops[i] = op{doc: i, lines: line}
 	}
-	rejected := map[int]string{}
+	var res chunkResult
 	for _, chunk := range chunks(ops, p.s.cfg.BatchSize, p.s.cfg.MaxBytes) {
-		if err := p.s.bulk(ctx, chunk, docs, rejected); err != nil {
+		if err := p.s.bulk(ctx, chunk, docs, &res); err != nil {
 			return fmt.Errorf("delete from %s: %w", target, err)
 		}
 	}
-	if len(rejected) > 0 {
+	if rejected := res.rejected; len(rejected) > 0 {
 		first := slices.Min(slices.Collect(maps.Keys(rejected)))
 		return fmt.Errorf("delete %s from %s refused (%d of %d ids): %s", ids[first], target, len(rejected), len(ids), rejected[first])
 	}
