@@ -214,7 +214,7 @@ func startTelemetry(ctx context.Context, opts Options, st *status, log *slog.Log
 		defer cancel()
 		_ = tel.Shutdown(sctx)
 	}
-	if err := tel.Register(func() telemetry.Snapshot { return st.Status(context.Background()).Snapshot() }); err != nil {
+	if err := tel.Register(st.sources()); err != nil {
 		stop()
 		return nil, nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flusso/flusso/internal/server"
+	"github.com/flusso/flusso/internal/telemetry"
 	"github.com/flusso/flusso/pkg/backfill"
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/flow"
@@ -18,7 +19,7 @@ import (
 )
 
 // Meters are the counters the stages of this process record into, as
-// events happen; /status reads them, and the metrics read /status.
+// events happen; /status and the metrics both read them.
 type Meters struct {
 	Built       meter.Counter // documents built, by index
 	Quarantined meter.Counter // documents set aside by the assembler or a writer, by index
@@ -271,4 +272,35 @@ func (s *status) Reindex(ctx context.Context, index string) error {
 		return server.ErrReindexRunning
 	}
 	return err
+}
+
+// sources are what the metrics read: the meters and health records the
+// stages write, and the queried part of the status (cached like /status).
+func (s *status) sources() telemetry.Sources {
+	names := make([]string, len(s.p.Indexes))
+	for i, ix := range s.p.Indexes {
+		names[i] = ix.Name
+	}
+	return telemetry.Sources{
+		Indexes:     names,
+		Built:       &s.p.Meters.Built,
+		Quarantined: &s.p.Meters.Quarantined,
+		Flushes:     &s.p.Meters.Flushes,
+		Health:      s.p.Health,
+		State: func() telemetry.State {
+			st := s.Status(context.Background())
+			out := telemetry.State{
+				ChangesCaptured:  st.ChangesCaptured,
+				ChangesCommitted: st.ChangesCommitted,
+				ChangesInFlight:  st.ChangesInFlight,
+				Errors:           st.Errors,
+				SlotLagBytes:     st.SlotLagBytes,
+				Backlog:          map[string]uint64{"assembler": st.Backlog.Changes, "writer": st.Backlog.Documents},
+			}
+			if q := st.Quarantine; q != nil {
+				out.Quarantine = &telemetry.QuarantineUse{Bytes: q.Bytes, MaxBytes: q.MaxBytes}
+			}
+			return out
+		},
+	}
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/flusso/flusso/internal/logging"
 	"github.com/flusso/flusso/internal/telemetry"
+	"github.com/flusso/flusso/pkg/health"
+	"github.com/flusso/flusso/pkg/meter"
 )
 
 // secretKinds are the secrets a deployment hands flusso, each in the text
@@ -90,7 +92,14 @@ func surfaces(t *testing.T, carrier, adminPassword string) map[string]string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-	if err := tel.Register(func() telemetry.Snapshot { return src.Status(context.Background()).Snapshot() }); err != nil {
+	var built meter.Counter
+	built.Add("users", 3)
+	stages := health.NewRegistry()
+	stages.Stage("sink.primary").Fail(cause)
+	err = tel.Register(telemetry.Sources{Indexes: []string{"users"}, Built: &built, Health: stages, State: func() telemetry.State {
+		return telemetry.State{Errors: src.Status(context.Background()).Errors}
+	}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	tel.ObserveFlush("primary", 1)

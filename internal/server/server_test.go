@@ -342,20 +342,6 @@ func TestNewBackfill(t *testing.T) {
 	}
 }
 
-func TestSnapshot(t *testing.T) {
-	s := Status{
-		ChangesCaptured: 1, ChangesCommitted: 2, ChangesInFlight: 3, Batches: 4, Errors: 5,
-		SlotLagBytes: lag(6), Backlog: Backlog{Changes: 7, Documents: 8},
-		Indexes: []IndexStatus{{Name: "users", DocumentsBuilt: 9, DocumentsQuarantined: 10}},
-		Stages:  []health.Report{{Stage: "capture", State: health.OK, Failures: 11}, {Stage: "sink.primary", State: health.Degraded, Failures: 12}},
-	}.Snapshot()
-	got := fmt.Sprintf("%d %d %d %d %d %d %v %v %v", s.ChangesCaptured, s.ChangesCommitted, s.ChangesInFlight,
-		s.Batches, s.Errors, *s.SlotLagBytes, s.Backlog, s.Indexes, s.Stages)
-	if want := "1 2 3 4 5 6 map[assembler:7 writer:8] map[users:{9 10}] map[capture:{false 11} sink.primary:{true 12}]"; got != want {
-		t.Errorf("Snapshot = %s, want %s", got, want)
-	}
-}
-
 const (
 	user     = "ops"
 	password = "correct horse battery staple"

@@ -8,7 +8,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/flusso/flusso/internal/telemetry"
 	"github.com/flusso/flusso/pkg/health"
 )
 
@@ -205,30 +204,4 @@ type IndexInfo struct {
 	Generation uint64     `json:"generation"`
 	// Docs is the document count of the current generation.
 	Docs uint64 `json:"docs"`
-}
-
-// Snapshot is the part of the status that metrics expose, for
-// telemetry.Provider.Register.
-func (s Status) Snapshot() telemetry.Snapshot {
-	out := telemetry.Snapshot{
-		ChangesCaptured:  s.ChangesCaptured,
-		ChangesCommitted: s.ChangesCommitted,
-		ChangesInFlight:  s.ChangesInFlight,
-		Batches:          s.Batches,
-		Errors:           s.Errors,
-		SlotLagBytes:     s.SlotLagBytes,
-		Backlog:          map[string]uint64{"assembler": s.Backlog.Changes, "writer": s.Backlog.Documents},
-		Indexes:          make(map[string]telemetry.IndexCounts, len(s.Indexes)),
-		Stages:           make(map[string]telemetry.StageHealth, len(s.Stages)),
-	}
-	for _, ix := range s.Indexes {
-		out.Indexes[ix.Name] = telemetry.IndexCounts{Built: ix.DocumentsBuilt, Quarantined: ix.DocumentsQuarantined}
-	}
-	for _, st := range s.Stages {
-		out.Stages[st.Stage] = telemetry.StageHealth{Degraded: st.State == health.Degraded, Failures: st.Failures}
-	}
-	if q := s.Quarantine; q != nil {
-		out.Quarantine = &telemetry.QuarantineUse{Bytes: q.Bytes, MaxBytes: q.MaxBytes}
-	}
-	return out
 }

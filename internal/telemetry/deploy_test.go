@@ -22,7 +22,7 @@ func TestDeployFilesUseServedMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Shutdown(context.Background())
-	if err := p.Register(snapshot); err != nil {
+	if err := p.Register(sources()); err != nil {
 		t.Fatal(err)
 	}
 	p.ObserveFlush("primary", time.Millisecond)

@@ -9,24 +9,35 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/flusso/flusso/pkg/health"
+	"github.com/flusso/flusso/pkg/meter"
 )
 
-// Snapshot is the pipeline's counters at one instant, read at every
-// collection.
-type Snapshot struct {
+// Sources are what the pipeline metrics read at each collection: the
+// counters the stages record into as events happen, the stages' health,
+// and State for what has to be asked for (the capture's position, the
+// broker's backlog).
+type Sources struct {
+	// Indexes are reported from the start, at 0 until their first event.
+	Indexes     []string
+	Built       *meter.Counter // documents built, by index
+	Quarantined *meter.Counter // documents set aside, by index
+	Flushes     *meter.Counter // sink writes, by sink
+	Health      *health.Registry
+	State       func() State
+}
+
+// State is the part of the pipeline's state that is read, not counted.
+type State struct {
 	ChangesCaptured  uint64
 	ChangesCommitted uint64
 	ChangesInFlight  uint64
-	Batches          uint64
 	Errors           uint64
 	// SlotLagBytes is nil until first measured.
 	SlotLagBytes *uint64
 	// Backlog is the broker messages pending per stage (assembler, writer).
 	Backlog map[string]uint64
-	// Indexes are the per-index counters by index name.
-	Indexes map[string]IndexCounts
-	// Stages are the health counters by stage name ("capture", "sink.primary").
-	Stages map[string]StageHealth
 	// Quarantine is nil until the quarantine stream was read.
 	Quarantine *QuarantineUse
 }
@@ -37,22 +48,8 @@ type QuarantineUse struct {
 	MaxBytes int64 // -1: no limit
 }
 
-// StageHealth is one stage's health as metrics show it.
-type StageHealth struct {
-	Degraded bool
-	// Failures counts every failure since start; for a sink each one is a
-	// retry.
-	Failures uint64
-}
-
-// IndexCounts are one index's document counters.
-type IndexCounts struct {
-	Built       uint64
-	Quarantined uint64
-}
-
 // Register exposes the pipeline's counters as observable instruments,
-// read through snapshot once per collection:
+// read from src once per collection:
 //
 //	flusso.changes.captured      counter  flusso_changes_captured_total
 //	flusso.changes.committed     counter  flusso_changes_committed_total
@@ -67,7 +64,7 @@ type IndexCounts struct {
 //	flusso.stage.failures        counter  flusso_stage_failures_total{stage}
 //	flusso.quarantine.size       gauge    flusso_quarantine_size_bytes
 //	flusso.quarantine.limit      gauge    flusso_quarantine_limit_bytes (absent without a limit)
-func (p *Provider) Register(snapshot func() Snapshot) error {
+func (p *Provider) Register(src Sources) error {
 	m := p.meter
 	var err error
 	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
@@ -101,11 +98,10 @@ func (p *Provider) Register(snapshot func() Snapshot) error {
 		return err
 	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		s := snapshot()
+		s := src.State()
 		o.ObserveInt64(captured, clamp(s.ChangesCaptured))
 		o.ObserveInt64(committed, clamp(s.ChangesCommitted))
 		o.ObserveInt64(inFlight, clamp(s.ChangesInFlight))
-		o.ObserveInt64(batches, clamp(s.Batches))
 		o.ObserveInt64(errs, clamp(s.Errors))
 		if s.SlotLagBytes != nil {
 			o.ObserveInt64(slotLag, clamp(*s.SlotLagBytes))
@@ -113,15 +109,29 @@ func (p *Provider) Register(snapshot func() Snapshot) error {
 		for stage, n := range s.Backlog {
 			o.ObserveInt64(backlog, clamp(n), metric.WithAttributes(attribute.String("stage", stage)))
 		}
-		for index, c := range s.Indexes {
-			attrs := metric.WithAttributes(attribute.String("index", index))
-			o.ObserveInt64(built, clamp(c.Built), attrs)
-			o.ObserveInt64(quarantined, clamp(c.Quarantined), attrs)
+		var flushes uint64
+		for _, n := range src.Flushes.Snapshot() {
+			flushes += n
 		}
-		for stage, h := range s.Stages {
-			attrs := metric.WithAttributes(attribute.String("stage", stage))
-			o.ObserveInt64(degraded, boolGauge(h.Degraded), attrs)
-			o.ObserveInt64(failures, clamp(h.Failures), attrs)
+		o.ObserveInt64(batches, clamp(flushes))
+		builds, set := src.Built.Snapshot(), src.Quarantined.Snapshot()
+		for _, index := range src.Indexes {
+			for _, m := range []map[string]uint64{builds, set} {
+				if _, ok := m[index]; !ok {
+					m[index] = 0
+				}
+			}
+		}
+		for index, n := range builds {
+			o.ObserveInt64(built, clamp(n), metric.WithAttributes(attribute.String("index", index)))
+		}
+		for index, n := range set {
+			o.ObserveInt64(quarantined, clamp(n), metric.WithAttributes(attribute.String("index", index)))
+		}
+		for _, r := range src.Health.Reports() {
+			attrs := metric.WithAttributes(attribute.String("stage", r.Stage))
+			o.ObserveInt64(degraded, boolGauge(r.State == health.Degraded), attrs)
+			o.ObserveInt64(failures, clamp(r.Failures), attrs)
 		}
 		if q := s.Quarantine; q != nil {
 			o.ObserveInt64(qSize, clamp(q.Bytes))

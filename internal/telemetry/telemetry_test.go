@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/hex"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -22,6 +23,9 @@ import (
 	colltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/flusso/flusso/pkg/health"
+	"github.com/flusso/flusso/pkg/meter"
 )
 
 // otelVars are cleared for every test, so the machine's environment
@@ -44,14 +48,29 @@ func setEnv(t *testing.T, env map[string]string) {
 
 func lag(n uint64) *uint64 { return &n }
 
-func snapshot() Snapshot {
-	return Snapshot{
-		ChangesCaptured: 12, ChangesCommitted: 4, ChangesInFlight: 5, Batches: 3, Errors: 1,
-		SlotLagBytes: lag(8192),
-		Backlog:      map[string]uint64{"assembler": 6, "writer": 2},
-		Indexes:      map[string]IndexCounts{"users": {Built: 10, Quarantined: 2}, "orders": {Built: 7}},
-		Stages:       map[string]StageHealth{"capture": {}, "sink.primary": {Degraded: true, Failures: 4}},
-		Quarantine:   &QuarantineUse{Bytes: 900, MaxBytes: 1000},
+// sources are what a pipeline would hand Register.
+func sources() Sources {
+	var built, quarantined, flushes meter.Counter
+	built.Add("users", 10)
+	quarantined.Add("users", 2)
+	built.Add("orders", 7)
+	flushes.Add("primary", 3)
+	stages := health.NewRegistry()
+	stages.Stage("capture").OK()
+	for range 4 {
+		stages.Stage("sink.primary").Fail(errors.New("refused"))
+	}
+	return Sources{
+		Indexes: []string{"users", "orders", "idle"},
+		Built:   &built, Quarantined: &quarantined, Flushes: &flushes, Health: stages,
+		State: func() State {
+			return State{
+				ChangesCaptured: 12, ChangesCommitted: 4, ChangesInFlight: 5, Errors: 1,
+				SlotLagBytes: lag(8192),
+				Backlog:      map[string]uint64{"assembler": 6, "writer": 2},
+				Quarantine:   &QuarantineUse{Bytes: 900, MaxBytes: 1000},
+			}
+		},
 	}
 }
 
@@ -62,7 +81,7 @@ func TestPrometheusNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Shutdown(context.Background())
-	if err := p.Register(snapshot); err != nil {
+	if err := p.Register(sources()); err != nil {
 		t.Fatal(err)
 	}
 	p.ObserveFlush("primary", 3*time.Millisecond)
@@ -81,6 +100,7 @@ func TestPrometheusNames(t *testing.T) {
 		`flusso_documents_built_total{index="orders"} 7`,
 		`flusso_documents_quarantined_total{index="users"} 2`,
 		`flusso_documents_quarantined_total{index="orders"} 0`,
+		`flusso_documents_built_total{index="idle"} 0`,
 		"flusso_replication_slot_lag_bytes 8192",
 		`flusso_stage_backlog{stage="assembler"} 6`,
 		`flusso_stage_backlog{stage="writer"} 2`,
@@ -316,7 +336,7 @@ func TestOTLPExport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := p.Register(snapshot); err != nil {
+			if err := p.Register(sources()); err != nil {
 				t.Fatal(err)
 			}
 			p.ObserveFlush("primary", 40*time.Millisecond)
