@@ -235,15 +235,12 @@ func (g *gen) tiebreak(ix *schema.Index) string {
 // nested objects and enums. path is the object's dotted path, pk the
 // primary key of the table its fields read (a column never null).
 func (g *gen) object(typeName string, fields []schema.Field, path, pk, doc string) {
+	// Two fields of one object with the same Go name have the same field
+	// path constant too: paths reported them already.
 	var body bytes.Buffer
-	seen := map[string]string{}
 	for _, f := range fields {
 		fpath := join(path, f.Name)
 		name := exported(f.Name)
-		if prev, ok := seen[name]; ok && g.err == nil {
-			g.err = fmt.Errorf("fields %s and %s both become the Go field %s.%s: rename one of them", prev, fpath, typeName, name)
-		}
-		seen[name] = fpath
 		typ := g.goType(&f, g.prefix+camelPath(fpath), fpath, pk)
 		fmt.Fprintf(&body, "%s %s `json:%q`\n", name, typ, f.Name)
 	}
@@ -299,9 +296,6 @@ func (g *gen) goType(f *schema.Field, named, path, pk string) string {
 	case k == schema.Avg:
 		return "*float64"
 	case k == schema.Sum, k == schema.Min, k == schema.Max:
-		if f.ValueType == "" {
-			return "*float64"
-		}
 		t := g.scalar(f.ValueType)
 		if strings.HasPrefix(t, "[]") || t == "json.RawMessage" {
 			return t
@@ -410,6 +404,10 @@ func exported(s string) string {
 	words := strings.FieldsFunc(s, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
 	var b strings.Builder
 	for _, w := range words {
+		if strings.EqualFold(w, "ids") {
+			b.WriteString("IDs")
+			continue
+		}
 		if slices.Contains(initialisms, strings.ToLower(w)) {
 			b.WriteString(strings.ToUpper(w))
 			continue
