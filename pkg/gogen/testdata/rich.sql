@@ -28,7 +28,7 @@ SELECT i, 'Item ' || i || (ARRAY[' espresso maker', ' garden hose', ' hammer', '
   i % 2 = 0, i, i * 10, i::bigint * 1000000000, i / 8.0, i / 3.0, i * 1.25,
   date '2024-01-01' + i, timestamp '2024-01-01 10:00:00.5' + i * interval '1 hour',
   timestamptz '2024-01-01 10:00:00+02' + i * interval '1 minute',
-  decode(lpad(to_hex(i), 6, '0'), 'hex'), jsonb_build_object('n', i, 'tags', jsonb_build_array('a', i)),
+  decode(lpad(to_hex(i), 6, '0'), 'hex'), jsonb_build_object('n', i, 'tags', jsonb_build_array('a', 'b' || i)),
   45 + i / 100.0, 9 + i / 100.0, (45 + i / 10.0) || ',' || (7 + i / 10.0),
   i * 0.5, (ARRAY['ups', 'dhl'])[i % 2 + 1], jsonb_build_object('color', (ARRAY['red', 'blue'])[i % 2 + 1]),
   i % 4 + 1
