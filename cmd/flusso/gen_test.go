@@ -223,6 +223,17 @@ func TestReadSide(t *testing.T) {
 		}
 	}
 
+	// The demo's program, built from its committed generated code, reads
+	// the same schemas.
+	demo := exec.Command("go", "run", ".")
+	demo.Dir = "../../deploy/demo/search"
+	demo.Env = append(os.Environ(), "PRIMARY_OPENSEARCH_URL="+d.OpenSearch, "FLUSSO_INDEX_PREFIX="+d.Prefix)
+	b, err := demo.CombinedOutput()
+	if err != nil || !strings.Contains(string(b), "customers who ordered an espresso maker") || !strings.Contains(string(b), "product 1: SKU-") {
+		t.Errorf("the demo's search program: %v\n%s", err, b)
+	}
+	t.Logf("the demo's search program:\n%s", b)
+
 	hash := schema.Hash(cfg.Indexes[2].Schema)
 	mm, _ := got["mismatch"].(map[string]any)
 	if msg, _ := mm["message"].(string); !reflect.DeepEqual(mm["served"], []any{hash}) ||
