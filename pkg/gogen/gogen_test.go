@@ -106,6 +106,12 @@ func TestCompiles(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go vet of the generated code: %v\n%s", err, out)
 	}
+	// The demo's program is built from its committed code (see TestGolden).
+	cmd = exec.Command("go", "vet", ".")
+	cmd.Dir = filepath.Dir(demoCode)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go vet of the demo's search program: %v\n%s", err, out)
+	}
 }
 
 func TestCollisions(t *testing.T) {
