@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -233,6 +234,27 @@ func TestReadSide(t *testing.T) {
 		t.Errorf("the demo's search program: %v\n%s", err, b)
 	}
 	t.Logf("the demo's search program:\n%s", b)
+
+	// The guide shows item 1 as the pipeline writes it.
+	stored, err := harness.Get(context.Background(), d.OpenSearch, d.Prefix+"items", []string{"1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := readFile(t, guideDir+"/schemas.md")
+	_, block, _ := strings.Cut(page, "<!-- document: items 1 -->\n```json\n")
+	block, _, _ = strings.Cut(block, "```")
+	var shown, item1 any
+	if err := json.Unmarshal([]byte(block), &shown); err != nil {
+		t.Errorf("schemas.md: the document of item 1: %v", err)
+	}
+	if err := json.Unmarshal(stored["1"], &item1); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(shown, item1) {
+		var pretty bytes.Buffer
+		_ = json.Indent(&pretty, stored["1"], "", "  ")
+		t.Errorf("schemas.md shows item 1 otherwise than it is stored:\n%s", pretty.String())
+	}
 
 	hash := schema.Hash(cfg.Indexes[2].Schema)
 	mm, _ := got["mismatch"].(map[string]any)

@@ -29,7 +29,7 @@ SELECT i, 'Item ' || i || (ARRAY[' espresso maker', ' garden hose', ' hammer', '
   date '2024-01-01' + i, timestamp '2024-01-01 10:00:00.5' + i * interval '1 hour',
   timestamptz '2024-01-01 10:00:00+02' + i * interval '1 minute',
   decode(lpad(to_hex(i), 6, '0'), 'hex'), jsonb_build_object('n', i, 'tags', jsonb_build_array('a', 'b' || i)),
-  45 + i / 100.0, 9 + i / 100.0, (45 + i / 10.0) || ',' || (7 + i / 10.0),
+  45 + i / 100.0, 9 + i / 100.0, round(45 + i / 10.0, 1) || ',' || round(7 + i / 10.0, 1),
   i * 0.5, (ARRAY['ups', 'dhl'])[i % 2 + 1], jsonb_build_object('color', (ARRAY['red', 'blue'])[i % 2 + 1]),
   i % 4 + 1
 FROM generate_series(1, 40) i WHERE i % 3 <> 0;
