@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -69,7 +70,7 @@ func genGo(c *cli.Context) error {
 			return fail(err)
 		}
 		for _, f := range files {
-			fmt.Fprintf(c.App.Writer, "wrote %s\n", strings.TrimPrefix(dir+"/"+f.Name, "./"))
+			fmt.Fprintf(c.App.Writer, "wrote %s\n", filepath.Join(dir, f.Name))
 		}
 		return nil
 	}

@@ -147,7 +147,7 @@ func TestReadSide(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(mod, "go.mod"), "module example.com/app\n\ngo 1.24\n\nrequire github.com/flusso/flusso/query v0.0.0\n\nreplace github.com/flusso/flusso/query => "+query+"\n")
+	writeFile(t, filepath.Join(mod, "go.mod"), "module example.com/app\n\ngo 1.26\n\nrequire github.com/flusso/flusso/query v0.0.0\n\nreplace github.com/flusso/flusso/query => "+query+"\n")
 	writeFile(t, filepath.Join(mod, "go.sum"), readFile(t, filepath.Join(query, "go.sum")))
 	writeFile(t, filepath.Join(mod, "main.go"), readFile(t, "testdata/readside/main.go"))
 	vet := exec.Command("go", "vet", "./...")

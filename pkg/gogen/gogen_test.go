@@ -86,7 +86,7 @@ func TestCompiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("go.mod", "module example.com/app\n\ngo 1.24\n\nrequire github.com/flusso/flusso/query v0.0.0\n\nreplace github.com/flusso/flusso/query => "+query+"\n")
+	write("go.mod", "module example.com/app\n\ngo 1.26\n\nrequire github.com/flusso/flusso/query v0.0.0\n\nreplace github.com/flusso/flusso/query => "+query+"\n")
 	sum, err := os.ReadFile(filepath.Join(query, "go.sum"))
 	if err != nil {
 		t.Fatal(err)
