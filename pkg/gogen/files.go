@@ -143,7 +143,7 @@ func Drift(dir string, files []File) ([]string, error) {
 func firstLine(data []byte) string {
 	line, _, _ := bytes.Cut(data, []byte("\n"))
 	if h, ok := bytes.CutPrefix(line, []byte(Marker+" from ")); ok {
-		return "made from " + string(bytes.TrimSuffix(h, []byte(" DO NOT EDIT.")))
+		return "made from " + string(bytes.TrimSuffix(h, []byte(". DO NOT EDIT.")))
 	}
 	return "with no generated header"
 }
