@@ -16,7 +16,7 @@ import (
 	"github.com/flusso/flusso/pkg/schema"
 )
 
-func readFile(t *testing.T, path string) string {
+func fileText(t *testing.T, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -30,7 +30,7 @@ func readFile(t *testing.T, path string) string {
 func richConfig(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "items.schema.yml"), readFile(t, "../../pkg/gogen/testdata/rich.schema.yml"))
+	writeFile(t, filepath.Join(dir, "items.schema.yml"), fileText(t, "../../pkg/gogen/testdata/rich.schema.yml"))
 	path := filepath.Join(dir, "flusso.toml")
 	writeFile(t, path, "[source]\ntype = \"postgres\"\n\n[[index]]\nname = \"items\"\nschema = \"items.schema.yml\"\nenabled = true\n")
 	return path
@@ -87,7 +87,7 @@ func TestGenGoCheck(t *testing.T) {
 	if code != exitOK || stdout != "wrote "+file+"\n" {
 		t.Fatalf("generate: exit %d, %q %q", code, stdout, stderr)
 	}
-	if !strings.Contains(readFile(t, file), "\npackage search\n") {
+	if !strings.Contains(fileText(t, file), "\npackage search\n") {
 		t.Fatal("the package is not named after the directory")
 	}
 	if code, stdout, stderr := flusso(t, "gen", "go", "--config", cfg, "--check", out); code != exitOK || !strings.Contains(stdout, "up to date") {
@@ -95,7 +95,7 @@ func TestGenGoCheck(t *testing.T) {
 	}
 
 	schemaFile := filepath.Join(filepath.Dir(cfg), "items.schema.yml")
-	writeFile(t, schemaFile, strings.Replace(readFile(t, schemaFile), "  - identifier: sku\n", "  - keyword: sku\n", 1))
+	writeFile(t, schemaFile, strings.Replace(fileText(t, schemaFile), "  - identifier: sku\n", "  - keyword: sku\n", 1))
 	code, _, stderr = flusso(t, "gen", "go", "--config", cfg, "--check", out)
 	if code != exitFailure || !strings.Contains(stderr, file+": stale: made from items.schema.yml (schema hash ") {
 		t.Fatalf("check after a schema change: exit %d, %q", code, stderr)
@@ -118,16 +118,16 @@ func TestReadSide(t *testing.T) {
 		t.Skip("runs a pipeline and builds a module")
 	}
 	var seed []string
-	for _, line := range strings.Split(readFile(t, "../../deploy/demo/seed.sql"), "\n") {
+	for _, line := range strings.Split(fileText(t, "../../deploy/demo/seed.sql"), "\n") {
 		if !strings.HasPrefix(line, `\`) { // psql meta-commands
 			seed = append(seed, line)
 		}
 	}
-	d := harness.NewDeployment(t, strings.Join(seed, "\n")+readFile(t, "../../pkg/gogen/testdata/rich.sql"))
+	d := harness.NewDeployment(t, strings.Join(seed, "\n")+fileText(t, "../../pkg/gogen/testdata/rich.sql"))
 	schemas := map[string]string{
-		"users":    readFile(t, "../../deploy/demo/schemas/users.schema.yml"),
-		"products": readFile(t, "../../deploy/demo/schemas/products.schema.yml"),
-		"items":    readFile(t, "../../pkg/gogen/testdata/rich.schema.yml"),
+		"users":    fileText(t, "../../deploy/demo/schemas/users.schema.yml"),
+		"products": fileText(t, "../../deploy/demo/schemas/products.schema.yml"),
+		"items":    fileText(t, "../../pkg/gogen/testdata/rich.schema.yml"),
 	}
 	c := harness.Config{}
 	for _, name := range []string{"users", "products", "items"} {
@@ -148,8 +148,8 @@ func TestReadSide(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(mod, "go.mod"), "module example.com/app\n\ngo 1.26\n\nrequire github.com/flusso/flusso/query v0.0.0\n\nreplace github.com/flusso/flusso/query => "+query+"\n")
-	writeFile(t, filepath.Join(mod, "go.sum"), readFile(t, filepath.Join(query, "go.sum")))
-	writeFile(t, filepath.Join(mod, "main.go"), readFile(t, "testdata/readside/main.go"))
+	writeFile(t, filepath.Join(mod, "go.sum"), fileText(t, filepath.Join(query, "go.sum")))
+	writeFile(t, filepath.Join(mod, "main.go"), fileText(t, "testdata/readside/main.go"))
 	vet := exec.Command("go", "vet", "./...")
 	vet.Dir = mod
 	vet.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
@@ -240,7 +240,7 @@ func TestReadSide(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	page := readFile(t, guideDir+"/schemas.md")
+	page := fileText(t, guideDir+"/schemas.md")
 	_, block, _ := strings.Cut(page, "<!-- document: items 1 -->\n```json\n")
 	block, _, _ = strings.Cut(block, "```")
 	var shown, item1 any

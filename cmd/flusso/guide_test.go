@@ -30,7 +30,7 @@ func guide(t *testing.T) map[string]string {
 	}
 	pages := map[string]string{}
 	for _, p := range paths {
-		pages[filepath.Base(p)] = readFile(t, p)
+		pages[filepath.Base(p)] = fileText(t, p)
 	}
 	return pages
 }
@@ -99,7 +99,7 @@ func TestGuide(t *testing.T) {
 	// the variables of docker-compose.yml.
 	known := []string{logging.EnvFormat, query.PrefixVar, broker.ChangesStream, broker.DocsStream, broker.QuarantineStream}
 	envRE := regexp.MustCompile(`FLUSSO_[A-Z_]*[A-Z]`)
-	known = append(known, envRE.FindAllString(readFile(t, "../../docker-compose.yml"), -1)...)
+	known = append(known, envRE.FindAllString(fileText(t, "../../docker-compose.yml"), -1)...)
 	app := newApp(io.Discard, io.Discard)
 	for _, c := range app.Commands {
 		known = append(known, envRE.FindAllString(c.ArgsUsage, -1)...) // flusso schema's argument
@@ -127,7 +127,7 @@ func TestGuide(t *testing.T) {
 		t.Fatalf("only %d flags found", flags)
 	}
 
-	pages["../../README.md"] = readFile(t, "../../README.md")
+	pages["../../README.md"] = fileText(t, "../../README.md")
 	linkRE := regexp.MustCompile(`\]\(([^)#\s]+)(#[^)]*)?\)`)
 	for name, text := range pages {
 		for _, i := range envRE.FindAllStringIndex(text, -1) {
