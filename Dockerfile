@@ -12,6 +12,9 @@ ARG GO_VERSION=1.26
 
 FROM golang:${GO_VERSION} AS build
 WORKDIR /src
+# The workspace also holds the query module and the demo's program, which
+# the server's build does not read.
+ENV GOWORK=off
 COPY go.mod go.sum go.work go.work.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .

@@ -35,7 +35,7 @@ services-down: ## stop the dev services
 	@deploy/dev/services.sh down
 
 test: services ## run every test against the real services (started if needed)
-	@source .dev/env && set -x && $(GO) test $(TEST_FLAGS) ./...
+	@source .dev/env && set -x && $(GO) test $(TEST_FLAGS) ./... ./query/...
 
 chaos: services ## the chaos test at length: 5 minutes of kills and restarts, then a full diff
 	@source .dev/env && FLUSSO_CHAOS_SECS=$${FLUSSO_CHAOS_SECS:-300} $(GO) test -count=1 -timeout 60m -run 'TestChaos$$' -v ./test/system/ | grep -E 'chaos report|did not converge|^(--- |ok|FAIL|PASS)'
@@ -44,7 +44,7 @@ faults: services ## the fault suite at length: longer faults, bigger volumes; on
 	@set -o pipefail && source .dev/env && FLUSSO_FAULTS_LONG=1 $(GO) test -count=1 -timeout 90m -p 1 -v ./test/faults/ | grep -E 'fault report|_test\.go:[0-9]+: expected|^(--- |ok|FAIL|PASS)'
 
 test-short: ## run the tests that need no services (go test -short)
-	$(GO) test -short -count=1 ./...
+	$(GO) test -short -count=1 ./... ./query/...
 
 # --- benchmarks (bench/, results in bench/results/, write-up in docs/benchmarks.md) ---
 .PHONY: bench-full bench-sink

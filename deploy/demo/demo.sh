@@ -285,6 +285,9 @@ cmd_up() {
 	search products '{"size": 4, "sort": [{"units_ordered": "desc"}, {"id": "asc"}], "query": {"term": {"category.slug": "kitchen"}}}' |
 		jq -r '.hits.hits[]._source | "    \(.sku)  \(.name)  \(.price) EUR  \(.units_ordered // 0) ordered  [\(.category.name)] \([.tags[].name] | join(","))"'
 
+	step "Search from Go: deploy/demo/search, through the types flusso gen go wrote"
+	(cd "$ROOT/deploy/demo/search" && PRIMARY_OPENSEARCH_URL="$OS_URL" FLUSSO_INDEX_PREFIX="$PREFIX" go run .) | sed 's/^/    /'
+
 	step "One document: customer #1 in ${PREFIX}users"
 	doc users 1 | jq '._source' | sed 's/^/    /'
 
