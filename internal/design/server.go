@@ -138,7 +138,9 @@ func (s *Server) api(h func(ctx context.Context, req request) (any, error)) http
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	if err := json.NewEncoder(w).Encode(v); err != nil {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // documents are shown as the builder made them
+	if err := enc.Encode(v); err != nil {
 		slog.Debug("writing a designer response", "err", err)
 	}
 }

@@ -279,10 +279,14 @@ func flowLeaves(n *yaml.Node, top bool) bool {
 	return false
 }
 
-func mapNode() *yaml.Node        { return &yaml.Node{Kind: yaml.MappingNode} }
-func str(s string) *yaml.Node    { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
-func intNode(i int) *yaml.Node   { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: fmt.Sprint(i)} }
-func boolNode(b bool) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: fmt.Sprint(b)} }
+func mapNode() *yaml.Node     { return &yaml.Node{Kind: yaml.MappingNode} }
+func str(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
+func intNode(i int) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: fmt.Sprint(i)}
+}
+func boolNode(b bool) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: fmt.Sprint(b)}
+}
 func flow(n *yaml.Node) *yaml.Node {
 	n.Style |= yaml.FlowStyle
 	return n
