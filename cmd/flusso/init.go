@@ -121,7 +121,7 @@ func initCommand() *cli.Command {
 			if err != nil {
 				rel = out
 			}
-			fmt.Fprintf(c.App.Writer, "wrote %s\nadd it to %s:\n\n[[index]]\nname = %q\nschema = %q\n",
+			fmt.Fprintf(c.App.Writer, "wrote %s\nadd it to %s:\n\n[[index]]\nname = %q\nschema = %q\nenabled = true\n",
 				out, cfg.Path, table, filepath.ToSlash(rel))
 			return nil
 		},
