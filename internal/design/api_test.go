@@ -81,6 +81,22 @@ func (d *designer) call(path string, body, out any) int {
 	return res.StatusCode
 }
 
+// evaluateYAML loads text as the designer's YAML and fails the test unless
+// it is valid.
+func (d *designer) evaluateYAML(name, text string) *schema.Index {
+	d.t.Helper()
+	var ev evalResp
+	d.call("/api/evaluate", map[string]any{"name": name, "schema_path": "schemas/" + name + ".schema.yml", "yaml": text}, &ev)
+	if !ev.Valid {
+		d.t.Fatalf("not valid: %+v", ev.Messages)
+	}
+	ix, err := schema.Parse("x.yml", []byte(ev.YAML))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return ix
+}
+
 type stateResp struct {
 	Tables []struct {
 		Name      string `json:"name"`

@@ -186,7 +186,7 @@ async function evaluate() {
     S.ev = ev;
     if (ev.model) { S.model = ev.model; S.yaml = null; }
     render();
-    if (S.tab === 'docs' && ev.valid) preview();
+    if (S.tab === 'docs') preview(); // or say why there are none
   } catch (e) { status(e.message, true); }
 }
 async function preview(ev) {
