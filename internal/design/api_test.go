@@ -411,7 +411,7 @@ func TestErrorsPlacedWithCLIText(t *testing.T) {
 	for _, m := range named.Messages {
 		nodes[m.Node] = m.Text
 	}
-	if !strings.HasPrefix(nodes["@name"], "index name: ") || !strings.Contains(nodes["@path"], "must be relative to the config's directory") || named.Valid {
+	if !strings.HasPrefix(nodes["@name"], `index name "Bad Name" must be a Postgres identifier`) || !strings.Contains(nodes["@path"], "must be relative to the config's directory") || named.Valid {
 		t.Errorf("name and path messages: %+v", named.Messages)
 	}
 	var saveErr map[string]string
@@ -432,12 +432,13 @@ func TestSaveKeepsTheConfig(t *testing.T) {
 	var st stateResp
 	d.call("/api/state", nil, &st)
 	model := composed(t, &st)
-	save := func(name, path string) {
+	save := func(name, path string) bool {
 		t.Helper()
 		var out map[string]any
 		if code := d.call("/api/save", map[string]any{"name": name, "schema_path": path, "model": model}, &out); code != 200 {
 			t.Fatalf("save %s %s: %d %v", name, path, code, out)
 		}
+		return out["config_changed"] == true
 	}
 	save("customers", "schemas/customers.schema.yml")
 	after, _ := os.ReadFile(d.config)
@@ -453,13 +454,42 @@ func TestSaveKeepsTheConfig(t *testing.T) {
 		t.Fatalf("config after moving users:\n%s", moved)
 	}
 	// Saving the same again leaves the config alone.
-	save("users", "schemas/people.schema.yml")
+	if save("users", "schemas/people.schema.yml") {
+		t.Error("an unchanged entry is reported as a change of the config")
+	}
 	if again, _ := os.ReadFile(d.config); string(again) != want {
 		t.Fatal("an unchanged entry rewrote the config")
 	}
 	cfg, err := config.Load(d.config)
 	if err != nil || len(cfg.Indexes) != 3 {
 		t.Fatalf("config after the saves: %v %+v", err, cfg)
+	}
+
+	// A save the config would not load with leaves both files as they
+	// were: here the indexes are an inline array, which an [[index]] entry
+	// cannot extend.
+	inline := strings.Replace(want, "[[index]]\nname = \"users\"\nschema = \"schemas/people.schema.yml\"\nenabled = true\n", "", 1)
+	inline = strings.Replace(inline, "[[index]]\nname = \"products\"\nschema = \"schemas/products.schema.yml\"\nenabled = true\n", "", 1)
+	inline = strings.Replace(inline, "prefix = \"demo_\"\n",
+		"prefix = \"demo_\"\nindex = [{ name = \"users\", schema = \"schemas/people.schema.yml\", enabled = true }, { name = \"products\", schema = \"schemas/products.schema.yml\", enabled = true }]\n", 1)
+	inline = strings.Replace(inline, "\n[[index]]\nname = \"customers\"\nschema = \"schemas/customers.schema.yml\"\nenabled = true\n", "", 1)
+	if err := os.WriteFile(d.config, []byte(inline), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(d.config); err != nil {
+		t.Fatalf("the inline form does not load: %v\n%s", err, inline)
+	}
+	want = inline
+	var out map[string]string
+	code := d.call("/api/save", map[string]any{"name": "long", "schema_path": "schemas/long.schema.yml", "model": model}, &out)
+	if code != 400 || !strings.HasPrefix(out["error"], "not saved: the config would not load: "+d.config+":") {
+		t.Errorf("saving next to an inline array of indexes: %d %v", code, out)
+	}
+	if now, _ := os.ReadFile(d.config); string(now) != want {
+		t.Errorf("a refused save changed the config:\n%s", now)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(d.config), "schemas", "long.schema.yml")); !os.IsNotExist(err) {
+		t.Errorf("a refused save left its schema file: %v", err)
 	}
 }
 

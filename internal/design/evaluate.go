@@ -174,8 +174,13 @@ func (s *Server) parse(req request) (*source, error) {
 		return nil, badRequest{err}
 	}
 	src := &source{cfg: cfg}
-	if err := config.ValidateIndexName(req.Name); err != nil {
-		src.msgs = append(src.msgs, message{Node: "@name", Severity: "error", Text: "index name: " + err.Error()})
+	// As the config checks [[index]].name: a Postgres identifier, and a
+	// name OpenSearch accepts once prefixed.
+	if id, err := schema.NormalizeIdent(req.Name); err != nil || id != req.Name {
+		src.msgs = append(src.msgs, message{Node: "@name", Severity: "error", Text: fmt.Sprintf(
+			"index name %q must be a Postgres identifier: lowercase letters, digits and _, not starting with a digit, at most 63 characters", req.Name)})
+	} else if err := config.ValidateIndexName(cfg.Prefix + req.Name); err != nil {
+		src.msgs = append(src.msgs, message{Node: "@name", Severity: "error", Text: fmt.Sprintf("index name %q: %v", cfg.Prefix+req.Name, err)})
 	}
 	if err := validSchemaPath(req.SchemaPath); err != nil {
 		src.msgs = append(src.msgs, message{Node: "@path", Severity: "error", Text: "schema path: " + err.Error()})

@@ -81,7 +81,10 @@ func (s *Server) save(ctx context.Context, req request) (any, error) {
 	}
 	cfg, err := config.Load(s.configPath)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("not saved: the config would not load: %w", err), restore())
+		if rerr := restore(); rerr != nil {
+			return nil, fmt.Errorf("the config would not load (%w) and putting the files back failed: %w", err, rerr)
+		}
+		return nil, badRequest{fmt.Errorf("not saved: the config would not load: %w", err)}
 	}
 	var hash string
 	for _, ix := range cfg.Indexes {
