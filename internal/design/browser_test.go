@@ -128,17 +128,20 @@ func TestBrowserComposeSaveCheck(t *testing.T) {
 	}
 	valid := chromedp.WaitVisible(css(`#status .ok`))
 	// addJoin opens the adder of node id, picks the option starting with
-	// choice and presses Add.
+	// choice and presses Add, with the keyboard.
 	addJoin := func(id, choice string) {
 		t.Helper()
 		adder := `[data-k="adder:` + id + `"]`
-		do("open the adder", chromedp.Click(css(`[data-k="add:`+id+`"]`)), chromedp.WaitVisible(css(adder)))
+		// The adder stays open after an addition, for the next one.
+		if open := get("adder open?", chromedp.Evaluate[string](`document.querySelector('`+adder+`') ? 'yes' : ''`)); open == "" {
+			do("open the adder", chromedp.Focus(css(`[data-k="add:`+id+`"]`)), chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(css(adder)))
+		}
 		found := get("pick "+choice, chromedp.Evaluate[string](`(() => { const s = document.querySelector('`+adder+`');
 			const o = [...s.options].find((o) => o.text.startsWith('`+choice+`')); if (!o) return ''; s.value = o.value; return o.value; })()`))
 		if found == "" {
 			t.Fatalf("no option %q to add to node %q", choice, id)
 		}
-		do("add", chromedp.Click(css(`[data-k="addgo:`+id+`"]`)))
+		do("add", chromedp.Focus(css(`[data-k="addgo:`+id+`"]`)), chromedp.KeyEvent(kb.Enter))
 	}
 
 	do("open the designer", chromedp.Navigate(d.url+"/"), chromedp.WaitVisible(css(`[data-table="public.users"]`)))
@@ -155,6 +158,14 @@ func TestBrowserComposeSaveCheck(t *testing.T) {
 	do("valid", valid)
 	addJoin(items, "belongs_to product")
 	node("belongs_to product")
+	do("valid", valid)
+	// Through a junction, and aggregates over a join.
+	addJoin("", "many_to_many tags")
+	node("many_to_many tags")
+	addJoin("", "count of orders")
+	node("count orders_count")
+	addJoin("", "sum of orders.total")
+	node("sum sum_orders_total")
 	do("valid", valid, chromedp.WaitEnabled(css(`#save`)))
 
 	// Name it, then see the document of customer 4.
@@ -193,7 +204,8 @@ func TestBrowserComposeSaveCheck(t *testing.T) {
 	if !reflect.DeepEqual(shown, want) {
 		t.Fatalf("document shown:\n%s\nbuilt:\n%s", doc, built[0].Body)
 	}
-	if !strings.Contains(doc, `"product": {`) || !strings.Contains(doc, `"order_items": [`) {
+	if !strings.Contains(doc, `"product": {`) || !strings.Contains(doc, `"order_items": [`) || !strings.Contains(doc, `"orders_count": 4`) ||
+		!strings.Contains(doc, `"tags": [`) || !strings.Contains(doc, `"sum_orders_total": `) {
 		t.Errorf("the document lacks the nested items and products:\n%s", doc)
 	}
 

@@ -61,27 +61,38 @@ func (s *Server) Handler(addr string) http.Handler {
 	mux.HandleFunc("POST /api/evaluate", s.api(s.evaluate))
 	mux.HandleFunc("POST /api/preview", s.api(s.preview))
 	mux.HandleFunc("POST /api/save", s.api(s.save))
-	return guard(hostsFor(addr), mux)
+	return guard(hostCheck(addr), mux)
 }
 
-// hostsFor lists the Host values a request may carry.
-func hostsFor(addr string) []string {
+// hostCheck says which Host values a request may carry: the address itself
+// and its loopback spellings; listening on every interface, also any IP
+// address with its port. Never another name: a name is what a DNS
+// rebinding attack controls.
+func hostCheck(addr string) func(string) bool {
 	hosts := []string{addr}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return hosts
+		return func(h string) bool { return h == addr }
 	}
-	if ip := net.ParseIP(host); host == "localhost" || ip != nil && (ip.IsLoopback() || ip.IsUnspecified()) {
+	ip := net.ParseIP(host)
+	if host == "localhost" || ip != nil && (ip.IsLoopback() || ip.IsUnspecified()) {
 		for _, h := range []string{"127.0.0.1", "localhost", "::1"} {
 			hosts = append(hosts, net.JoinHostPort(h, port))
 		}
 	}
-	return hosts
+	anyIP := host == "" || ip != nil && ip.IsUnspecified()
+	return func(h string) bool {
+		if slices.Contains(hosts, h) {
+			return true
+		}
+		hh, hp, err := net.SplitHostPort(h)
+		return anyIP && err == nil && hp == port && net.ParseIP(hh) != nil
+	}
 }
 
-func guard(hosts []string, next http.Handler) http.Handler {
+func guard(allowed func(string) bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !slices.Contains(hosts, r.Host) {
+		if !allowed(r.Host) {
 			http.Error(w, fmt.Sprintf("host %q is not the designer's address", r.Host), http.StatusMisdirectedRequest)
 			return
 		}
