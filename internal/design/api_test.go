@@ -352,9 +352,9 @@ func TestErrorsPlacedWithCLIText(t *testing.T) {
 		{"wrong join key", strings.Replace(base, "foreign_key: user_id", "column: user_id", 1), "1",
 			"has_many takes foreign_key"},
 		{"missing column", base + "      - keyword: state\n", "1.1",
-			"error users.schema.yml:12 field orders.state: keyword: column public.orders.state does not exist"},
+			"error   users.schema.yml:12 field orders.state: keyword: column public.orders.state does not exist"},
 		{"type mismatch", base + "      - boolean: total\n", "1.1",
-			"error users.schema.yml:12 field orders.total: "},
+			"error   users.schema.yml:12 field orders.total: "},
 		{"yaml syntax", base + "  - keyword: [\n", "", "schemas/users.schema.yml:"},
 		{"no version", strings.Replace(base, "version: 1\n", "", 1), "", "users.schema.yml:1: missing version: add `version: 1`"},
 	} {
@@ -416,7 +416,7 @@ func TestErrorsPlacedWithCLIText(t *testing.T) {
 	}
 	var saveErr map[string]string
 	if code := d.call("/api/save", map[string]any{"name": "users", "schema_path": "schemas/users.schema.yml", "yaml": bad}, &saveErr); code != 400 ||
-		!strings.Contains(saveErr["error"], "not saved: error users.schema.yml:12 field orders.total") {
+		!strings.Contains(saveErr["error"], "not saved: error   users.schema.yml:12 field orders.total") {
 		t.Errorf("saving an invalid schema: %d %v", code, saveErr)
 	}
 }

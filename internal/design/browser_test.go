@@ -126,22 +126,25 @@ func TestBrowserComposeSaveCheck(t *testing.T) {
 		t.Helper()
 		return get("find "+label, chromedp.Poll[string](`(() => { const b = [...document.querySelectorAll('#tree .sel')].find((b) => b.title === 'Edit `+label+`'); return b ? b.dataset.k.slice(4) : false; })()`, chromedp.WithPollingTimeout(10*time.Second)))
 	}
-	valid := chromedp.WaitVisible(css(`#status .ok`))
+	// valid waits for the server's verdict on the last edit, and that it is
+	// valid.
+	valid := chromedp.Steps(chromedp.WaitVisible(css(`#doc[aria-busy="false"]`)), chromedp.WaitVisible(css(`#status .ok`)))
 	// addJoin opens the adder of node id, picks the option starting with
 	// choice and presses Add, with the keyboard.
 	addJoin := func(id, choice string) {
 		t.Helper()
 		adder := `[data-k="adder:` + id + `"]`
+		do("settle", valid)
 		// The adder stays open after an addition, for the next one.
 		if open := get("adder open?", chromedp.Evaluate[string](`document.querySelector('`+adder+`') ? 'yes' : ''`)); open == "" {
-			do("open the adder", chromedp.Focus(css(`[data-k="add:`+id+`"]`)), chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(css(adder)))
+			do("open the adder for "+choice, chromedp.Focus(css(`[data-k="add:`+id+`"]`)), chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(css(adder)))
 		}
 		found := get("pick "+choice, chromedp.Evaluate[string](`(() => { const s = document.querySelector('`+adder+`');
 			const o = [...s.options].find((o) => o.text.startsWith('`+choice+`')); if (!o) return ''; s.value = o.value; return o.value; })()`))
 		if found == "" {
 			t.Fatalf("no option %q to add to node %q", choice, id)
 		}
-		do("add", chromedp.Focus(css(`[data-k="addgo:`+id+`"]`)), chromedp.KeyEvent(kb.Enter))
+		do("add", chromedp.Focus(css(`[data-k="addgo:`+id+`"]`)), chromedp.KeyEvent(kb.Enter), valid)
 	}
 
 	do("open the designer", chromedp.Navigate(d.url+"/"), chromedp.WaitVisible(css(`[data-table="public.users"]`)))
@@ -220,7 +223,7 @@ func TestBrowserComposeSaveCheck(t *testing.T) {
 		chromedp.WaitVisible(css(`#save:disabled`)),
 		chromedp.WaitVisible(css(`#status .bad`)))
 	msg := get("error text", chromedp.Text(css(`[data-node="`+orders+`"] .msg.error`)))
-	if want := "error customers.schema.yml:"; !strings.HasPrefix(msg, want) || !strings.Contains(msg, "field orders: foreign_key: column public.orders.usr_id does not exist") {
+	if want := "error   customers.schema.yml:"; !strings.HasPrefix(msg, want) || !strings.Contains(msg, "field orders: foreign_key: column public.orders.usr_id does not exist") {
 		t.Errorf("error shown on orders: %q", msg)
 	}
 	shot("error.png", 1280, 800, 1)

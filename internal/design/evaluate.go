@@ -19,7 +19,7 @@ import (
 	"github.com/flusso/flusso/pkg/mapping"
 	"github.com/flusso/flusso/pkg/scaffold"
 	"github.com/flusso/flusso/pkg/schema"
-	"github.com/flusso/flusso/pkg/sqlbuild"
+	"github.com/flusso/flusso/pkg/sink/opensearch"
 )
 
 // state is what the app starts from: the deployment and the catalog.
@@ -242,7 +242,7 @@ func (s *Server) evaluate(ctx context.Context, req request) (any, error) {
 	if src.ix != nil {
 		ix := src.ix
 		ev.Hash = flow.New(req.Name, ix, src.cfg.OnError).Hash
-		ev.Alias = src.cfg.Prefix + req.Name + "_" + ev.Hash
+		ev.Alias = opensearch.HashAlias(src.cfg.Prefix, req.Name, ev.Hash)
 		ev.Mapping = mapping.For(ix, mappingOptions(src.cfg))
 		found, err := s.check(ctx, src.cfg, req.Name, req.SchemaPath, ix)
 		if err != nil {
@@ -250,7 +250,7 @@ func (s *Server) evaluate(ctx context.Context, req request) (any, error) {
 		}
 		where := spansOf(src.text)
 		for _, f := range found {
-			ev.Messages = append(ev.Messages, message{Node: where.at(f.Line), Severity: string(f.Severity), Line: f.Line, Text: findingText(f)})
+			ev.Messages = append(ev.Messages, message{Node: where.at(f.Line), Severity: string(f.Severity), Line: f.Line, Text: f.Text()})
 		}
 		ev.Diff = compare(src.cfg, req.Name, ix, ev.Hash)
 	}
@@ -298,21 +298,6 @@ func (s *Server) check(ctx context.Context, cfg *config.Config, name, schemaPath
 		}
 	}
 	return out, nil
-}
-
-// findingText is a finding as `flusso check` prints it.
-func findingText(f check.Finding) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s", f.Severity, filepath.Base(f.File))
-	if f.Line > 0 {
-		fmt.Fprintf(&b, ":%d", f.Line)
-	}
-	b.WriteByte(' ')
-	if f.Field != "" {
-		b.WriteString("field " + f.Field + ": ")
-	}
-	b.WriteString(f.Message)
-	return b.String()
 }
 
 // compare diffs ix with the schema saved under name.
@@ -395,10 +380,12 @@ func (s *Server) preview(ctx context.Context, req request) (any, error) {
 	if src.ix == nil {
 		return nil, badRequest{errors.New("the schema does not load: fix the errors shown first")}
 	}
-	x, err := sqlbuild.Compile(req.Name, src.ix)
+	// Compiled as every stage of the pipeline compiles its indexes.
+	fx, err := flow.New(req.Name, src.ix, src.cfg.OnError).Compiled()
 	if err != nil {
 		return nil, badRequest{err}
 	}
+	x := fx.SQL
 	tx, err := s.db.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, fmt.Errorf("building documents: %w", err)

@@ -176,10 +176,13 @@ function source() {
   return S.yaml !== null ? {...base, yaml: S.yaml} : {...base, model: S.model};
 }
 function edited() { S.yaml = null; render(); schedule(); }
-function schedule() { clearTimeout(timer); timer = setTimeout(evaluate, 200); }
+// busy marks the tree while an edit waits for the server's verdict.
+function busy(on) { $('#doc').setAttribute('aria-busy', on ? 'true' : 'false'); }
+function schedule() { clearTimeout(timer); busy(true); timer = setTimeout(evaluate, 200); }
 async function evaluate() {
-  if (!S.model && S.yaml === null) return;
+  if (!S.model && S.yaml === null) { busy(false); return; }
   const mine = ++seq;
+  busy(true);
   try {
     const ev = await api('/api/evaluate', source());
     if (mine !== seq) return;
@@ -187,7 +190,7 @@ async function evaluate() {
     if (ev.model) { S.model = ev.model; S.yaml = null; }
     render();
     if (S.tab === 'docs') preview(); // or say why there are none
-  } catch (e) { status(e.message, true); }
+  } catch (e) { status(e.message, true); } finally { if (mine === seq) busy(false); }
 }
 async function preview(ev) {
   if (ev) ev.preventDefault();
