@@ -332,6 +332,30 @@ func TestPreviewIsTheBuilder(t *testing.T) {
 	}
 }
 
+// TestPreviewIsReadOnly: documents are built in a read-only transaction, so
+// a schema whose raw filter would write (here, advance a sequence) fails
+// instead of changing the database.
+func TestPreviewIsReadOnly(t *testing.T) {
+	d := start(t)
+	seq := func() int64 {
+		var v int64
+		if err := d.db.QueryRow(context.Background(), "SELECT last_value FROM orders_id_seq").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	before := seq()
+	yaml := "version: 1\ntable: users\nprimary_key: id\nfilters: [{raw: \"nextval('orders_id_seq') > 0\"}]\nfields:\n  - integer: id\n"
+	var out map[string]string
+	code := d.call("/api/preview", map[string]any{"name": "users", "schema_path": "schemas/users.schema.yml", "yaml": yaml, "keys": []string{"1"}}, &out)
+	if code != 400 || !strings.Contains(out["error"], "read-only transaction") {
+		t.Errorf("preview with a writing filter: %d %v", code, out)
+	}
+	if after := seq(); after != before {
+		t.Errorf("the preview advanced orders_id_seq from %d to %d", before, after)
+	}
+}
+
 func orNull(b []byte) []byte {
 	if b == nil {
 		return []byte("null")

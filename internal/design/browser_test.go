@@ -169,7 +169,7 @@ func TestBrowserComposeSaveCheck(t *testing.T) {
 	node("count orders_count")
 	addJoin("", "sum of orders.total")
 	node("sum sum_orders_total")
-	do("valid", valid, chromedp.WaitEnabled(css(`#save`)))
+	do("valid", valid, chromedp.WaitEnabled(css(`#save`)), chromedp.Click(css(`[data-k="addclose:"]`)))
 
 	// Name it, then see the document of customer 4.
 	do("name the index",

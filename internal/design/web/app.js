@@ -393,7 +393,7 @@ function adder(id) {
   const sel = h('select', {'data-k': 'adder:' + id, 'aria-label': 'What to add', onkeydown: (e) => { if (e.key === 'Enter') { e.preventDefault(); add(id, sel.value); } }}, opts);
   return h('div', {class: 'adder'}, sel,
     h('button', {'data-k': 'addgo:' + id, onclick: () => add(id, sel.value)}, 'Add'),
-    h('button', {onclick: () => toggleAdd(id)}, 'Close'));
+    h('button', {'data-k': 'addclose:' + id, onclick: () => toggleAdd(id)}, 'Close'));
 }
 
 function add(id, choice) {
