@@ -124,10 +124,11 @@ type evalResp struct {
 		Node, Severity, Text string
 		Line                 int
 	} `json:"messages"`
-	Hash    string         `json:"hash"`
-	Alias   string         `json:"alias"`
-	Mapping map[string]any `json:"mapping"`
-	Diff    struct {
+	Hash     string         `json:"hash"`
+	Alias    string         `json:"alias"`
+	Mapping  map[string]any `json:"mapping"`
+	Analysis map[string]any `json:"analysis"`
+	Diff     struct {
 		Saved     bool     `json:"saved"`
 		SavedHash string   `json:"saved_hash"`
 		Reseed    bool     `json:"reseed"`
@@ -260,6 +261,9 @@ func TestComposeRoundTrip(t *testing.T) {
 	gotJSON, _ := json.Marshal(ev.Mapping)
 	if string(wantJSON) != string(gotJSON) {
 		t.Errorf("mapping shown:\n%s\nmapping of the saved file:\n%s", gotJSON, wantJSON)
+	}
+	if _, ok := ev.Analysis["analyzer"].(map[string]any)["flusso_text"]; !ok {
+		t.Errorf("the analysis lacks the analyzers the mapping names: %v", ev.Analysis)
 	}
 	// Open the saved index again: same model, same hash, nothing to reseed.
 	var again evalResp

@@ -185,6 +185,9 @@ func TestBrowserComposeSaveCheck(t *testing.T) {
 	doc := get("document", chromedp.Text(css(`#docs pre[data-id="4"]`)))
 	yaml := get("yaml", chromedp.Value(css(`#yaml`)))
 	shot("documents.png", 1280, 800, 1)
+	do("mapping", chromedp.Click(css(`#tabs [data-tab="mapping"]`)), chromedp.WaitVisible(`//pre[@id="mapping" and contains(., '"nested"')]`))
+	shot("mapping.png", 1280, 800, 1)
+	do("back to documents", chromedp.Click(css(`#tabs [data-tab="docs"]`)))
 
 	// The document shown is the builder's for the schema shown.
 	ev := d.evaluateYAML("customers", yaml)

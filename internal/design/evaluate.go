@@ -143,7 +143,10 @@ type evaluation struct {
 	Hash    string         `json:"hash,omitempty"`
 	Alias   string         `json:"alias,omitempty"`
 	Mapping map[string]any `json:"mapping,omitempty"`
-	Diff    *diff          `json:"diff,omitempty"`
+	// Analysis is the analysis block the index is created with: the
+	// analyzers the mapping names.
+	Analysis any   `json:"analysis,omitempty"`
+	Diff     *diff `json:"diff,omitempty"`
 }
 
 // diff compares the schema being edited with the one saved under its name.
@@ -243,7 +246,9 @@ func (s *Server) evaluate(ctx context.Context, req request) (any, error) {
 		ix := src.ix
 		ev.Hash = flow.New(req.Name, ix, src.cfg.OnError).Hash
 		ev.Alias = opensearch.HashAlias(src.cfg.Prefix, req.Name, ev.Hash)
-		ev.Mapping = mapping.For(ix, mappingOptions(src.cfg))
+		opts := mappingOptions(src.cfg)
+		ev.Mapping = mapping.For(ix, opts)
+		ev.Analysis = mapping.Settings(ix, opts, 1, 0)["analysis"]
 		found, err := s.check(ctx, src.cfg, req.Name, req.SchemaPath, ix)
 		if err != nil {
 			return nil, err

@@ -446,7 +446,8 @@ function renderSide() {
   }
   const ta = $('#yaml');
   if (document.activeElement !== ta && ev && S.yaml === null) ta.value = ev.yaml;
-  $('#mapping').textContent = ev && ev.mapping ? JSON.stringify(ev.mapping, null, 2) : 'No mapping while the schema has errors.';
+  $('#mapping').textContent = ev && ev.mapping
+    ? JSON.stringify({mappings: ev.mapping, settings: {analysis: ev.analysis}}, null, 2) : 'No mapping while the schema does not load.';
   const ch = $('#changes');
   if (!ev || !ev.diff) { ch.replaceChildren(h('p', {text: 'No comparison while the schema has errors.'})); return; }
   const d = ev.diff;
