@@ -234,6 +234,17 @@ func TestBrowserComposeSaveCheck(t *testing.T) {
 	do("fix it", change(fk, "user_id"), valid, chromedp.Click(css(`#tabs [data-tab="yaml"]`)))
 	shot("compose.png", 1280, 800, 1)
 
+	// An edit of the YAML itself redraws the tree from it.
+	edited := strings.Replace(get("yaml", chromedp.Value(css(`#yaml`))), "  - text: email\n    required: true\n",
+		"  - keyword: email\n    required: true\n    transforms: [trim, lowercase]\n", 1)
+	do("edit the YAML", chromedp.SetValue(css(`#yaml`), edited), chromedp.Focus(css(`#yaml`)),
+		chromedp.KeyEvent(kb.Enter, chromedp.KeyModifiers(chromedp.ModifierCtrl)), valid,
+		chromedp.WaitVisible(`//button[@title="Edit keyword email"]`))
+	if got := get("model", chromedp.Evaluate[string](`JSON.stringify(S.model.fields[1])`)); got != `{"keyword":"email","required":true,"transforms":["trim","lowercase"]}` {
+		t.Errorf("the tree's email after the YAML edit: %s", got)
+	}
+	yaml = get("yaml", chromedp.Value(css(`#yaml`)))
+
 	// Save with the keyboard, then check the saved files.
 	do("save",
 		chromedp.Focus(css(`#search`)),
