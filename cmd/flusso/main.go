@@ -103,6 +103,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			quarantineCommand(),
 			consumersCommand(),
 			genCommand(),
+			initCommand(),
+			designCommand(),
 		},
 		// Errors are printed once, by execute, with the exit code it picks.
 		ExitErrHandler: func(*cli.Context, error) {},

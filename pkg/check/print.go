@@ -23,15 +23,7 @@ func (r *Report) Print(w io.Writer) error {
 				continue
 			}
 			file = f.File
-			where := ""
-			if f.Line > 0 {
-				where = fmt.Sprintf(":%d", f.Line)
-			}
-			field := ""
-			if f.Field != "" {
-				field = "field " + f.Field + ": "
-			}
-			lines = append(lines, fmt.Sprintf("  %-7s %s%s %s%s", f.Severity, shortFile(f.File), where, field, f.Message))
+			lines = append(lines, "  "+f.Text())
 		}
 		if len(lines) == 0 {
 			fmt.Fprintf(&b, "index %s: every column matches\n", name)
@@ -66,6 +58,20 @@ func (r *Report) Print(w io.Writer) error {
 	fmt.Fprintf(&b, "%s, %s\n", plural(r.Errors, "error"), plural(r.Warnings, "warning"))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// Text is a schema finding as Print shows it: severity, file and line,
+// field, message. The designer shows findings with the same text.
+func (f Finding) Text() string {
+	where := ""
+	if f.Line > 0 {
+		where = fmt.Sprintf(":%d", f.Line)
+	}
+	field := ""
+	if f.Field != "" {
+		field = "field " + f.Field + ": "
+	}
+	return fmt.Sprintf("%-7s %s%s %s%s", f.Severity, shortFile(f.File), where, field, f.Message)
 }
 
 func shortFile(f string) string {

@@ -102,3 +102,27 @@ func keyClass(c column) string {
 	}
 	return c.base
 }
+
+// suggestOrder is the preference among the kinds that read a base type: the
+// narrowest numeric kind, and text for strings (keyword and identifier read
+// them too; which one fits is a matter of how the value is searched).
+var suggestOrder = []schema.Kind{
+	schema.Text, schema.UUID, schema.Boolean, schema.Short, schema.Integer, schema.Long,
+	schema.Float, schema.Double, schema.Decimal, schema.Date, schema.Timestamp, schema.Binary, schema.JSON,
+}
+
+// Suggest returns the field kind for a column of base type base (a
+// pg_type.typname; enum for a Postgres enum), the first in suggestOrder
+// that check accepts for it, or custom when no built-in kind reads it. The
+// designer and `flusso init` scaffold with it, so what they write passes check.
+func Suggest(base string, enum bool) schema.Kind {
+	if enum {
+		return schema.Enum
+	}
+	for _, k := range suggestOrder {
+		if ok, _ := accepts(k, nil, column{base: base}); ok {
+			return k
+		}
+	}
+	return schema.Custom
+}

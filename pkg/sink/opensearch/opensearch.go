@@ -224,9 +224,13 @@ func (s *Sink) Close() error { return s.client.Close() }
 
 // Names.
 
-func (s *Sink) hashAlias(logical, hash string) string  { return s.cfg.Prefix + logical + "_" + hash }
+func (s *Sink) hashAlias(logical, hash string) string  { return HashAlias(s.cfg.Prefix, logical, hash) }
 func (s *Sink) convenienceAlias(logical string) string { return s.cfg.Prefix + logical }
 func (s *Sink) metaIndex() string                      { return s.cfg.Prefix + "flusso_meta" }
+
+// HashAlias is the alias flusso and query clients address for logical index
+// logical with schema hash hash under prefix (see Names).
+func HashAlias(prefix, logical, hash string) string { return prefix + logical + "_" + hash }
 
 func generationName(hashAlias string, gen uint32) string { return fmt.Sprintf("%s_%d", hashAlias, gen) }
 
