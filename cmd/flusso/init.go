@@ -31,31 +31,31 @@ func initCommand() *cli.Command {
 			&cli.StringFlag{
 				Name:     "table",
 				Usage:    "the root `TABLE` of the index",
-				EnvVars:  []string{"FLUSSO_TABLE"},
+				EnvVars:  []string{"FLUSSO_INIT_TABLE"},
 				Required: true,
 			},
 			&cli.StringFlag{
 				Name:    "schema",
 				Usage:   "the Postgres `SCHEMA` of the table",
-				EnvVars: []string{"FLUSSO_SCHEMA"},
+				EnvVars: []string{"FLUSSO_INIT_SCHEMA"},
 				Value:   "public",
 			},
 			&cli.IntFlag{
 				Name:    "depth",
 				Usage:   "how many `LEVELS` of foreign keys to follow (0: the table's columns only)",
-				EnvVars: []string{"FLUSSO_DEPTH"},
+				EnvVars: []string{"FLUSSO_INIT_DEPTH"},
 				Value:   1,
 			},
 			&cli.StringFlag{
 				Name:    "out",
 				Aliases: []string{"o"},
 				Usage:   "the schema `FILE` to write, - for stdout (default: schemas/<table>.schema.yml beside the config)",
-				EnvVars: []string{"FLUSSO_OUT"},
+				EnvVars: []string{"FLUSSO_INIT_OUT"},
 			},
 			&cli.BoolFlag{
 				Name:    "force",
 				Usage:   "overwrite an existing schema file",
-				EnvVars: []string{"FLUSSO_FORCE"},
+				EnvVars: []string{"FLUSSO_INIT_FORCE"},
 			},
 		},
 		Action: func(c *cli.Context) error {
@@ -63,15 +63,15 @@ func initCommand() *cli.Command {
 				return err
 			}
 			if c.Int("depth") < 0 || c.Int("depth") > 8 {
-				return fmt.Errorf("--depth (FLUSSO_DEPTH) must be between 0 and 8, not %d", c.Int("depth"))
+				return fmt.Errorf("--depth (FLUSSO_INIT_DEPTH) must be between 0 and 8, not %d", c.Int("depth"))
 			}
 			table, err := schema.NormalizeIdent(c.String("table"))
 			if err != nil {
-				return fmt.Errorf("--table (FLUSSO_TABLE): %w", err)
+				return fmt.Errorf("--table (FLUSSO_INIT_TABLE): %w", err)
 			}
 			pgSchema, err := schema.NormalizeIdent(c.String("schema"))
 			if err != nil {
-				return fmt.Errorf("--schema (FLUSSO_SCHEMA): %w", err)
+				return fmt.Errorf("--schema (FLUSSO_INIT_SCHEMA): %w", err)
 			}
 			cfg, err := config.Load(c.String("config"))
 			if err != nil {
@@ -97,7 +97,7 @@ func initCommand() *cli.Command {
 			}
 			t, err := cat.Find(pgSchema, table)
 			if err != nil {
-				return fmt.Errorf("--table (FLUSSO_TABLE): %w", err)
+				return fmt.Errorf("--table (FLUSSO_INIT_TABLE): %w", err)
 			}
 			doc, err := cat.Index(t, c.Int("depth"))
 			if err != nil {

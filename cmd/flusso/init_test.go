@@ -59,9 +59,9 @@ func TestInitWritesASchemaThatChecks(t *testing.T) {
 		want string
 	}{
 		{"exists", []string{"--table", "users"}, filepath.Join(dir, "schemas", "users.schema.yml") + " exists: pass --force to overwrite it"},
-		{"typo", []string{"--table", "user", "--out", "-"}, `--table (FLUSSO_TABLE): table public.user does not exist; did you mean "users"?`},
-		{"bad ident", []string{"--table", "us-ers", "--out", "-"}, `--table (FLUSSO_TABLE): "us-ers" is not a valid Postgres identifier`},
-		{"depth", []string{"--table", "users", "--depth", "-1", "--out", "-"}, "--depth (FLUSSO_DEPTH) must be between 0 and 8, not -1"},
+		{"typo", []string{"--table", "user", "--out", "-"}, `--table (FLUSSO_INIT_TABLE): table public.user does not exist; did you mean "users"?`},
+		{"bad ident", []string{"--table", "us-ers", "--out", "-"}, `--table (FLUSSO_INIT_TABLE): "us-ers" is not a valid Postgres identifier`},
+		{"depth", []string{"--table", "users", "--depth", "-1", "--out", "-"}, "--depth (FLUSSO_INIT_DEPTH) must be between 0 and 8, not -1"},
 		{"no table", []string{}, `Required flag "table" not set`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,7 +80,7 @@ func TestInitWritesASchemaThatChecks(t *testing.T) {
 // TestDesignAndInitHelp: every flag names its FLUSSO_* variable.
 func TestDesignAndInitHelp(t *testing.T) {
 	for cmd, flags := range map[string][]string{
-		"init":   {"FLUSSO_CONFIG", "FLUSSO_TABLE", "FLUSSO_SCHEMA", "FLUSSO_DEPTH", "FLUSSO_OUT", "FLUSSO_FORCE"},
+		"init":   {"FLUSSO_CONFIG", "FLUSSO_INIT_TABLE", "FLUSSO_INIT_SCHEMA", "FLUSSO_INIT_DEPTH", "FLUSSO_INIT_OUT", "FLUSSO_INIT_FORCE"},
 		"design": {"FLUSSO_CONFIG", "FLUSSO_DESIGN_ADDRESS"},
 	} {
 		code, out, _ := flusso(t, cmd, "--help")
