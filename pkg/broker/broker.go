@@ -89,9 +89,11 @@ type Conn struct {
 }
 
 // Connect dials url, retrying every second until ctx ends; each failed
-// attempt is logged with the address and the attempt count. Reconnects
-// are unlimited: a broker restart is an outage to wait out, not a reason
-// to stop.
+// attempt is logged with the address and the attempt count. url may list
+// the servers of a cluster, comma-separated: the client connects to any
+// one that answers and moves to another when it goes. Reconnects are
+// unlimited: a broker restart is an outage to wait out, not a reason to
+// stop.
 func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*Conn, error) {
 	opts = append([]nats.Option{
 		nats.Name(name),
@@ -114,7 +116,7 @@ func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*Conn,
 		case <-time.After(time.Second):
 		}
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(PublishTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("opening JetStream on %s: %s", addr, redact.Error(err))
@@ -157,11 +159,18 @@ type SetupOption func(*setup)
 
 type setup struct {
 	quarantine QuarantineLimits
+	placement  Placement
 }
 
 // WithQuarantineLimits sets the quarantine stream's limits.
 func WithQuarantineLimits(l QuarantineLimits) SetupOption {
 	return func(s *setup) { s.quarantine = l }
+}
+
+// WithPlacement sets how many copies of every stream and bucket the
+// cluster keeps, and on which servers.
+func WithPlacement(p Placement) SetupOption {
+	return func(s *setup) { s.placement = p }
 }
 
 // Setup creates or updates the streams, consumers and the state bucket for
@@ -176,6 +185,7 @@ func (c *Conn) Setup(ctx context.Context, sinks []string, opts ...SetupOption) e
 		o(&set)
 	}
 	limits := set.quarantine.withDefaults()
+	place := set.placement.withDefaults()
 	streams := []jetstream.StreamConfig{{
 		Name:        ChangesStream,
 		Description: "captured row changes and backfill key batches, consumed by the assemblers",
@@ -203,6 +213,8 @@ func (c *Conn) Setup(ctx context.Context, sinks []string, opts ...SetupOption) e
 		Discard:     jetstream.DiscardOld,
 	}}
 	for _, cfg := range streams {
+		place.apply(&cfg)
+		from := c.rescale(ctx, cfg.Name, place)
 		_, err := c.JS.CreateOrUpdateStream(ctx, cfg)
 		if cfg.MaxBytes > 0 && noRoom(err) {
 			// JetStream reserves a stream's byte limit up front; a server
@@ -214,7 +226,7 @@ func (c *Conn) Setup(ctx context.Context, sinks []string, opts ...SetupOption) e
 			_, err = c.JS.CreateOrUpdateStream(ctx, cfg)
 		}
 		if err != nil {
-			return fmt.Errorf("creating stream %s: %w", cfg.Name, err)
+			return place.explain("stream "+cfg.Name, from, err)
 		}
 	}
 	if _, err := c.JS.CreateOrUpdateConsumer(ctx, ChangesStream, jetstream.ConsumerConfig{
@@ -223,8 +235,9 @@ func (c *Conn) Setup(ctx context.Context, sinks []string, opts ...SetupOption) e
 		AckWait:       AckWait,
 		MaxAckPending: 100_000,
 		MaxDeliver:    -1,
+		Replicas:      place.Replicas,
 	}); err != nil {
-		return fmt.Errorf("creating consumer %s: %w", AssemblerConsumer, err)
+		return place.explain("consumer "+AssemblerConsumer, 0, err)
 	}
 	for _, s := range sinks {
 		name := WriterConsumer(s)
@@ -234,29 +247,34 @@ func (c *Conn) Setup(ctx context.Context, sinks []string, opts ...SetupOption) e
 			AckWait:       AckWait,
 			MaxAckPending: 100_000,
 			MaxDeliver:    -1,
+			Replicas:      place.Replicas,
 		}); err != nil {
-			return fmt.Errorf("creating consumer %s: %w", name, err)
+			return place.explain("consumer "+name, 0, err)
 		}
 	}
-	if _, err := c.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	for _, cfg := range []jetstream.KeyValueConfig{{
 		Bucket:      StateBucket,
 		Description: "flusso pipeline state: backfill checkpoints, seeding state",
 		History:     1,
 		Storage:     jetstream.FileStorage,
-	}); err != nil {
-		return fmt.Errorf("creating key-value bucket %s: %w", StateBucket, err)
-	}
-	if _, err := c.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	}, {
 		Bucket:      LeaseBucket,
 		Description: "the active capture's lease; an entry not renewed within its max age expires",
 		History:     1,
 		TTL:         LeaseTTL,
 		Storage:     jetstream.FileStorage,
-	}); err != nil {
-		return fmt.Errorf("creating key-value bucket %s: %w", LeaseBucket, err)
+	}} {
+		cfg.Replicas, cfg.Placement = place.Replicas, place.placement()
+		from := c.rescale(ctx, kvStream(cfg.Bucket), place)
+		if _, err := c.JS.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			return place.explain("key-value bucket "+cfg.Bucket, from, err)
+		}
 	}
 	return nil
 }
+
+// kvStream is the stream that holds a key-value bucket.
+func kvStream(bucket string) string { return "KV_" + bucket }
 
 // WriterState is what a sink's writer consumer holds.
 type WriterState struct {
