@@ -25,9 +25,10 @@ const DefaultReplicas = 1
 // MaxReplicas is the most replicas JetStream keeps of a stream.
 const MaxReplicas = 5
 
-// Validate checks the replica count before anything connects.
+// Validate checks the replica count and tags given, before anything
+// connects.
 func (p Placement) Validate() error {
-	if p.Replicas < 0 || p.Replicas > MaxReplicas {
+	if p.Replicas < 1 || p.Replicas > MaxReplicas {
 		return fmt.Errorf("the replica count must be 1 to %d, not %d", MaxReplicas, p.Replicas)
 	}
 	for _, t := range p.Tags {
