@@ -28,8 +28,8 @@ proto: ## regenerate proto/flussopb from proto/flusso.proto
 # machines have 2 cores.
 TEST_FLAGS ?= -count=1 -timeout 25m -p 2
 
-services: ## start dev PostgreSQL 15, OpenSearch 2.19 and NATS (idempotent; state in .dev/)
-	@deploy/dev/services.sh up
+services: ## start dev PostgreSQL 15, OpenSearch 2.19 and NATS (idempotent; state in .dev/); CLUSTER=1 adds a 3-node NATS and a 2-node OpenSearch cluster
+	@deploy/dev/services.sh up $(if $(filter 1,$(CLUSTER)),--cluster)
 
 services-down: ## stop the dev services
 	@deploy/dev/services.sh down
