@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flusso/flusso/pkg/redact"
+	"github.com/flusso/flusso/pkg/retry"
 )
 
 // Names of streams, subjects, consumers and buckets.
@@ -179,11 +180,41 @@ func WithPlacement(p Placement) SetupOption {
 // adds a sink, the old processes would delete the new sink's consumer and
 // its documents with it. A sink removed for good leaves its consumer
 // holding documents until `flusso consumers delete` removes it.
+//
+// A NATS cluster that is starting or electing its leaders cannot answer
+// for a while: Setup waits that out, up to setupWait.
 func (c *Conn) Setup(ctx context.Context, sinks []string, opts ...SetupOption) error {
 	var set setup
 	for _, o := range opts {
 		o(&set)
 	}
+	pause := retry.Delay{Limit: 5 * time.Second}
+	deadline := time.Now().Add(setupWait)
+	for attempt := 1; ; attempt++ {
+		// Each attempt on its own clock: a request no leader takes up is
+		// never answered, and would otherwise wait as long as ctx.
+		actx, cancel := context.WithTimeout(ctx, setupAttempt)
+		err := c.setup(actx, sinks, set)
+		cancel()
+		if err == nil || !leaderless(ctx, err) || time.Now().After(deadline) {
+			return err
+		}
+		d := pause.Next()
+		slog.Warn("NATS cannot lay out the streams yet (a cluster electing its leaders?); retrying", "attempt", attempt, "in", d.Round(time.Millisecond), "err", redact.Error(err))
+		if err := retry.Sleep(ctx, d); err != nil {
+			return fmt.Errorf("laying out the streams: %w", err)
+		}
+	}
+}
+
+// setupWait bounds how long Setup waits for a NATS cluster to answer, and
+// setupAttempt one attempt.
+const (
+	setupWait    = 2 * time.Minute
+	setupAttempt = 5 * time.Second
+)
+
+func (c *Conn) setup(ctx context.Context, sinks []string, set setup) error {
 	limits := set.quarantine.withDefaults()
 	place := set.placement.withDefaults()
 	streams := []jetstream.StreamConfig{{

@@ -2,7 +2,6 @@ package broker_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/broker"
@@ -21,7 +19,8 @@ import (
 
 // natsCluster starts n real NATS servers in this process, each with
 // JetStream and a store of its own, joined by routes on loopback, and
-// returns them with the client URL list of them all.
+// returns them with the client URL list of them all, as soon as each takes
+// clients: JetStream elects its leaders a moment later.
 func natsCluster(t *testing.T, n int, tags ...string) ([]*server.Server, string) {
 	servers, _, urls := natsClusterOpts(t, n, tags...)
 	return servers, urls
@@ -65,43 +64,16 @@ func natsClusterOpts(t *testing.T, n int, tags ...string) ([]*server.Server, []*
 		}
 		clients = append(clients, s.ClientURL())
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		leader, routed := false, 0
-		for _, s := range servers {
-			leader = leader || s.JetStreamIsLeader()
-			if s.NumRoutes() >= n-1 {
-				routed++
-			}
-		}
-		if leader && routed == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the NATS cluster did not form in 30s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 	return servers, all, strings.Join(clients, ",")
 }
 
-// setupUntilLeader runs Setup until the cluster has a meta leader to
-// answer it (a fresh cluster elects one within seconds).
-func setupUntilLeader(t *testing.T, conn *broker.Conn, opts ...broker.SetupOption) error {
+// setup runs Setup on a cluster that may still be electing its leaders:
+// Setup waits that out.
+func setup(t *testing.T, conn *broker.Conn, opts ...broker.SetupOption) error {
 	t.Helper()
-	var err error
-	for range 50 {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = conn.Setup(ctx, []string{"primary"}, opts...)
-		cancel()
-		var apiErr *jetstream.APIError
-		if err == nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
-			(errors.As(err, &apiErr) && apiErr.ErrorCode == 10008)) {
-			return err
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return err
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return conn.Setup(ctx, []string{"primary"}, opts...)
 }
 
 // TestSetupReplicas lays the pipeline out on a 3-server cluster with 3
@@ -111,7 +83,7 @@ func TestSetupReplicas(t *testing.T) {
 	_, urls := natsCluster(t, 3)
 	conn := testenv.BrokerAt(t, urls)
 	for _, replicas := range []int{3, 1, 3} {
-		if err := setupUntilLeader(t, conn, broker.WithPlacement(broker.Placement{Replicas: replicas})); err != nil {
+		if err := setup(t, conn, broker.WithPlacement(broker.Placement{Replicas: replicas})); err != nil {
 			t.Fatalf("Setup with %d replicas: %v", replicas, err)
 		}
 		ctx := ctxT(t)
@@ -155,7 +127,7 @@ func TestSetupReplicasRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := setupUntilLeader(t, tt.conn, broker.WithPlacement(tt.place))
+			err := setup(t, tt.conn, broker.WithPlacement(tt.place))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Setup with %+v: %v; want an error saying %q", tt.place, err, tt.want)
 			}
@@ -170,7 +142,7 @@ func TestSetupReplicasRefused(t *testing.T) {
 func TestPlacementTags(t *testing.T) {
 	_, urls := natsCluster(t, 3, "ssd")
 	conn := testenv.BrokerAt(t, urls)
-	if err := setupUntilLeader(t, conn, broker.WithPlacement(broker.Placement{Replicas: 3, Tags: []string{"ssd"}})); err != nil {
+	if err := setup(t, conn, broker.WithPlacement(broker.Placement{Replicas: 3, Tags: []string{"ssd"}})); err != nil {
 		t.Fatal(err)
 	}
 	s, err := conn.JS.Stream(ctxT(t), broker.DocsStream)
@@ -190,7 +162,7 @@ func TestPlacementTags(t *testing.T) {
 func TestPublishAcrossLeaderChange(t *testing.T) {
 	servers, opts, urls := natsClusterOpts(t, 3)
 	conn := testenv.BrokerAt(t, urls)
-	if err := setupUntilLeader(t, conn, broker.WithPlacement(broker.Placement{Replicas: 3})); err != nil {
+	if err := setup(t, conn, broker.WithPlacement(broker.Placement{Replicas: 3})); err != nil {
 		t.Fatal(err)
 	}
 	ctx := ctxT(t)

@@ -55,14 +55,15 @@ func (c *Conn) publishMsg(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck
 // temporarily unavailable", answered while a stream has no leader.
 const jsErrCodeClusterNotAvailable jetstream.ErrorCode = 10008
 
-// leaderless reports whether a publish failed because the stream could not
-// answer for now, while ctx still runs.
+// leaderless reports whether a request failed because JetStream could not
+// answer for now (no leader, a server gone), while ctx still runs.
 func leaderless(ctx context.Context, err error) bool {
 	if ctx.Err() != nil {
 		return false
 	}
 	var apiErr *jetstream.APIError
 	return errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
 		errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, context.DeadlineExceeded) ||
