@@ -17,6 +17,10 @@ demo: ## the demo: dev Postgres + OpenSearch, a sample shop, flusso run, a searc
 demo-stop: ## stop the demo's flusso (the dev services keep running)
 	@deploy/demo/demo.sh stop
 
+demo-cluster: ## the docker-compose topology natively on the dev cluster (3 NATS, 2 OpenSearch): capture + standby, 3 assemblers, a writer; prints nats stream/consumer info
+	@deploy/dev/services.sh up --cluster >/dev/null
+	@deploy/demo/cluster.sh up
+
 proto: ## regenerate proto/flussopb from proto/flusso.proto
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 	cd proto && PATH="$(GOBIN):$$PATH" protoc --go_out=flussopb --go_opt=paths=source_relative flusso.proto
