@@ -608,7 +608,7 @@ cl_status() {
 	done
 	for i in "${!CL_OS_PORTS[@]}"; do
 		if cl_os_alive "$i"; then
-			health="$(curl -s --max-time 5 "http://127.0.0.1:${CL_OS_PORTS[$i]}/_cluster/health" | sed -E 's/.*"status":"([a-z]+)".*"number_of_nodes":([0-9]+).*/\1, \2 nodes/')"
+			health="$(curl -s --max-time 5 "http://127.0.0.1:${CL_OS_PORTS[$i]}/_cluster/health" | sed -E 's/.*"status":"([a-z]+)".*"number_of_nodes":([0-9]+).*/\1, \2 nodes/')" || true
 			echo "opensearch-$i  running  http://127.0.0.1:${CL_OS_PORTS[$i]}  pid $(<"$CL_DIR/opensearch-$i/pid") health ${health:-unknown}"
 		else
 			echo "opensearch-$i  stopped"
