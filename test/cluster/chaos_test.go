@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,6 +86,9 @@ func TestChaosCluster(t *testing.T) {
 		roleKills                       = map[string]int{}
 		restarts                        = map[string]int{}
 		lastNATS                        time.Time
+		osDown                          atomic.Bool
+		osBack                          sync.WaitGroup
+		osErr                           = make(chan error, 2)
 	)
 	start := time.Now()
 	storm := time.Duration(secs) * time.Second
@@ -112,13 +116,26 @@ func TestChaosCluster(t *testing.T) {
 			time.Sleep(time.Duration(1000+rng.IntN(2000)) * time.Millisecond)
 			node.Start()
 			lastNATS = time.Now()
-		case step%7 == 3 && osKills < 2:
+		case osKills < 2 && !osDown.Load() && time.Since(start) > time.Duration(osKills+1)*storm/3:
+			// An OpenSearch node dies and comes back in the background (a
+			// JVM takes a while): the other kills go on meanwhile.
 			node := "opensearch-" + strconv.Itoa(osKills%2)
 			t.Logf("killing %s", node)
-			cluster(t, services, "kill", node)
+			if err := devCluster(services, "kill", node); err != nil {
+				t.Fatal(err)
+			}
 			osKills++
-			time.Sleep(3 * time.Second)
-			cluster(t, services, "start", node) // returns once the cluster holds it again
+			osDown.Store(true)
+			osBack.Add(1)
+			go func() {
+				defer osBack.Done()
+				defer osDown.Store(false)
+				time.Sleep(3 * time.Second)
+				// It returns once the cluster holds the node again.
+				if err := devCluster(services, "start", node); err != nil {
+					osErr <- err
+				}
+			}()
 		default:
 			p := procs[rng.IntN(len(procs))]
 			p.Kill()
@@ -128,6 +145,12 @@ func TestChaosCluster(t *testing.T) {
 		}
 	}
 	w.Stop()
+	osBack.Wait()
+	select {
+	case err := <-osErr:
+		t.Fatal(err)
+	default:
+	}
 	for _, p := range procs {
 		if done, _ := p.Exited(); done {
 			restarts["exited "+role[p]]++
@@ -218,14 +241,14 @@ func (lw *leaderWatch) stop() map[string]int {
 	return lw.changes
 }
 
-// cluster runs deploy/dev/services.sh cluster with args.
-func cluster(t *testing.T, script string, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+// devCluster runs deploy/dev/services.sh cluster with args.
+func devCluster(script string, args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, script, append([]string{"cluster"}, args...)...).CombinedOutput(); err != nil {
-		t.Fatalf("%s cluster %v: %v\n%s", script, args, err, out)
+		return fmt.Errorf("%s cluster %v: %w\n%s", script, args, err, out)
 	}
+	return nil
 }
 
 // dropPrefix deletes the test's indexes from the cluster.
