@@ -116,7 +116,7 @@ start() {
 	local i=0 p name
 	for p in "${PROCS[@]}"; do
 		name="${p%% *}"
-		# Each process its own HTTP surfaces; the capture's is the one the demo reads.
+		# Each process its own HTTP surfaces: 9470 + its place in PROCS.
 		# shellcheck disable=SC2086 # the arguments are words
 		FLUSSO_PUBLIC_ADDRESS="127.0.0.1:$((9470 + i))" setsid "$FLUSSO" run ${p#* } \
 			--private-address "127.0.0.1:$((9480 + i))" --lock "$STATE/$name.lock" \
@@ -134,8 +134,7 @@ wait_backfill() {
 	t0="$(now)"
 	want_users="$(psql_db "$DATABASE_URL" -tAc "SELECT count(*) FROM users WHERE deleted_at IS NULL")"
 	want_products="$(psql_db "$DATABASE_URL" -tAc "SELECT count(*) FROM products")"
-	until curl -s "http://127.0.0.1:9470/status" | grep -q '"phase":"live"' &&
-		[[ "$(count demo_users)" == "$want_users" && "$(count demo_products)" == "$want_products" ]]; do
+	until [[ "$(count demo_users)" == "$want_users" && "$(count demo_products)" == "$want_products" ]]; do
 		over "$t0" "$WAIT" && die "the backfill did not finish in ${WAIT}s (logs: $STATE/*.log)"
 		sleep 0.5
 	done
@@ -153,11 +152,16 @@ change() {
 		sleep 0.1
 	done
 	info "product 14: landed in $(since "$t0")"
-	until [[ "$(curl -s "$OS_URL/demo_users/_count?q=orders.items.product.name:%22Mk%20II%22" | sed -nE 's/.*"count":([0-9]+).*/\1/p')" -gt 0 ]]; do
+	local fans
+	fans="$(psql_db "$DATABASE_URL" -tAc "SELECT count(DISTINCT u.id) FROM users u JOIN orders o ON o.user_id = u.id
+		JOIN order_items i ON i.order_id = o.id WHERE i.product_id = 14 AND u.deleted_at IS NULL")"
+	until [[ "$(curl -s -H 'Content-Type: application/json' "$OS_URL/demo_users/_count" -d \
+		'{"query": {"nested": {"path": "orders.items", "query": {"match_phrase": {"orders.items.product.name": "mk ii"}}}}}' |
+		sed -nE 's/.*"count":([0-9]+).*/\1/p')" == "$fans" ]]; do
 		over "$t0" "$WAIT" && die "the customers were not rebuilt in ${WAIT}s (logs: $STATE/*.log)"
-		sleep 0.2
+		sleep 0.1
 	done
-	info "customers with the new name: landed in $(since "$t0")"
+	info "$fans customer documents with the new name: landed in $(since "$t0")"
 }
 
 show_info() {
@@ -186,7 +190,7 @@ up() {
 	change
 	show_info
 	step "Done in $(since "$t0"); the processes keep running (logs in $STATE/)"
-	info "curl -s localhost:9470/status        # the capture"
+	info "curl -s localhost:9470/status        # a capture (9471 the other; one is active, one stands by)"
 	info "deploy/demo/cluster.sh info          # stream and consumer info again"
 	info "deploy/demo/cluster.sh stop"
 }
