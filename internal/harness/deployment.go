@@ -68,8 +68,8 @@ type Config struct {
 	// Replicas is the primary sink's number_of_replicas (a cluster keeps a
 	// copy of each shard on another node); 0 keeps none.
 	Replicas int
-	Sinks      string // more [sinks.*] tables, as TOML
-	Indexes    []Index
+	Sinks    string // more [sinks.*] tables, as TOML
+	Indexes  []Index
 }
 
 // Index is one [[index]] of flusso.toml, its schema written next to it.
