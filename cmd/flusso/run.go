@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -216,8 +217,11 @@ func runOptions(c *cli.Context, cfg *config.Config) (run.Options, error) {
 			return opts, fmt.Errorf("--nats-listen: %w", err)
 		}
 	}
-	if err := opts.Placement.Validate(); err != nil {
-		return opts, fmt.Errorf("--nats-replicas (FLUSSO_NATS_REPLICAS): %w", err)
+	if r := opts.Placement.Replicas; r < 1 || r > broker.MaxReplicas {
+		return opts, fmt.Errorf("--nats-replicas (FLUSSO_NATS_REPLICAS) must be 1 to %d, not %d", broker.MaxReplicas, r)
+	}
+	if slices.ContainsFunc(opts.Placement.Tags, func(t string) bool { return strings.TrimSpace(t) == "" }) {
+		return opts, fmt.Errorf("--nats-placement-tags (FLUSSO_NATS_PLACEMENT_TAGS) %q: a tag must not be empty", strings.Join(opts.Placement.Tags, ","))
 	}
 	if opts.NATSURL == "" && (opts.Placement.Replicas > 1 || len(opts.Placement.Tags) > 0) {
 		return opts, errors.New("--nats-replicas above 1 and --nats-placement-tags need a NATS cluster (--nats-url): the embedded NATS is one server")

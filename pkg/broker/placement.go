@@ -25,20 +25,6 @@ const DefaultReplicas = 1
 // MaxReplicas is the most replicas JetStream keeps of a stream.
 const MaxReplicas = 5
 
-// Validate checks the replica count and tags given, before anything
-// connects.
-func (p Placement) Validate() error {
-	if p.Replicas < 1 || p.Replicas > MaxReplicas {
-		return fmt.Errorf("the replica count must be 1 to %d, not %d", MaxReplicas, p.Replicas)
-	}
-	for _, t := range p.Tags {
-		if strings.TrimSpace(t) == "" {
-			return errors.New("a placement tag must not be empty")
-		}
-	}
-	return nil
-}
-
 func (p Placement) withDefaults() Placement {
 	if p.Replicas <= 0 {
 		p.Replicas = DefaultReplicas
