@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 GOBIN := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: help build test demo demo-stop services services-down proto bench chaos faults lint
+.PHONY: help build test demo demo-stop services services-down proto bench chaos chaos-cluster demo-cluster faults lint
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -17,6 +17,10 @@ demo: ## the demo: dev Postgres + OpenSearch, a sample shop, flusso run, a searc
 demo-stop: ## stop the demo's flusso (the dev services keep running)
 	@deploy/demo/demo.sh stop
 
+demo-cluster: ## the docker-compose topology natively on the dev cluster (3 NATS, 2 OpenSearch): capture + standby, 3 assemblers, a writer; prints nats stream/consumer info
+	@deploy/dev/services.sh up --cluster >/dev/null
+	@deploy/demo/cluster.sh up
+
 proto: ## regenerate proto/flussopb from proto/flusso.proto
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 	cd proto && PATH="$(GOBIN):$$PATH" protoc --go_out=flussopb --go_opt=paths=source_relative flusso.proto
@@ -28,8 +32,8 @@ proto: ## regenerate proto/flussopb from proto/flusso.proto
 # machines have 2 cores.
 TEST_FLAGS ?= -count=1 -timeout 25m -p 2
 
-services: ## start dev PostgreSQL 15, OpenSearch 2.19 and NATS (idempotent; state in .dev/)
-	@deploy/dev/services.sh up
+services: ## start dev PostgreSQL 15, OpenSearch 2.19 and NATS (idempotent; state in .dev/); CLUSTER=1 adds a 3-node NATS and a 2-node OpenSearch cluster
+	@deploy/dev/services.sh up $(if $(filter 1,$(CLUSTER)),--cluster)
 
 services-down: ## stop the dev services
 	@deploy/dev/services.sh down
@@ -39,6 +43,10 @@ test: services ## run every test against the real services (started if needed)
 
 chaos: services ## the chaos test at length: 5 minutes of kills and restarts, then a full diff
 	@source .dev/env && FLUSSO_CHAOS_SECS=$${FLUSSO_CHAOS_SECS:-300} $(GO) test -count=1 -timeout 60m -run 'TestChaos$$' -v ./test/system/ | grep -E 'chaos report|did not converge|^(--- |ok|FAIL|PASS)'
+
+chaos-cluster: ## the cluster chaos test: 3 NATS nodes (R3 streams), 2 OpenSearch nodes, node and role kills for 2 minutes, then a full diff
+	@deploy/dev/services.sh up --cluster >/dev/null
+	@set -o pipefail && source .dev/env && source .dev/cluster.env && FLUSSO_CHAOS_SECS=$${FLUSSO_CHAOS_SECS:-120} $(GO) test -count=1 -timeout 60m -run 'TestChaosCluster$$' -v ./test/cluster/ | grep -E 'cluster chaos report|did not converge|handed out|^(--- |ok|FAIL|PASS)'
 
 faults: services ## the fault suite at length: longer faults, bigger volumes; one "fault report" line per scenario
 	@set -o pipefail && source .dev/env && FLUSSO_FAULTS_LONG=1 $(GO) test -count=1 -timeout 90m -p 1 -v ./test/faults/ | grep -E 'fault report|_test\.go:[0-9]+: expected|^(--- |ok|FAIL|PASS)'

@@ -22,6 +22,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/config"
 )
 
@@ -55,6 +56,24 @@ type composeService struct {
 	Ports         []string          `yaml:"ports"`
 	ContainerName string            `yaml:"container_name"`
 	DependsOn     map[string]any    `yaml:"depends_on"`
+	Deploy        struct {
+		Replicas int `yaml:"replicas"`
+	} `yaml:"deploy"`
+}
+
+// composeFile reads docker-compose.yml.
+func composeFile(t *testing.T) map[string]composeService {
+	t.Helper()
+	var file struct {
+		Services map[string]composeService `yaml:"services"`
+	}
+	readYAML(t, "../docker-compose.yml", &file)
+	return file.Services
+}
+
+// pipeline reports whether a compose service is a flusso process.
+func (s composeService) pipeline() bool {
+	return len(s.Command) > 0 && s.Command[0] == "run" && s.Image == "flusso:dev"
 }
 
 // flag returns the values of --name in args.
@@ -71,30 +90,25 @@ func flag(args []string, name string) []string {
 	return out
 }
 
-// TestCompose: docker-compose.yml parses; its flusso services run one capture, a
-// scalable assembler and one writer per sink of the config they mount, against the
-// compose NATS, with the secrets from the environment.
+// TestCompose: docker-compose.yml parses; `docker compose up` alone runs the dev
+// services, a NATS cluster and the flusso services: a capture and a standby, three
+// assemblers and one writer per sink of the config they mount, against every node of
+// the compose NATS cluster, with the secrets from the environment.
 func TestCompose(t *testing.T) {
-	body, err := os.ReadFile("../docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var file struct {
-		Services map[string]composeService `yaml:"services"`
-	}
-	if err := yaml.Unmarshal(body, &file); err != nil {
-		t.Fatalf("docker-compose.yml: %v", err)
-	}
-	for _, dev := range []string{"postgres", "opensearch", "nats"} {
-		if _, ok := file.Services[dev]; !ok {
+	services := composeFile(t)
+	for _, dev := range []string{"postgres", "opensearch", "nats", "nats-1", "nats-2"} {
+		if _, ok := services[dev]; !ok {
 			t.Errorf("docker-compose.yml: no %s service", dev)
 		}
 	}
 
 	byRole := map[string][]string{}
 	var sinks []string
-	for name, s := range file.Services {
-		if len(s.Command) == 0 || s.Command[0] != "run" || s.Image != "flusso:dev" {
+	for name, s := range services {
+		if len(s.Profiles) > 0 {
+			t.Errorf("service %s: in profiles %v: docker compose up without flags must start it", name, s.Profiles)
+		}
+		if !s.pipeline() {
 			continue
 		}
 		r := flag(s.Command, "role")
@@ -106,16 +120,19 @@ func TestCompose(t *testing.T) {
 		if s.Build == nil {
 			t.Errorf("service %s: no build: compose would pull flusso:dev instead of building it", name)
 		}
-		if !slices.Contains(s.Profiles, "pipeline") {
-			t.Errorf("service %s: not in the pipeline profile (docker compose up -d --wait starts the dev services only)", name)
-		}
-		for _, k := range []string{"FLUSSO_CONFIG", "FLUSSO_NATS_URL", "DATABASE_URL", "FLUSSO_PUBLIC_ADDRESS"} {
+		for _, k := range []string{"FLUSSO_CONFIG", "FLUSSO_NATS_URL", "FLUSSO_NATS_REPLICAS", "DATABASE_URL", "FLUSSO_PUBLIC_ADDRESS"} {
 			if s.Environment[k] == "" {
 				t.Errorf("service %s: %s not set", name, k)
 			}
 		}
-		if !strings.HasPrefix(s.Environment["FLUSSO_NATS_URL"], "nats://nats:") {
-			t.Errorf("service %s: FLUSSO_NATS_URL = %q, want the compose nats service", name, s.Environment["FLUSSO_NATS_URL"])
+		for _, u := range strings.Split(s.Environment["FLUSSO_NATS_URL"], ",") {
+			host, _, _ := strings.Cut(strings.TrimPrefix(u, "nats://"), ":")
+			if _, ok := services[host]; !ok || !strings.HasPrefix(u, "nats://") {
+				t.Errorf("service %s: FLUSSO_NATS_URL names %q, not a compose nats service", name, u)
+			}
+			if _, ok := s.DependsOn[host]; !ok {
+				t.Errorf("service %s: does not depend on %s", name, host)
+			}
 		}
 		if !slices.ContainsFunc(s.Volumes, func(v string) bool { return strings.HasSuffix(v, ":/etc/flusso:ro") }) {
 			t.Errorf("service %s: the config is not mounted read-only at /etc/flusso: %v", name, s.Volumes)
@@ -134,11 +151,11 @@ func TestCompose(t *testing.T) {
 			t.Errorf("service %s: container_name or host ports keep --scale assembler=3 from working", name)
 		}
 	}
-	if len(byRole["capture"]) != 1 {
-		t.Errorf("capture services: %v, want exactly one (a standby comes from --scale)", byRole["capture"])
+	if len(byRole["capture"]) != 2 {
+		t.Errorf("capture services: %v, want an active one and a standby", byRole["capture"])
 	}
-	if len(byRole["assembler"]) != 1 {
-		t.Errorf("assembler services: %v, want one, scaled with --scale", byRole["assembler"])
+	if a := byRole["assembler"]; len(a) != 1 || services[a[0]].Deploy.Replicas != 3 {
+		t.Errorf("assembler services: %v, want one of 3 replicas (--scale changes it)", a)
 	}
 
 	// The mounted config is the demo's: a writer for each of its sinks, none other.
@@ -399,5 +416,212 @@ func readYAML(t *testing.T, path string, v any) {
 	}
 	if err := yaml.Unmarshal(body, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// topology is what a deployment runs and how it is told where things are: its
+// processes as the `flusso run` arguments each gets (a replica is one more), the
+// environment variables its processes share, and the streams and consumers it tells
+// the operator to look at with the nats CLI.
+type topology struct {
+	procs     []string // sorted; e.g. "--role writer --sink primary"
+	env       []string // sorted names
+	streams   []string // sorted: "stream info S" and "consumer info S C"
+	envSource string
+}
+
+// natsInfo finds the nats CLI's stream and consumer info commands in text.
+var natsInfo = regexp.MustCompile(`\b(stream info [A-Z_]+|consumer info [A-Z_]+ [a-z_{}. ]+?)\s*(?:#|\n|$|")`)
+
+func infoCommands(text string) []string {
+	var out []string
+	for _, m := range natsInfo.FindAllStringSubmatch(text, -1) {
+		if c := strings.TrimSpace(m[1]); !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func composeTopology(t *testing.T) topology {
+	t.Helper()
+	var top topology
+	env := map[string]bool{}
+	for _, s := range composeFile(t) {
+		if !s.pipeline() {
+			continue
+		}
+		for range max(1, s.Deploy.Replicas) {
+			top.procs = append(top.procs, strings.Join(s.Command[1:], " "))
+		}
+		for k := range s.Environment {
+			env[k] = true
+		}
+	}
+	body, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top.env, top.streams = slices.Sorted(maps.Keys(env)), infoCommands(string(body))
+	slices.Sort(top.procs)
+	return top
+}
+
+// nativeTopology reads deploy/demo/cluster.sh (make demo-cluster): its PROCS, the
+// variables it exports and sets on a process's command line, its info commands.
+func nativeTopology(t *testing.T) topology {
+	t.Helper()
+	body, err := os.ReadFile("demo/cluster.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(body)
+	var top topology
+	_, procs, ok := strings.Cut(text, "\nPROCS=(\n")
+	if !ok {
+		t.Fatal("demo/cluster.sh: no PROCS=( list")
+	}
+	procs, _, _ = strings.Cut(procs, "\n)")
+	for _, line := range strings.Split(procs, "\n") {
+		_, args, _ := strings.Cut(strings.Trim(strings.TrimSpace(line), `"`), " ")
+		top.procs = append(top.procs, args)
+	}
+	env := map[string]bool{}
+	// export NAME=… for every process; NAME="…" setsid … for one.
+	for _, m := range regexp.MustCompile(`(?m)^\s*(?:export ([A-Z][A-Z0-9_]*)=|([A-Z][A-Z0-9_]*)="[^"]*" setsid )`).FindAllStringSubmatch(text, -1) {
+		env[m[1]+m[2]] = true
+	}
+	top.env, top.streams = slices.Sorted(maps.Keys(env)), infoCommands(text)
+	slices.Sort(top.procs)
+	return top
+}
+
+// helmTopology renders what the chart's defaults run: replicas of each role's
+// Deployment with the arguments its template gives, the variables of the pod template
+// and of the Secret (for the sinks of values.yaml), the info commands of NOTES.txt
+// for those sinks.
+func helmTopology(t *testing.T) topology {
+	t.Helper()
+	const chart = "helm/flusso/"
+	var values struct {
+		NATS struct {
+			Replicas int `yaml:"replicas"`
+		} `yaml:"nats"`
+		Capture   struct{ Replicas int } `yaml:"capture"`
+		Assembler struct{ Replicas int } `yaml:"assembler"`
+		Writers   []struct {
+			Sink     string `yaml:"sink"`
+			Replicas int    `yaml:"replicas"`
+		} `yaml:"writers"`
+		Secrets struct {
+			Sinks map[string]any `yaml:"sinks"`
+		} `yaml:"secrets"`
+	}
+	readYAML(t, chart+"values.yaml", &values)
+	read := func(name string) string {
+		body, err := os.ReadFile(chart + "templates/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(body)
+	}
+	var top topology
+	for _, r := range []struct {
+		file, args string
+		replicas   int
+	}{{"capture.yaml", `"--role" "capture"`, values.Capture.Replicas}, {"assembler.yaml", `"--role" "assembler"`, values.Assembler.Replicas}} {
+		if !strings.Contains(read(r.file), r.args) {
+			t.Errorf("%s does not run %s", r.file, r.args)
+		}
+		for range r.replicas {
+			top.procs = append(top.procs, strings.ReplaceAll(strings.ReplaceAll(r.args, `"`, ""), "  ", " "))
+		}
+	}
+	if !strings.Contains(read("writers.yaml"), `"--role" "writer" "--sink" $sink`) {
+		t.Error("writers.yaml does not run --role writer --sink <sink>")
+	}
+	notes := read("NOTES.txt")
+	for _, w := range values.Writers {
+		for range max(1, w.Replicas) {
+			top.procs = append(top.procs, "--role writer --sink "+w.Sink)
+		}
+	}
+	env := map[string]bool{}
+	for _, m := range regexp.MustCompile(`- name: ([A-Z][A-Z0-9_]*)`).FindAllStringSubmatch(read("_helpers.tpl"), -1) {
+		env[m[1]] = true
+	}
+	secret := read("secret.yaml")
+	for _, m := range regexp.MustCompile(`(?m)^\s+([A-Z][A-Z0-9_]*): `).FindAllStringSubmatch(secret, -1) {
+		env[m[1]] = true
+	}
+	for _, m := range regexp.MustCompile(`\{\{ \$prefix \}\}(_OPENSEARCH_[A-Z]+):`).FindAllStringSubmatch(secret, -1) {
+		for sink := range values.Secrets.Sinks {
+			env[strings.ToUpper(sink)+m[1]] = true
+		}
+	}
+	var streams []string
+	for _, c := range infoCommands(notes) {
+		if strings.Contains(c, "{{ .sink }}") {
+			for _, w := range values.Writers {
+				streams = append(streams, strings.ReplaceAll(c, "{{ .sink }}", w.Sink))
+			}
+			continue
+		}
+		streams = append(streams, c)
+	}
+	slices.Sort(streams)
+	top.env, top.streams = slices.Sorted(maps.Keys(env)), streams
+	slices.Sort(top.procs)
+	if values.NATS.Replicas != 3 {
+		t.Errorf("values.yaml nats.replicas = %d, want 3 as compose and make demo-cluster", values.NATS.Replicas)
+	}
+	return top
+}
+
+// TestTopology: docker-compose.yml, the Helm chart and make demo-cluster
+// (deploy/demo/cluster.sh) run the same processes, give them the same variables and
+// show the same streams and consumers, which are the broker's and those of the demo's
+// sinks; every FLUSSO_* variable is one `flusso run` reads.
+func TestTopology(t *testing.T) {
+	compose, native, helm := composeTopology(t), nativeTopology(t), helmTopology(t)
+	want := []string{"--role assembler", "--role assembler", "--role assembler", "--role capture", "--role capture", "--role writer --sink primary"}
+	for name, top := range map[string]topology{"docker-compose.yml": compose, "demo/cluster.sh": native, "the Helm chart": helm} {
+		if !slices.Equal(top.procs, want) {
+			t.Errorf("%s runs %q, want %q", name, top.procs, want)
+		}
+	}
+	if !slices.Equal(compose.env, native.env) {
+		t.Errorf("variables: docker-compose.yml sets %v, demo/cluster.sh %v", compose.env, native.env)
+	}
+	for _, k := range compose.env {
+		if !slices.Contains(helm.env, k) {
+			t.Errorf("variables: docker-compose.yml sets %s, the Helm chart does not (it sets %v)", k, helm.env)
+		}
+	}
+	cfg, err := config.Load("demo/flusso.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams := []string{"consumer info " + broker.ChangesStream + " " + broker.AssemblerConsumer,
+		"stream info " + broker.ChangesStream, "stream info " + broker.DocsStream}
+	for _, s := range cfg.Sinks {
+		streams = append(streams, "consumer info "+broker.DocsStream+" "+broker.WriterConsumer(s.Name))
+	}
+	slices.Sort(streams)
+	for name, top := range map[string]topology{"docker-compose.yml": compose, "demo/cluster.sh": native, "the Helm chart's NOTES.txt": helm} {
+		if !slices.Equal(top.streams, streams) {
+			t.Errorf("%s shows %q, want %q", name, top.streams, streams)
+		}
+	}
+
+	help, err := exec.Command("go", "run", "../cmd/flusso", "run", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("flusso run --help: %v\n%s", err, help)
+	}
+	for _, k := range helm.env {
+		if strings.HasPrefix(k, "FLUSSO_") && k != "FLUSSO_LOG_FORMAT" && !strings.Contains(string(help), "$"+k+"]") {
+			t.Errorf("%s is not a variable of flusso run (--help)", k)
+		}
 	}
 }

@@ -83,7 +83,7 @@ func consumersCommand() *cli.Command {
 // brokerFlags say where a command finds the deployment's NATS.
 func brokerFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "nats-url", Usage: "the deployment's external NATS `URL`; works while the pipeline runs", EnvVars: []string{"FLUSSO_NATS_URL"}},
+		&cli.StringFlag{Name: "nats-url", Usage: "the deployment's external NATS `URL` (a cluster's servers comma-separated); works while the pipeline runs", EnvVars: []string{"FLUSSO_NATS_URL"}},
 		&cli.StringFlag{Name: "data-dir", Usage: "`DIR` of a stopped pipeline's embedded NATS data, used without --nats-url", EnvVars: []string{"FLUSSO_DATA_DIR"}, Value: ".flusso"},
 	}
 }

@@ -298,29 +298,32 @@ func TestRunOptions(t *testing.T) {
 	t.Setenv("FLUSSO_INDEX_PREFIX", "env_")
 	t.Setenv("FLUSSO_ROLE", "assembler,writer")
 	t.Setenv("FLUSSO_QUARANTINE_MAX_BYTES", "4096")
+	t.Setenv("FLUSSO_NATS_REPLICAS", "3")
 	code, _, stderr := flusso(t, "run", "-c", path, "--lock", lock,
 		"--slot", "flag_slot", "--index-prefix", "flag_", "--manage-publication", "false",
-		"--sink", "primary", "--lag-poll-secs", "2", "--nats-url", "nats://nats:4222", "--quarantine-max-age", "1h")
+		"--sink", "primary", "--lag-poll-secs", "2", "--nats-url", "nats://nats-0:4222,nats://nats-1:4222", "--quarantine-max-age", "1h",
+		"--nats-placement-tags", "ssd,eu")
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	want := run.Options{
-		Slot:              "flag_slot",        // flag over env
-		Publication:       "flusso",           // default
-		ManagePublication: false,              // flag over [source]
-		QueueCapacity:     2000,               // default
-		PublicAddress:     "0.0.0.0:19464",    // [server]
-		PrivateAddress:    "127.0.0.1:29465",  // env over [server]
-		AdminUser:         "admin",            // default
-		AdminPassword:     "flusso",           // default
-		LagPoll:           2 * time.Second,    // flag
-		IndexPrefix:       "flag_",            // flag over env over config
-		NATSURL:           "nats://nats:4222", // flag
-		DataDir:           ".flusso",          // default
+		Slot:              "flag_slot",                             // flag over env
+		Publication:       "flusso",                                // default
+		ManagePublication: false,                                   // flag over [source]
+		QueueCapacity:     2000,                                    // default
+		PublicAddress:     "0.0.0.0:19464",                         // [server]
+		PrivateAddress:    "127.0.0.1:29465",                       // env over [server]
+		AdminUser:         "admin",                                 // default
+		AdminPassword:     "flusso",                                // default
+		LagPoll:           2 * time.Second,                         // flag
+		IndexPrefix:       "flag_",                                 // flag over env over config
+		NATSURL:           "nats://nats-0:4222,nats://nats-1:4222", // flag
+		DataDir:           ".flusso",                               // default
 		Roles:             []run.Role{"assembler", "writer"},
 		Sinks:             []string{"primary"},
 		Version:           buildVersion(), // stamped on stdout envelopes
 		Quarantine:        broker.QuarantineLimits{MaxBytes: 4096, MaxAge: time.Hour},
+		Placement:         broker.Placement{Replicas: 3, Tags: []string{"ssd", "eu"}}, // env; flag
 	}
 	if got.Config == nil || len(got.Config.Indexes) != 1 {
 		t.Fatalf("config = %+v", got.Config)
@@ -405,6 +408,10 @@ func TestRunRefuses(t *testing.T) {
 		{"bad prefix", []string{"run", "-c", path, "--lock", stale, "--index-prefix", "Dev"}, "flusso: --index-prefix: index prefix \"Dev\" must be lowercase\n"},
 		{"bad address", []string{"run", "-c", path, "--lock", stale, "--public-address", "9464"}, "flusso: --public-address: \"9464\" is not a host:port address (e.g. 0.0.0.0:9464)\n"},
 		{"nats-listen with nats-url", []string{"run", "-c", path, "--lock", stale, "--nats-listen", "127.0.0.1:4222", "--nats-url", "nats://nats:4222"}, "flusso: --nats-listen opens the embedded NATS, which --nats-url replaces: give one of them\n"},
+		{"replicas on the embedded NATS", []string{"run", "-c", path, "--lock", stale, "--nats-replicas", "3"}, "flusso: --nats-replicas above 1 and --nats-placement-tags need a NATS cluster (--nats-url): the embedded NATS is one server\n"},
+		{"too many replicas", []string{"run", "-c", path, "--lock", stale, "--nats-url", "nats://nats:4222", "--nats-replicas", "7"}, "flusso: --nats-replicas (FLUSSO_NATS_REPLICAS) must be 1 to 5, not 7\n"},
+		{"no replicas", []string{"run", "-c", path, "--lock", stale, "--nats-url", "nats://nats:4222", "--nats-replicas", "0"}, "flusso: --nats-replicas (FLUSSO_NATS_REPLICAS) must be 1 to 5, not 0\n"},
+		{"empty placement tag", []string{"run", "-c", path, "--lock", stale, "--nats-url", "nats://nats:4222", "--nats-placement-tags", "ssd,,eu"}, "flusso: --nats-placement-tags (FLUSSO_NATS_PLACEMENT_TAGS) \"ssd,,eu\": a tag must not be empty\n"},
 		{"bad nats-listen", []string{"run", "-c", path, "--lock", stale, "--nats-listen", "4222"}, "flusso: --nats-listen: \"4222\" is not a host:port address (e.g. 0.0.0.0:9464)\n"},
 		{"bad queue capacity", []string{"run", "-c", path, "--lock", stale, "--queue-capacity", "0"}, "flusso: --queue-capacity must be at least 1, not 0\n"},
 		{"bad bool", []string{"run", "-c", path, "--lock", stale, "--manage-publication", "maybe"}, "flusso: invalid value \"maybe\" for flag -manage-publication: \"maybe\" is not true or false (see flusso run --help)\n"},

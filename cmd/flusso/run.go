@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -53,7 +54,9 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "lag-poll-secs", Usage: "seconds between replication lag samples", EnvVars: []string{"FLUSSO_LAG_POLL_SECS"}, Value: 15},
 			&cli.IntFlag{Name: "ready-grace-secs", Usage: "seconds a stage may stay degraded before /readyz answers 503", EnvVars: []string{"FLUSSO_READY_GRACE_SECS"}, DefaultText: fmt.Sprint(int(run.DefaultReadyGrace / time.Second))},
 			&cli.StringFlag{Name: "index-prefix", Usage: "`PREFIX` of every index name flusso owns (default: the config's prefix)", EnvVars: []string{"FLUSSO_INDEX_PREFIX"}},
-			&cli.StringFlag{Name: "nats-url", Usage: "external NATS `URL`; empty runs an embedded server", EnvVars: []string{"FLUSSO_NATS_URL"}},
+			&cli.StringFlag{Name: "nats-url", Usage: "external NATS `URL`, or the comma-separated URLs of a cluster's servers; empty runs an embedded server", EnvVars: []string{"FLUSSO_NATS_URL"}},
+			&cli.IntFlag{Name: "nats-replicas", Usage: "`N` copies of every stream and bucket on the NATS cluster (3 recommended: any one server may be lost); changing it updates the existing streams", EnvVars: []string{"FLUSSO_NATS_REPLICAS"}, Value: broker.DefaultReplicas},
+			&cli.StringSliceFlag{Name: "nats-placement-tags", Usage: "`TAG` every replica's NATS server must carry (server_tags); repeatable or comma-separated", EnvVars: []string{"FLUSSO_NATS_PLACEMENT_TAGS"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "`DIR` of the embedded NATS server's data", EnvVars: []string{"FLUSSO_DATA_DIR"}, Value: ".flusso"},
 			&cli.StringFlag{Name: "nats-listen", Usage: "open the embedded NATS to TCP clients such as the nats CLI on `HOST:PORT`, behind a user and password (default: reachable from this process only)", EnvVars: []string{"FLUSSO_NATS_LISTEN"}},
 			&cli.StringFlag{Name: "nats-listen-user", Usage: "`USER` admitted by --nats-listen (default: the one in <data-dir>/" + run.ListenCredentialsFile + ", made at first use)", EnvVars: []string{"FLUSSO_NATS_LISTEN_USER"}},
@@ -185,6 +188,7 @@ func runOptions(c *cli.Context, cfg *config.Config) (run.Options, error) {
 		NATSKey:            c.String("nats-tls-key"),
 		Sinks:              c.StringSlice("sink"),
 		Quarantine:         broker.QuarantineLimits{MaxBytes: c.Int64("quarantine-max-bytes"), MaxAge: c.Duration("quarantine-max-age")},
+		Placement:          broker.Placement{Replicas: c.Int("nats-replicas"), Tags: c.StringSlice("nats-placement-tags")},
 		Version:            c.App.Version,
 	}
 	if c.IsSet("manage-publication") {
@@ -212,6 +216,15 @@ func runOptions(c *cli.Context, cfg *config.Config) (run.Options, error) {
 		if err := config.ValidateAddress(opts.NATSListen); err != nil {
 			return opts, fmt.Errorf("--nats-listen: %w", err)
 		}
+	}
+	if r := opts.Placement.Replicas; r < 1 || r > broker.MaxReplicas {
+		return opts, fmt.Errorf("--nats-replicas (FLUSSO_NATS_REPLICAS) must be 1 to %d, not %d", broker.MaxReplicas, r)
+	}
+	if slices.ContainsFunc(opts.Placement.Tags, func(t string) bool { return strings.TrimSpace(t) == "" }) {
+		return opts, fmt.Errorf("--nats-placement-tags (FLUSSO_NATS_PLACEMENT_TAGS) %q: a tag must not be empty", strings.Join(opts.Placement.Tags, ","))
+	}
+	if opts.NATSURL == "" && (opts.Placement.Replicas > 1 || len(opts.Placement.Tags) > 0) {
+		return opts, errors.New("--nats-replicas above 1 and --nats-placement-tags need a NATS cluster (--nats-url): the embedded NATS is one server")
 	}
 	if err := cfg.CheckPrefix(opts.IndexPrefix); err != nil {
 		return opts, fmt.Errorf("--index-prefix: %w", err)

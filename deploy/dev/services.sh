@@ -2,8 +2,16 @@
 # Real PostgreSQL 15, OpenSearch 2.19 and NATS (JetStream) for development, tests and CI,
 # started natively (no Docker engine needed) and installed by this script on a fresh machine.
 #
-#   deploy/dev/services.sh up                    start what is not running (idempotent)
-#   deploy/dev/services.sh down                  stop everything
+#   deploy/dev/services.sh up [--cluster]        start what is not running (idempotent); with
+#                                                --cluster also the dev cluster (cluster up)
+#   deploy/dev/services.sh cluster up|down|status|env
+#                                                a 3-node NATS cluster (JetStream on each) and a
+#                                                2-node OpenSearch cluster on ports and dirs of
+#                                                their own (.dev/cluster/); the single nodes above
+#                                                are never touched
+#   deploy/dev/services.sh cluster kill|start|restart [--hard] NODE
+#                                                one node: nats-0..2, opensearch-0..1 (kill: SIGKILL)
+#   deploy/dev/services.sh down                  stop everything (the cluster too)
 #   deploy/dev/services.sh status                what runs, where
 #   deploy/dev/services.sh restart [--hard] SVC  restart postgres|opensearch|nats keeping its data
 #                                                (--hard: SIGKILL instead of a clean stop)
@@ -26,6 +34,15 @@ OS_HEAP="${FLUSSO_DEV_OPENSEARCH_HEAP:-1g}"
 OS_BUDGET=180 # seconds for OpenSearch to reach yellow (cold JVM on 2 cores)
 NATS_PORT="${FLUSSO_DEV_NATS_PORT:-54222}"
 NATS_BIN="$ROOT/bin/nats-server"
+
+# The dev cluster (cmd_cluster) has ports and directories of its own: the single
+# nodes above, which every test uses, are never touched by it.
+CL_DIR="$DEV/cluster"
+CL_NATS_PORTS=(54231 54232 54233)
+CL_NATS_ROUTE_PORTS=(54241 54242 54243)
+CL_OS_PORTS=(59201 59202)
+CL_OS_TRANSPORT_PORTS=(59301 59302)
+CL_OS_HEAP="${FLUSSO_DEV_CLUSTER_OPENSEARCH_HEAP:-512m}"
 
 PG_DIR="$DEV/postgres"
 OS_DIR="$DEV/opensearch"
@@ -430,6 +447,244 @@ nats_restart() {
 	log "nats restarted: $NATS_STATUS"
 }
 
+# ---------------------------------------------------------------- the dev cluster
+
+join_by() {
+	local IFS="$1"
+	shift
+	echo "$*"
+}
+
+cl_nats_urls() {
+	local p urls=()
+	for p in "${CL_NATS_PORTS[@]}"; do urls+=("nats://127.0.0.1:$p"); done
+	join_by , "${urls[@]}"
+}
+
+cl_os_urls() {
+	local p urls=()
+	for p in "${CL_OS_PORTS[@]}"; do urls+=("http://127.0.0.1:$p"); done
+	join_by , "${urls[@]}"
+}
+
+cl_nats_alive() { alive "$CL_DIR/nats-$1/pid" "flusso-dev-nats-$1"; }
+cl_os_alive() { alive "$CL_DIR/opensearch-$1/pid" "flusso.dev.opensearch.cluster=$1"; }
+
+# cl_nats_start I: node I of the NATS cluster, JetStream on, routes to every node.
+cl_nats_start() {
+	local i="$1" dir="$CL_DIR/nats-$1" port="${CL_NATS_PORTS[$1]}" routes=() p pid j
+	for p in "${CL_NATS_ROUTE_PORTS[@]}"; do routes+=("nats://127.0.0.1:$p"); done
+	port_busy "$port" && die "port $port is taken by another process (another checkout's cluster? stop it first)"
+	mkdir -p "$dir/store"
+	setsid "$NATS_BIN" -a 127.0.0.1 -p "$port" -js -sd "$dir/store" -n "flusso-dev-nats-$i" \
+		--cluster_name flusso-dev --cluster "nats://127.0.0.1:${CL_NATS_ROUTE_PORTS[$i]}" --routes "$(join_by , "${routes[@]}")" \
+		>>"$dir/nats.log" 2>&1 </dev/null &
+	pid=$!
+	echo "$pid" >"$dir/pid"
+	for ((j = 0; j < 300; j++)); do
+		port_busy "$port" && return 0
+		kill -0 "$pid" 2>/dev/null || {
+			tail -20 "$dir/nats.log" >&2
+			die "nats-$i exited during start (log: $dir/nats.log)"
+		}
+		sleep 0.1
+	done
+	die "nats-$i did not listen on $port in 30s"
+}
+
+# cl_os_start I: node I of the OpenSearch cluster on its existing home; discovery on
+# loopback, both nodes cluster-manager eligible. It returns without waiting (cl_os_wait).
+cl_os_start() {
+	local i="$1" dir="$CL_DIR/opensearch-$1" seeds=() names=() p k
+	for p in "${CL_OS_TRANSPORT_PORTS[@]}"; do seeds+=("127.0.0.1:$p"); done
+	for k in "${!CL_OS_PORTS[@]}"; do names+=("flusso-dev-cluster-$k"); done
+	port_busy "${CL_OS_PORTS[$i]}" && die "port ${CL_OS_PORTS[$i]} is taken by another process (another checkout's cluster? stop it first)"
+	mkdir -p "$dir/home/tmp"
+	(
+		cd "$dir"
+		exec setsid java \
+			-Xms"$CL_OS_HEAP" -Xmx"$CL_OS_HEAP" \
+			-XX:+UseG1GC -Djava.io.tmpdir="$dir/home/tmp" \
+			-Djava.locale.providers=SPI,COMPAT \
+			-Dlog4j2.disable.jmx=true -Dio.netty.noUnsafe=true -Dfile.encoding=UTF-8 \
+			-Dflusso.dev.opensearch.cluster="$i" \
+			-cp "$OS_BUILD_DIR/classes:$OS_BUILD_DIR/lib/*" Main \
+			path.home="$dir/home" cluster.name=flusso-dev-cluster node.name="flusso-dev-cluster-$i" \
+			discovery.type=zen discovery.seed_hosts="$(join_by , "${seeds[@]}")" \
+			cluster.initial_cluster_manager_nodes="$(join_by , "${names[@]}")" \
+			http.port="${CL_OS_PORTS[$i]}" transport.port="${CL_OS_TRANSPORT_PORTS[$i]}"
+	) >>"$dir/opensearch.log" 2>&1 </dev/null &
+	echo "$!" >"$dir/pid"
+}
+
+# cl_os_wait: every node answers and the cluster holds them all, at least yellow.
+cl_os_wait() {
+	local t0 n="${#CL_OS_PORTS[@]}" i ok
+	t0="$(now)"
+	while :; do
+		ok=1
+		for i in "${!CL_OS_PORTS[@]}"; do
+			curl -sf --max-time 5 "http://127.0.0.1:${CL_OS_PORTS[$i]}/_cluster/health?wait_for_nodes=$n&wait_for_status=yellow&timeout=1s" >/dev/null 2>&1 || ok=0
+		done
+		[[ "$ok" == 1 ]] && return 0
+		for i in "${!CL_OS_PORTS[@]}"; do
+			cl_os_alive "$i" || {
+				tail -40 "$CL_DIR/opensearch-$i/opensearch.log" >&2
+				die "opensearch-$i exited during start (log: $CL_DIR/opensearch-$i/opensearch.log)"
+			}
+		done
+		if awk -v a="$t0" -v b="$EPOCHREALTIME" -v m="$OS_BUDGET" 'BEGIN { exit !(b - a > m) }'; then
+			die "the OpenSearch cluster did not form with $n nodes in ${OS_BUDGET}s (logs: $CL_DIR/opensearch-*/opensearch.log)"
+		fi
+		sleep 0.5
+	done
+}
+
+cl_env_lines() {
+	cat <<EOF
+# Written by deploy/dev/services.sh cluster up; read by make chaos-cluster and demo-cluster.
+export FLUSSO_TEST_CLUSTER_NATS_URL='$(cl_nats_urls)'
+export FLUSSO_TEST_CLUSTER_OPENSEARCH_URL='$(cl_os_urls)'
+export FLUSSO_TEST_CLUSTER_SERVICES='$ROOT/deploy/dev/services.sh'
+EOF
+}
+
+cl_write_env() {
+	mkdir -p "$DEV"
+	cl_env_lines >"$DEV/cluster.env.tmp"
+	mv "$DEV/cluster.env.tmp" "$DEV/cluster.env"
+}
+
+cl_up() {
+	local t0 i started=() fresh=1
+	t0="$(now)"
+	ensure_tools
+	nats_build
+	for i in "${!CL_NATS_PORTS[@]}"; do
+		mkdir -p "$CL_DIR/nats-$i"
+		cl_nats_alive "$i" || {
+			cl_nats_start "$i"
+			started+=("nats-$i")
+		}
+	done
+	os_build
+	for i in "${!CL_OS_PORTS[@]}"; do
+		cl_os_alive "$i" && fresh=0
+	done
+	for i in "${!CL_OS_PORTS[@]}"; do
+		mkdir -p "$CL_DIR/opensearch-$i"
+		cl_os_alive "$i" && continue
+		# As for the single node: a fresh cluster when none of it runs.
+		[[ "$fresh" == 1 ]] && rm -rf "$CL_DIR/opensearch-$i/home"
+		cl_os_start "$i"
+		started+=("opensearch-$i")
+	done
+	cl_os_wait
+	cl_write_env
+	cat <<EOF
+[services] cluster up in $(since "$t0") (started: ${started[*]:-none})
+  nats        $(cl_nats_urls)  (JetStream on each; routes on 127.0.0.1:$(join_by , "${CL_NATS_ROUTE_PORTS[@]}"))
+  opensearch  $(cl_os_urls)  (heap $CL_OS_HEAP each)
+  env         source $DEV/cluster.env
+EOF
+}
+
+cl_down() {
+	local i
+	for i in "${!CL_NATS_PORTS[@]}"; do stop_pid "$CL_DIR/nats-$i/pid" "flusso-dev-nats-$i"; done
+	for i in "${!CL_OS_PORTS[@]}"; do stop_pid "$CL_DIR/opensearch-$i/pid" "flusso.dev.opensearch.cluster=$i"; done
+	log "cluster stopped"
+}
+
+cl_status() {
+	local i rc=0 health
+	for i in "${!CL_NATS_PORTS[@]}"; do
+		if cl_nats_alive "$i"; then
+			echo "nats-$i        running  nats://127.0.0.1:${CL_NATS_PORTS[$i]}  pid $(<"$CL_DIR/nats-$i/pid")"
+		else
+			echo "nats-$i        stopped"
+			rc=3
+		fi
+	done
+	for i in "${!CL_OS_PORTS[@]}"; do
+		if cl_os_alive "$i"; then
+			health="$(curl -s --max-time 5 "http://127.0.0.1:${CL_OS_PORTS[$i]}/_cluster/health" | sed -E 's/.*"status":"([a-z]+)".*"number_of_nodes":([0-9]+).*/\1, \2 nodes/')" || true
+			echo "opensearch-$i  running  http://127.0.0.1:${CL_OS_PORTS[$i]}  pid $(<"$CL_DIR/opensearch-$i/pid") health ${health:-unknown}"
+		else
+			echo "opensearch-$i  stopped"
+			rc=3
+		fi
+	done
+	return "$rc"
+}
+
+# cl_node NODE: checks a node name (nats-I or opensearch-I) and prints its kind and I.
+cl_node() {
+	local kind="${1%-*}" i="${1##*-}" n
+	case "$kind" in
+	nats) n="${#CL_NATS_PORTS[@]}" ;;
+	opensearch) n="${#CL_OS_PORTS[@]}" ;;
+	*) usage ;;
+	esac
+	[[ "$i" =~ ^[0-9]+$ ]] && ((i < n)) || usage
+	echo "$kind $i"
+}
+
+# cl_kill NODE: SIGKILL one node, as a crash would, and leave it down.
+cl_kill() {
+	local kind i
+	read -r kind i < <(cl_node "$1")
+	if [[ "$kind" == nats ]]; then
+		stop_pid "$CL_DIR/nats-$i/pid" "flusso-dev-nats-$i" 1
+	else
+		stop_pid "$CL_DIR/opensearch-$i/pid" "flusso.dev.opensearch.cluster=$i" 1
+	fi
+}
+
+# cl_start NODE: start one node that is down, keeping its data; an OpenSearch node
+# returns once the cluster holds every node again.
+cl_start() {
+	local kind i
+	read -r kind i < <(cl_node "$1")
+	if [[ "$kind" == nats ]]; then
+		cl_nats_alive "$i" || cl_nats_start "$i"
+	else
+		os_build
+		cl_os_alive "$i" || cl_os_start "$i"
+		cl_os_wait
+	fi
+}
+
+cmd_cluster() {
+	local sub="${1:-}" t0
+	shift || true
+	case "$sub" in
+	up) cl_up ;;
+	down) cl_down ;;
+	status) cl_status ;;
+	env) cl_env_lines ;;
+	kill) cl_kill "${1:-}" ;;
+	start) cl_start "${1:-}" ;;
+	restart)
+		local hard=0
+		[[ "${1:-}" == --hard ]] && {
+			hard=1
+			shift
+		}
+		t0="$(now)"
+		cl_node "${1:-}" >/dev/null
+		if [[ "$hard" == 1 ]]; then cl_kill "$1"; else
+			local kind i
+			read -r kind i < <(cl_node "$1")
+			if [[ "$kind" == nats ]]; then stop_pid "$CL_DIR/nats-$i/pid" "flusso-dev-nats-$i"; else stop_pid "$CL_DIR/opensearch-$i/pid" "flusso.dev.opensearch.cluster=$i"; fi
+		fi
+		cl_start "$1"
+		log "$1 restarted in $(since "$t0")"
+		;;
+	*) usage ;;
+	esac
+}
+
 # ---------------------------------------------------------------- env and commands
 
 env_lines() {
@@ -469,6 +724,7 @@ EOF
 }
 
 cmd_down() {
+	cl_down
 	nats_down
 	os_down
 	pg_down
@@ -501,7 +757,7 @@ cmd_status() {
 }
 
 usage() {
-	sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -509,7 +765,14 @@ main() {
 	local cmd="${1:-}"
 	shift || true
 	case "$cmd" in
-	up) cmd_up ;;
+	up)
+		case "${1:-}" in
+		"") cmd_up ;;
+		--cluster) cmd_up && cl_up ;;
+		*) usage ;;
+		esac
+		;;
+	cluster) cmd_cluster "$@" ;;
 	down) cmd_down ;;
 	status) cmd_status ;;
 	env)

@@ -65,8 +65,14 @@ func (d *Deployment) Slot() string { return "flusso_" + strings.TrimSuffix(d.Pre
 type Config struct {
 	OnError    string // global on_error; "" keeps the default
 	MaxRetries int    // of the primary sink; 0 keeps the default
-	Sinks      string // more [sinks.*] tables, as TOML
-	Indexes    []Index
+	// Nodes is the primary sink's url: several nodes' URLs, comma-separated,
+	// for a test on an OpenSearch cluster; "" is the deployment's node.
+	Nodes string
+	// Replicas is the primary sink's number_of_replicas (a cluster keeps a
+	// copy of each shard on another node); 0 keeps none.
+	Replicas int
+	Sinks    string // more [sinks.*] tables, as TOML
+	Indexes  []Index
 }
 
 // Index is one [[index]] of flusso.toml, its schema written next to it.
@@ -84,7 +90,11 @@ func (d *Deployment) WriteConfig(c Config) *config.Config {
 		fmt.Fprintf(&b, "on_error = %q\n", c.OnError)
 	}
 	fmt.Fprintf(&b, "prefix = %q\n\n[source]\ntype = \"postgres\"\nconnection_url = %q\n\n", d.Prefix, d.DBURL)
-	fmt.Fprintf(&b, "[sinks.primary]\ntype = \"opensearch\"\nurl = %q\nnumber_of_replicas = 0\nrefresh_interval = \"1s\"\n", d.OpenSearch)
+	nodes := d.OpenSearch
+	if c.Nodes != "" {
+		nodes = c.Nodes
+	}
+	fmt.Fprintf(&b, "[sinks.primary]\ntype = \"opensearch\"\nurl = %q\nnumber_of_replicas = %d\nrefresh_interval = \"1s\"\n", nodes, c.Replicas)
 	if c.MaxRetries > 0 {
 		fmt.Fprintf(&b, "max_retries = %d\n", c.MaxRetries)
 	}

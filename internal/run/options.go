@@ -47,8 +47,9 @@ type Options struct {
 	LagPoll           time.Duration
 	IndexPrefix       string // already merged with the config's prefix
 
-	// NATSURL selects an external NATS; empty starts the embedded server
-	// with its data in DataDir.
+	// NATSURL selects an external NATS (the comma-separated URLs of a
+	// cluster's servers); empty starts the embedded server with its data in
+	// DataDir.
 	NATSURL string
 	DataDir string
 	// NATSListen opens the embedded server to TCP clients such as the nats
@@ -70,6 +71,9 @@ type Options struct {
 	Sinks []string
 	// Quarantine bounds the quarantine stream.
 	Quarantine broker.QuarantineLimits
+	// Placement is how many copies of each stream and bucket the NATS
+	// cluster keeps, and where; zero keeps one.
+	Placement broker.Placement
 
 	// Version is the build's version, stamped on stdout envelopes.
 	Version string

@@ -157,7 +157,7 @@ func openBroker(ctx context.Context, opts Options, log *slog.Logger) (*broker.Co
 	for i, s := range opts.Config.Sinks {
 		sinkNames[i] = s.Name
 	}
-	if err := bc.Setup(ctx, sinkNames, broker.WithQuarantineLimits(opts.Quarantine)); err != nil {
+	if err := bc.Setup(ctx, sinkNames, broker.WithQuarantineLimits(opts.Quarantine), broker.WithPlacement(opts.Placement)); err != nil {
 		closeBroker()
 		return nil, nil, err
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flusso/flusso/pkg/redact"
+	"github.com/flusso/flusso/pkg/retry"
 )
 
 // Names of streams, subjects, consumers and buckets.
@@ -89,9 +90,11 @@ type Conn struct {
 }
 
 // Connect dials url, retrying every second until ctx ends; each failed
-// attempt is logged with the address and the attempt count. Reconnects
-// are unlimited: a broker restart is an outage to wait out, not a reason
-// to stop.
+// attempt is logged with the address and the attempt count. url may list
+// the servers of a cluster, comma-separated: the client connects to any
+// one that answers and moves to another when it goes. Reconnects are
+// unlimited: a broker restart is an outage to wait out, not a reason to
+// stop.
 func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*Conn, error) {
 	opts = append([]nats.Option{
 		nats.Name(name),
@@ -114,7 +117,7 @@ func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*Conn,
 		case <-time.After(time.Second):
 		}
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(PublishTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("opening JetStream on %s: %s", addr, redact.Error(err))
@@ -157,11 +160,18 @@ type SetupOption func(*setup)
 
 type setup struct {
 	quarantine QuarantineLimits
+	placement  Placement
 }
 
 // WithQuarantineLimits sets the quarantine stream's limits.
 func WithQuarantineLimits(l QuarantineLimits) SetupOption {
 	return func(s *setup) { s.quarantine = l }
+}
+
+// WithPlacement sets how many copies of every stream and bucket the
+// cluster keeps, and on which servers.
+func WithPlacement(p Placement) SetupOption {
+	return func(s *setup) { s.placement = p }
 }
 
 // Setup creates or updates the streams, consumers and the state bucket for
@@ -170,12 +180,43 @@ func WithQuarantineLimits(l QuarantineLimits) SetupOption {
 // adds a sink, the old processes would delete the new sink's consumer and
 // its documents with it. A sink removed for good leaves its consumer
 // holding documents until `flusso consumers delete` removes it.
+//
+// A NATS cluster that is starting or electing its leaders cannot answer
+// for a while: Setup waits that out, up to setupWait.
 func (c *Conn) Setup(ctx context.Context, sinks []string, opts ...SetupOption) error {
 	var set setup
 	for _, o := range opts {
 		o(&set)
 	}
+	pause := retry.Delay{Limit: 5 * time.Second}
+	deadline := time.Now().Add(setupWait)
+	for attempt := 1; ; attempt++ {
+		// Each attempt on its own clock: a request no leader takes up is
+		// never answered, and would otherwise wait as long as ctx.
+		actx, cancel := context.WithTimeout(ctx, setupAttempt)
+		err := c.setup(actx, sinks, set)
+		cancel()
+		if err == nil || !leaderless(ctx, err) || time.Now().After(deadline) {
+			return err
+		}
+		d := pause.Next()
+		slog.Warn("NATS cannot lay out the streams yet (a cluster electing its leaders?); retrying", "attempt", attempt, "in", d.Round(time.Millisecond), "err", redact.Error(err))
+		if err := retry.Sleep(ctx, d); err != nil {
+			return fmt.Errorf("laying out the streams: %w", err)
+		}
+	}
+}
+
+// setupWait bounds how long Setup waits for a NATS cluster to answer, and
+// setupAttempt one attempt.
+const (
+	setupWait    = 2 * time.Minute
+	setupAttempt = 5 * time.Second
+)
+
+func (c *Conn) setup(ctx context.Context, sinks []string, set setup) error {
 	limits := set.quarantine.withDefaults()
+	place := set.placement.withDefaults()
 	streams := []jetstream.StreamConfig{{
 		Name:        ChangesStream,
 		Description: "captured row changes and backfill key batches, consumed by the assemblers",
@@ -203,6 +244,8 @@ func (c *Conn) Setup(ctx context.Context, sinks []string, opts ...SetupOption) e
 		Discard:     jetstream.DiscardOld,
 	}}
 	for _, cfg := range streams {
+		place.apply(&cfg)
+		from := c.rescale(ctx, cfg.Name, place)
 		_, err := c.JS.CreateOrUpdateStream(ctx, cfg)
 		if cfg.MaxBytes > 0 && noRoom(err) {
 			// JetStream reserves a stream's byte limit up front; a server
@@ -214,7 +257,7 @@ func (c *Conn) Setup(ctx context.Context, sinks []string, opts ...SetupOption) e
 			_, err = c.JS.CreateOrUpdateStream(ctx, cfg)
 		}
 		if err != nil {
-			return fmt.Errorf("creating stream %s: %w", cfg.Name, err)
+			return place.explain("stream "+cfg.Name, from, err)
 		}
 	}
 	if _, err := c.JS.CreateOrUpdateConsumer(ctx, ChangesStream, jetstream.ConsumerConfig{
@@ -223,8 +266,9 @@ func (c *Conn) Setup(ctx context.Context, sinks []string, opts ...SetupOption) e
 		AckWait:       AckWait,
 		MaxAckPending: 100_000,
 		MaxDeliver:    -1,
+		Replicas:      place.Replicas,
 	}); err != nil {
-		return fmt.Errorf("creating consumer %s: %w", AssemblerConsumer, err)
+		return place.explain("consumer "+AssemblerConsumer, 0, err)
 	}
 	for _, s := range sinks {
 		name := WriterConsumer(s)
@@ -234,29 +278,34 @@ func (c *Conn) Setup(ctx context.Context, sinks []string, opts ...SetupOption) e
 			AckWait:       AckWait,
 			MaxAckPending: 100_000,
 			MaxDeliver:    -1,
+			Replicas:      place.Replicas,
 		}); err != nil {
-			return fmt.Errorf("creating consumer %s: %w", name, err)
+			return place.explain("consumer "+name, 0, err)
 		}
 	}
-	if _, err := c.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	for _, cfg := range []jetstream.KeyValueConfig{{
 		Bucket:      StateBucket,
 		Description: "flusso pipeline state: backfill checkpoints, seeding state",
 		History:     1,
 		Storage:     jetstream.FileStorage,
-	}); err != nil {
-		return fmt.Errorf("creating key-value bucket %s: %w", StateBucket, err)
-	}
-	if _, err := c.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	}, {
 		Bucket:      LeaseBucket,
 		Description: "the active capture's lease; an entry not renewed within its max age expires",
 		History:     1,
 		TTL:         LeaseTTL,
 		Storage:     jetstream.FileStorage,
-	}); err != nil {
-		return fmt.Errorf("creating key-value bucket %s: %w", LeaseBucket, err)
+	}} {
+		cfg.Replicas, cfg.Placement = place.Replicas, place.placement()
+		from := c.rescale(ctx, kvStream(cfg.Bucket), place)
+		if _, err := c.JS.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			return place.explain("key-value bucket "+cfg.Bucket, from, err)
+		}
 	}
 	return nil
 }
+
+// kvStream is the stream that holds a key-value bucket.
+func kvStream(bucket string) string { return "KV_" + bucket }
 
 // WriterState is what a sink's writer consumer holds.
 type WriterState struct {

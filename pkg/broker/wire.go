@@ -133,7 +133,7 @@ func (c *Conn) PublishChange(ctx context.Context, ch *flussopb.Change, id string
 	if err != nil {
 		return nil, err
 	}
-	return c.JS.PublishMsg(ctx, enc.msg)
+	return c.publishMsg(ctx, enc.msg)
 }
 
 // PublishDocumentAsync publishes a document (or a PURGE marker) with the
@@ -171,6 +171,6 @@ func (c *Conn) PublishDocument(ctx context.Context, doc *flussopb.Document, id s
 	if err != nil {
 		return fmt.Errorf("encoding document: %w", err)
 	}
-	_, err = c.JS.PublishMsg(ctx, withID(msg, id))
+	_, err = c.publishMsg(ctx, withID(msg, id))
 	return err
 }

@@ -548,12 +548,37 @@ func validateSchemaPath(p string) error {
 	return nil
 }
 
+// validateHTTPURL checks a sink's url: one node's base URL or several,
+// comma-separated, each an http:// or https:// URL.
 func validateHTTPURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an http:// or https:// URL", redact.String(s))
+	nodes := opensearch.Nodes(s)
+	for i, n := range nodes {
+		u, err := url.Parse(n)
+		switch {
+		case strings.Contains(authority(n), ","):
+			return fmt.Errorf("%q lists nodes without their scheme: give each its own URL, comma-separated (http://a:9200,http://b:9200)", redact.String(n))
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			if len(nodes) > 1 {
+				return fmt.Errorf("node %d of %d: %q is not an http:// or https:// URL", i+1, len(nodes), redact.String(n))
+			}
+			return fmt.Errorf("%q is not an http:// or https:// URL", redact.String(n))
+		}
+	}
+	if len(nodes) == 0 {
+		return errors.New("must not be empty")
 	}
 	return nil
+}
+
+// authority is the host and port part of a URL: after the scheme and any
+// user info, before the path.
+func authority(u string) string {
+	_, rest, _ := strings.Cut(u, "://")
+	rest, _, _ = strings.Cut(rest, "/")
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		rest = rest[at+1:]
+	}
+	return rest
 }
 
 // ValidateAddress checks an HTTP bind address: host:port, host optional.

@@ -244,6 +244,8 @@ func TestLoadRejects(t *testing.T) {
 		{"opensearch typo", sink + "batchsize = 10\n", `:7:1: sinks.primary.batchsize: unknown key (did you mean batch_size?)`},
 		{"opensearch url scheme", minimalSource + "[sinks.primary]\ntype = \"opensearch\"\nurl = \"localhost:9200\"\n", `:6:1: sinks.primary.url: "localhost:9200" is not an http:// or https:// URL`},
 		{"opensearch url empty", minimalSource + "[sinks.primary]\ntype = \"opensearch\"\nurl = \"\"\n", `:6:1: sinks.primary.url: must not be empty`},
+		{"opensearch node url scheme", minimalSource + "[sinks.primary]\ntype = \"opensearch\"\nurl = \"http://a:9200,ftp://b:9200\"\n", `:6:1: sinks.primary.url: node 2 of 2: "ftp://b:9200" is not an http:// or https:// URL`},
+		{"opensearch nodes without scheme", minimalSource + "[sinks.primary]\ntype = \"opensearch\"\nurl = \"http://a:9200,b:9200\"\n", `:6:1: sinks.primary.url: "http://a:9200,b:9200" lists nodes without their scheme: give each its own URL, comma-separated (http://a:9200,http://b:9200)`},
 		{"opensearch url redacted", minimalSource + "[sinks.primary]\ntype = \"opensearch\"\nurl = \"ftp://u:secret@h\"\n", `:6:1: sinks.primary.url: "ftp://u:xxxxx@h" is not an http:// or https:// URL`},
 		{"opensearch password table", sink + "password = { value = \"x\" }\n", `:7:1: sinks.primary.password: must be a string or { env = "VAR" }, not a table without env`},
 		{"opensearch password extra key", sink + "password = { env = \"X\", default = \"x\" }\n", `:7:25: sinks.primary.password.default: unknown key (expected one of env)`},

@@ -185,6 +185,7 @@ func TestSinkConnectionErrors(t *testing.T) {
 	}{
 		{"url nowhere", Sink{Name: "primary", Type: OpenSearch}, nil, "resolve [sinks.primary].url: it is not set in the config and PRIMARY_OPENSEARCH_URL is not set"},
 		{"reserved url invalid", Sink{Name: "primary", Type: OpenSearch}, map[string]string{"PRIMARY_OPENSEARCH_URL": "opensearch:9200"}, `resolve [sinks.primary].url: "opensearch:9200" is not an http:// or https:// URL`},
+		{"reserved node url invalid", Sink{Name: "primary", Type: OpenSearch}, map[string]string{"PRIMARY_OPENSEARCH_URL": "http://os-0:9200, os-1:9200"}, `resolve [sinks.primary].url: "http://os-0:9200, os-1:9200" lists nodes without their scheme: give each its own URL, comma-separated (http://a:9200,http://b:9200)`},
 		{"stdout sink", Sink{Name: "audit", Type: Stdout}, nil, "sink audit is a stdout sink, it has no connection"},
 		{"names do not collide", Sink{Name: "secondary", Type: OpenSearch}, map[string]string{"PRIMARY_OPENSEARCH_URL": "http://p:9200"}, "resolve [sinks.secondary].url: it is not set in the config and SECONDARY_OPENSEARCH_URL is not set"},
 	}

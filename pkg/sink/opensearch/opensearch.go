@@ -62,7 +62,6 @@ package opensearch
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -87,7 +86,10 @@ import (
 // Config is a sink's resolved settings: secrets and overrides already read
 // from the environment, defaults applied where a field is zero.
 type Config struct {
-	Name     string // sink name from flusso.toml
+	Name string // sink name from flusso.toml
+	// URL is the cluster's base URL, or several nodes' base URLs
+	// comma-separated (see Nodes): requests go round-robin over them, and
+	// a failed one is retried on the next node.
 	URL      string
 	Username string
 	Password string
@@ -158,9 +160,9 @@ const gcDeletes = "1h"
 
 // Sink writes to one OpenSearch cluster.
 type Sink struct {
-	cfg    Config
-	client *opensearchgo.Client
-	log    *slog.Logger
+	cfg   Config
+	nodes *pool
+	log   *slog.Logger
 
 	retries *retry.Runner
 
@@ -181,35 +183,17 @@ var _ sink.Sink = (*Sink)(nil)
 // New returns a sink for cfg. It does not contact the cluster.
 func New(cfg Config) (*Sink, error) {
 	cfg.applyDefaults()
-	if cfg.URL == "" {
-		return nil, fmt.Errorf("opensearch sink %q: no url", cfg.Name)
-	}
-	if _, err := url.Parse(cfg.URL); err != nil {
-		return nil, fmt.Errorf("opensearch sink %q: url: %w", cfg.Name, err)
-	}
 	if cfg.TextAnalysis != mapping.Builtin && cfg.TextAnalysis != mapping.ICU {
 		return nil, fmt.Errorf("opensearch sink %q: text_analysis %q is neither builtin nor icu", cfg.Name, cfg.TextAnalysis)
 	}
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.TLSClientConfig = &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // opt-in tls_verify = false
-	client, err := opensearchgo.NewClient(opensearchgo.Config{
-		Addresses:      []string{cfg.URL},
-		Username:       cfg.Username,
-		Password:       cfg.Password,
-		Transport:      transport,
-		RequestTimeout: cfg.Timeout,
-		// Retries are the sink's own: it knows which requests are safe to
-		// repeat and retries items of a bulk request, not just requests.
-		DisableRetry:          true,
-		HealthCheckMaxRetries: -1,
-	})
+	nodes, err := newPool(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("opensearch sink %q: client: %w", cfg.Name, err)
+		return nil, fmt.Errorf("opensearch sink %q: %w", cfg.Name, err)
 	}
 	log := slog.Default().With("sink", cfg.Name)
 	return &Sink{
 		cfg:     cfg,
-		client:  client,
+		nodes:   nodes,
 		log:     log,
 		retries: &retry.Runner{Health: cfg.Health, Log: log},
 		owned:   map[string]owned{},
@@ -219,8 +203,8 @@ func New(cfg Config) (*Sink, error) {
 // Name is the sink's name from flusso.toml.
 func (s *Sink) Name() string { return s.cfg.Name }
 
-// Close releases the client's connections.
-func (s *Sink) Close() error { return s.client.Close() }
+// Close releases the clients' connections.
+func (s *Sink) Close() error { return s.nodes.close() }
 
 // Names.
 
@@ -328,9 +312,11 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// send performs one request without retrying.
+// send performs one request without retrying, on the next node in turn.
 func (s *Sink) send(ctx context.Context, method string, r request) (response, error) {
-	resp, err := opensearchgo.Do[opensearchgo.NoBody](ctx, s.client, method, r, nil)
+	n := s.nodes.pick(strings.HasSuffix(r.path, "/_bulk"))
+	resp, err := opensearchgo.Do[opensearchgo.NoBody](ctx, n.client, method, r, nil)
+	s.nodes.answered(n, err == nil || ctx.Err() != nil)
 	if err != nil {
 		if resp != nil {
 			resp.Body.Close()
@@ -408,17 +394,23 @@ func (s *Sink) retry(ctx context.Context, fn func() error) error {
 	return s.retries.Do(ctx, "opensearch request", fn, s.pause())
 }
 
-// pause is the retry policy of one operation. A *retryable busy failure is
-// retried without end: backpressure and outages pass, and giving up would
-// only stop the pipeline. It waits as long as the cluster asks
-// (Retry-After, up to retry.Cap), else retry.Backoff. Other *retryable
-// failures are retried MaxRetries times; any other error ends at once.
+// pause is the retry policy of one operation. With several nodes, the
+// first failures in a row are retried at once, one per other node (the
+// client sends each request to the next node): a node that died or fails
+// costs a retry, not a wait. A *retryable busy failure is retried without
+// end: backpressure and outages pass, and giving up would only stop the
+// pipeline. It waits as long as the cluster asks (Retry-After, up to
+// retry.Cap), else retry.Backoff. Other *retryable failures are retried
+// MaxRetries times; any other error ends at once.
 func (s *Sink) pause() retry.Pause {
 	limited := 0
 	return func(attempt int, err error) (time.Duration, error) {
 		var r *retryable
 		if !errors.As(err, &r) {
 			return 0, err
+		}
+		if attempt < len(s.nodes.nodes)-1 && r.after == 0 {
+			return 0, nil
 		}
 		if !r.busy {
 			if limited >= s.cfg.MaxRetries {

@@ -171,20 +171,28 @@ func TestRetryPolicy(t *testing.T) {
 		// the delay after the last one is within [min, max]
 		min, max time.Duration
 		stop     string // the last one ends the retries with an error saying this
+		nodes    int    // of the cluster; 0 is one
 	}{
-		{"retry-after is honoured", []error{busy(2 * time.Second)}, 2 * time.Second, 2 * time.Second, ""},
-		{"retry-after up to the cap", []error{busy(5 * time.Minute)}, retry.Cap, retry.Cap, ""},
-		{"first backoff", []error{busy(0)}, 0, retry.Base, ""},
-		{"backoff doubles", []error{busy(0), busy(0), busy(0), busy(0)}, 0, 8 * retry.Base, ""},
-		{"busy past max_retries", slices.Repeat([]error{busy(0)}, 50), 0, retry.Cap, ""},
-		{"limited within max_retries", []error{limited, limited}, 0, 2 * retry.Base, ""},
-		{"limited past max_retries", []error{limited, limited, limited}, 0, 0, "gave up after 3 attempts: status 500"},
-		{"busy does not use up max_retries", []error{limited, busy(0), busy(0), limited}, 0, 8 * retry.Base, ""},
-		{"permanent", []error{permanent}, 0, 0, "status 400"},
+		{"retry-after is honoured", []error{busy(2 * time.Second)}, 2 * time.Second, 2 * time.Second, "", 0},
+		{"retry-after up to the cap", []error{busy(5 * time.Minute)}, retry.Cap, retry.Cap, "", 0},
+		{"first backoff", []error{busy(0)}, 0, retry.Base, "", 0},
+		{"backoff doubles", []error{busy(0), busy(0), busy(0), busy(0)}, 0, 8 * retry.Base, "", 0},
+		{"busy past max_retries", slices.Repeat([]error{busy(0)}, 50), 0, retry.Cap, "", 0},
+		{"limited within max_retries", []error{limited, limited}, 0, 2 * retry.Base, "", 0},
+		{"limited past max_retries", []error{limited, limited, limited}, 0, 0, "gave up after 3 attempts: status 500", 0},
+		{"busy does not use up max_retries", []error{limited, busy(0), busy(0), limited}, 0, 8 * retry.Base, "", 0},
+		{"permanent", []error{permanent}, 0, 0, "status 400", 0},
+		// With several nodes the first failures go at once to the others, one
+		// each, counting against nothing.
+		{"the other nodes at once", []error{limited, busy(0)}, 0, 0, "", 3},
+		{"then backoff", []error{limited, busy(0), busy(0)}, 0, 4 * retry.Base, "", 3},
+		{"then max_retries", []error{limited, limited, limited, limited, limited}, 0, 0, "gave up after 5 attempts: status 500", 3},
+		{"retry-after still honoured", []error{busy(2 * time.Second)}, 2 * time.Second, 2 * time.Second, "", 3},
+		{"permanent on any node", []error{permanent}, 0, 0, "status 400", 3},
 	}
-	s := &Sink{cfg: Config{MaxRetries: 2}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			s := &Sink{cfg: Config{MaxRetries: 2}, nodes: &pool{nodes: make([]*node, max(1, tt.nodes))}}
 			pause := s.pause()
 			var d time.Duration
 			var err error

@@ -94,6 +94,12 @@ spec:
         - name: FLUSSO_NATS_URL
           value: {{ . | quote }}
         {{- end }}
+        - name: FLUSSO_NATS_REPLICAS
+          value: {{ $v.nats.replicas | quote }}
+        {{- with $v.nats.placementTags }}
+        - name: FLUSSO_NATS_PLACEMENT_TAGS
+          value: {{ join "," . | quote }}
+        {{- end }}
         - name: FLUSSO_SLOT
           value: {{ $v.slot | quote }}
         - name: FLUSSO_PUBLICATION
