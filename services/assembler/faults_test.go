@@ -140,7 +140,9 @@ func (r *rig) docs(ids ...string) map[string]*flussopb.Document {
 				if m.Err != nil {
 					r.t.Fatal(m.Err)
 				}
-				got[m.Value.Id] = m.Value
+				for _, d := range m.Values {
+					got[d.Id] = d
+				}
 				_ = m.Ack()
 			}
 		}
@@ -441,7 +443,7 @@ func TestInFlightBytesBounded(t *testing.T) {
 	body := []byte(`"` + strings.Repeat("x", size) + `"`)
 	for i := range docs {
 		doc := &flussopb.Document{Index: "items", Id: fmt.Sprint(i), Op: flussopb.DocOp_UPSERT, Version: 1, Body: body}
-		if err := r.a.publish(r.ctx, &out, r.a.indexes[0], doc); err != nil {
+		if err := r.a.publish(r.ctx, &out, r.a.indexes[0], []*flussopb.Document{doc}); err != nil {
 			t.Fatal(err)
 		}
 		if out.bytes > maxInFlight {
