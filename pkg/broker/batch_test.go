@@ -142,7 +142,7 @@ func TestNextCountsItems(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			msgs, err := cons.Next(ctx, tt.max, 2*time.Second, 0)
+			msgs, err := cons.Next(ctx, tt.max, 2*time.Second, 100*time.Millisecond)
 			if err != nil {
 				t.Fatal(err)
 			}
