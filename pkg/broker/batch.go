@@ -76,14 +76,12 @@ type Refused struct {
 // PublishDocumentsAsync publishes documents with the trace context of ctx,
 // many of one index to a message, in their order, without waiting for the
 // stream to store them; a marker (SEEDED, PURGE) goes in a message of its
-// own. Each message is at most limit
-// bytes, headers included, and holds one document when one is all that
-// fits. A document that does not fit a message of its own is returned in
-// refused and not sent.
-func (c *Conn) PublishDocumentsAsync(ctx context.Context, docs []*flussopb.Document, limit int) (sent []DocumentsSent, refused []Refused, err error) {
-	if len(docs) == 0 {
-		return nil, nil, nil
-	}
+// own. Each message is at most limit bytes, headers included, and holds
+// one document when one is all that fits. Each message is handed to sent
+// as soon as it is published, so the caller can bound what is in flight;
+// an error from sent stops the publishing. A document that does not fit a
+// message of its own is returned in refused and not sent.
+func (c *Conn) PublishDocumentsAsync(ctx context.Context, docs []*flussopb.Document, limit int, sent func(DocumentsSent) error) (refused []Refused, err error) {
 	bound := min(limit, batchBytes) - batchHeaders
 	var run []*flussopb.Document
 	size := 0
@@ -91,8 +89,8 @@ func (c *Conn) PublishDocumentsAsync(ctx context.Context, docs []*flussopb.Docum
 		if len(run) == 0 {
 			return nil
 		}
-		s, r, err := c.publishDocuments(ctx, run, limit)
-		sent, refused = append(sent, s...), append(refused, r...)
+		r, err := c.publishDocuments(ctx, run, limit, sent)
+		refused = append(refused, r...)
 		run, size = nil, 0
 		return err
 	}
@@ -101,60 +99,59 @@ func (c *Conn) PublishDocumentsAsync(ctx context.Context, docs []*flussopb.Docum
 		alone := IsMarker(d)
 		if len(run) > 0 && (alone || d.Index != run[0].Index || size+n > bound || len(run) == batchItems) {
 			if err := flush(); err != nil {
-				return sent, refused, err
+				return refused, err
 			}
 		}
 		run = append(run, d)
 		size += n
 		if alone {
 			if err := flush(); err != nil {
-				return sent, refused, err
+				return refused, err
 			}
 		}
 	}
-	return sent, refused, flush()
+	return refused, flush()
 }
 
 // publishDocuments publishes docs in one message: a Document when it is
 // one, else a DocumentBatch. A batch the server refuses for its size (its
 // limit dropped after a reconnect) is sent a document at a time.
-func (c *Conn) publishDocuments(ctx context.Context, docs []*flussopb.Document, limit int) ([]DocumentsSent, []Refused, error) {
+func (c *Conn) publishDocuments(ctx context.Context, docs []*flussopb.Document, limit int, sent func(DocumentsSent) error) ([]Refused, error) {
 	if len(docs) == 1 {
 		s, err := c.PublishDocumentAsync(ctx, docs[0], limit)
 		var big *TooLargeError
 		if errors.As(err, &big) {
-			return nil, []Refused{{Doc: docs[0], Err: big}}, nil
+			return []Refused{{Doc: docs[0], Err: big}}, nil
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return []DocumentsSent{{Sent: s, Docs: docs}}, nil, nil
+		return nil, sent(DocumentsSent{Sent: s, Docs: docs})
 	}
 	msg := &nats.Msg{Subject: DocsSubject(docs[0].Index), Header: nats.Header{}}
 	inject(ctx, msg.Header)
 	msg.Header.Set(HeaderBatch, strconv.Itoa(len(docs)))
 	data, err := proto.Marshal(&flussopb.DocumentBatch{Documents: docs})
 	if err != nil {
-		return nil, nil, fmt.Errorf("encoding %d documents: %w", len(docs), err)
+		return nil, fmt.Errorf("encoding %d documents: %w", len(docs), err)
 	}
 	msg.Data = data
 	f, err := c.JS.PublishMsgAsync(msg)
 	if errors.Is(err, nats.ErrMaxPayload) {
-		var sent []DocumentsSent
 		var refused []Refused
 		for _, d := range docs {
-			s, r, err := c.publishDocuments(ctx, []*flussopb.Document{d}, limit)
-			sent, refused = append(sent, s...), append(refused, r...)
+			r, err := c.publishDocuments(ctx, []*flussopb.Document{d}, limit, sent)
+			refused = append(refused, r...)
 			if err != nil {
-				return sent, refused, err
+				return refused, err
 			}
 		}
-		return sent, refused, nil
+		return refused, nil
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return []DocumentsSent{{Sent: Sent{Ack: f, Size: messageSize(msg)}, Docs: docs}}, nil, nil
+	return nil, sent(DocumentsSent{Sent: Sent{Ack: f, Size: messageSize(msg)}, Docs: docs})
 }
 
 // decodeDocuments decodes a message of the documents stream: a batch, or

@@ -49,10 +49,10 @@ func BenchmarkDocumentsWire(b *testing.B) {
 			for range b.N {
 				var sent []broker.DocumentsSent
 				if bc.batched {
-					sent, _, err = conn.PublishDocumentsAsync(ctx, docs, broker.MaxPayload)
+					sent, _, err = publishDocs(ctx, conn, docs, broker.MaxPayload)
 				} else {
 					for _, d := range docs {
-						s, _, err := conn.PublishDocumentsAsync(ctx, []*flussopb.Document{d}, broker.MaxPayload)
+						s, _, err := publishDocs(ctx, conn, []*flussopb.Document{d}, broker.MaxPayload)
 						if err != nil {
 							b.Fatal(err)
 						}

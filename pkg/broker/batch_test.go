@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,6 +12,17 @@ import (
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/proto/flussopb"
 )
+
+// publishDocs publishes docs as the assemblers do and returns every
+// message sent.
+func publishDocs(ctx context.Context, c *broker.Conn, docs []*flussopb.Document, limit int) ([]broker.DocumentsSent, []broker.Refused, error) {
+	var sent []broker.DocumentsSent
+	refused, err := c.PublishDocumentsAsync(ctx, docs, limit, func(s broker.DocumentsSent) error {
+		sent = append(sent, s)
+		return nil
+	})
+	return sent, refused, err
+}
 
 func docsOf(prefix string, n, size int) []*flussopb.Document {
 	out := make([]*flussopb.Document, n)
@@ -56,7 +68,7 @@ func TestDocumentBatches(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			sent, refused, err := conn.PublishDocumentsAsync(ctx, tt.docs, tt.limit)
+			sent, refused, err := publishDocs(ctx, conn, tt.docs, tt.limit)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -130,7 +142,7 @@ func TestNextCountsItems(t *testing.T) {
 			ctx := ctxT(t)
 			conn := testenv.Broker(t, "primary")
 			for i := range 5 {
-				sent, _, err := conn.PublishDocumentsAsync(ctx, docsOf(fmt.Sprint(i, "-"), 100, 10), broker.MaxPayload)
+				sent, _, err := publishDocs(ctx, conn, docsOf(fmt.Sprint(i, "-"), 100, 10), broker.MaxPayload)
 				if err != nil || len(sent) != 1 {
 					t.Fatalf("%d messages (%v), want 1", len(sent), err)
 				}
@@ -161,7 +173,7 @@ func TestWatchSeesBatchedDocuments(t *testing.T) {
 	if err := conn.PublishDocument(ctx, docsOf("old", 1, 10)[0], ""); err != nil {
 		t.Fatal(err)
 	}
-	sent, _, err := conn.PublishDocumentsAsync(ctx, docsOf("a", 10, 10), broker.MaxPayload)
+	sent, _, err := publishDocs(ctx, conn, docsOf("a", 10, 10), broker.MaxPayload)
 	if err != nil || len(sent) != 1 {
 		t.Fatalf("%d messages (%v), want 1", len(sent), err)
 	}

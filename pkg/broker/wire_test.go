@@ -77,7 +77,7 @@ func TestWireFormat(t *testing.T) {
 	}, {
 		name: "documents",
 		publish: func(ctx context.Context, c *broker.Conn) error {
-			sent, refused, err := c.PublishDocumentsAsync(traced, []*flussopb.Document{doc, doc2}, broker.MaxPayload)
+			sent, refused, err := publishDocs(traced, c, []*flussopb.Document{doc, doc2}, broker.MaxPayload)
 			if err != nil || len(sent) != 1 || len(refused) != 0 {
 				return fmt.Errorf("%d messages, %d refused (%v), want one message", len(sent), len(refused), err)
 			}

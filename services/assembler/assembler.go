@@ -98,19 +98,27 @@ const buildBytes = 16 << 20
 // before the size of its documents is known.
 const firstChunk = 16
 
-// chunkSize is how many documents the next build of ix makes.
-func (a *Assembler) chunkSize(ix *index) int {
+// chunkSize is how many documents the next build of ix makes. probe says
+// it is a batch's first build of ix: its documents may be far larger than
+// the last ones (a transaction of large rows after a backfill of small
+// ones, which arrives at once when its changes share a few messages), so
+// it makes at most firstChunk to measure them.
+func (a *Assembler) chunkSize(ix *index, probe bool) int {
 	n := int(ix.chunk.Load())
-	if n == 0 {
+	if n == 0 || probe && n > firstChunk {
 		n = firstChunk
 	}
 	return min(n, a.cfg.BuildChunk)
 }
 
 // built adapts the chunk of ix to a build of n documents of size bytes in
-// all: towards buildBytes, growing at most twofold at a time.
-func (ix *index) built(n, size int) {
+// all: towards buildBytes, growing at most twofold at a time, or after a
+// probe back to the chunk before it.
+func (ix *index) built(n, size int, probe bool) {
 	next := 2 * n
+	if probe {
+		next = max(next, int(ix.chunk.Load()))
+	}
 	if size > 0 {
 		next = max(1, min(next, n*buildBytes/size))
 	}
@@ -508,7 +516,8 @@ func (a *Assembler) emit(ctx context.Context, out *inflight, ix *index, x *sqlbu
 // and generation given (none: every sink, every live generation).
 func (a *Assembler) build(ctx context.Context, out *inflight, ix *index, x *sqlbuild.Index, keys []string, sinks []string, gen uint32, version uint64) error {
 	for len(keys) > 0 {
-		chunk := keys[:min(a.chunkSize(ix), len(keys))]
+		probe := !out.measured[ix]
+		chunk := keys[:min(a.chunkSize(ix, probe), len(keys))]
 		keys = keys[len(chunk):]
 		docs, err := x.Build(ctx, a.cfg.Pool, chunk)
 		if err != nil {
@@ -518,7 +527,8 @@ func (a *Assembler) build(ctx context.Context, out *inflight, ix *index, x *sqlb
 		for _, d := range docs {
 			size += len(d.Body)
 		}
-		ix.built(len(chunk), size)
+		ix.built(len(chunk), size, probe)
+		out.measure(ix)
 		if slices.ContainsFunc(docs, func(d sqlbuild.Doc) bool { return d.Err != nil }) {
 			// A value that does not render may only say that the
 			// statements are stale (a key widened to bigint, say).

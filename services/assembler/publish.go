@@ -21,6 +21,16 @@ const maxInFlight = 4 << 20
 type inflight struct {
 	sent  []sent
 	bytes int
+	// measured holds the indexes the batch built documents of: its first
+	// build of an index measures their size (see chunkSize).
+	measured map[*index]bool
+}
+
+func (f *inflight) measure(ix *index) {
+	if f.measured == nil {
+		f.measured = map[*index]bool{}
+	}
+	f.measured[ix] = true
 }
 
 // sent is one message awaiting its publish acknowledgement.
@@ -35,14 +45,13 @@ type sent struct {
 // publish publishes documents of ix, many to a message; one too large for
 // a message of its own is rejected.
 func (a *Assembler) publish(ctx context.Context, out *inflight, ix *index, docs []*flussopb.Document) error {
-	msgs, refused, err := a.cfg.Broker.PublishDocumentsAsync(ctx, docs, a.limit)
-	for _, m := range msgs {
+	// Each message is tracked as it goes, so what is in flight stays
+	// within maxInFlight however many documents a build made.
+	refused, err := a.cfg.Broker.PublishDocumentsAsync(ctx, docs, a.limit, func(m broker.DocumentsSent) error {
 		a.sentMsgs.Add(1)
 		a.sentDocs.Add(int64(len(m.Docs)))
-		if err := out.add(ctx, a, sent{ack: m.Ack, size: m.Size, ix: ix, docs: m.Docs}); err != nil {
-			return err
-		}
-	}
+		return out.add(ctx, a, sent{ack: m.Ack, size: m.Size, ix: ix, docs: m.Docs})
+	})
 	for _, r := range refused {
 		if err := a.reject(ctx, out, ix, r.Doc.Id, r.Doc.Version, tooLarge(ix.name, r.Doc.Id, r.Err)); err != nil {
 			return err
