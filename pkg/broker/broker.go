@@ -262,8 +262,9 @@ func (c *Conn) Setup(ctx context.Context, sinks []string, opts ...SetupOption) e
 type WriterState struct {
 	Sink     string `json:"sink"`
 	Consumer string `json:"consumer"`
-	// Pending is the documents not yet delivered, AckPending the ones
-	// delivered and not yet acked.
+	// Pending is the messages of documents not yet delivered, AckPending
+	// the ones delivered and not yet acked; a message holds up to 128
+	// documents of one index, or one marker.
 	Pending    uint64 `json:"pending"`
 	AckPending int    `json:"ack_pending"`
 	// Active is when a writer last fetched; nil when none ever did.
