@@ -29,7 +29,7 @@ func consumersCommand() *cli.Command {
 		OnUsageError: usageError,
 		Subcommands: []*cli.Command{{
 			Name:         "list",
-			Usage:        "list writer consumers: sink, documents pending and awaiting an ack, last delivery",
+			Usage:        "list writer consumers: sink, messages of documents pending and awaiting an ack (up to 128 documents each), last delivery",
 			OnUsageError: usageError,
 			Flags:        append(brokerFlags(), formatFlag()),
 			Action: func(c *cli.Context) error {

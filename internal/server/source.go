@@ -154,6 +154,9 @@ type Quarantine struct {
 }
 
 // Backlog counts the broker messages each stage has not acknowledged yet.
+// A message holds up to 128 changes of one transaction or documents of one
+// index (a marker or backfill key batch one), so these count messages, not
+// changes or documents.
 type Backlog struct {
 	// Changes are waiting for the assemblers.
 	Changes uint64 `json:"changes"`

@@ -311,8 +311,9 @@ func kvStream(bucket string) string { return "KV_" + bucket }
 type WriterState struct {
 	Sink     string `json:"sink"`
 	Consumer string `json:"consumer"`
-	// Pending is the documents not yet delivered, AckPending the ones
-	// delivered and not yet acked.
+	// Pending is the messages of documents not yet delivered, AckPending
+	// the ones delivered and not yet acked; a message holds up to 128
+	// documents of one index, or one marker.
 	Pending    uint64 `json:"pending"`
 	AckPending int    `json:"ack_pending"`
 	// Active is when a writer last fetched; nil when none ever did.
@@ -451,8 +452,9 @@ const AckWait = 10 * time.Second
 // OpenSearch, for a moment of latency.
 const Linger = 50 * time.Millisecond
 
-// Next takes the next batch of up to max messages from a pull consumer: it
-// waits up to wait for the first one, then takes whatever else is there
+// Next takes the next batch of up to max items (a batch message counts the
+// changes or documents it holds, any other message one) from a pull
+// consumer: it waits up to wait for the first one, then takes whatever else is there
 // without waiting to fill the batch. With linger, what is there linger
 // after the first message is taken too, when the batch is not full by
 // then: a trickle flows in batches of linger's worth instead of one
@@ -489,7 +491,7 @@ func NextBytes(ctx context.Context, cons jetstream.Consumer, max, maxBytes int, 
 		return out, nil
 	}
 	out = takeReady(cons, out, max, maxBytes)
-	if len(out) < max && linger > 0 {
+	if countItems(out) < max && linger > 0 {
 		select {
 		case <-ctx.Done():
 			return out, nil // the messages taken are still worth processing
@@ -500,15 +502,21 @@ func NextBytes(ctx context.Context, cons jetstream.Consumer, max, maxBytes int, 
 	return out, nil
 }
 
-// takeReady appends to out the messages ready now, up to max in all; with
+// takeReady appends to out the messages ready now, up to maxItems in all
+// at the item count of the largest batch taken so far; with
 // maxBytes, it also takes no more than the room left fits at the size of
 // the largest message taken so far. The bound is a count, not a byte bound
 // of the pull request: a pull that has to expire on the server can be
 // answered after the client stopped listening, and its messages would then
 // wait out the ack timeout (10 s) before anyone sees them. A failure leaves
 // out as it is, still worth processing.
-func takeReady(cons jetstream.Consumer, out []jetstream.Msg, max, maxBytes int) []jetstream.Msg {
-	n := max - len(out)
+func takeReady(cons jetstream.Consumer, out []jetstream.Msg, maxItems, maxBytes int) []jetstream.Msg {
+	// A batch message counts its items against maxItems, like bytes.
+	most := 1
+	for _, m := range out {
+		most = max(most, items(m))
+	}
+	n := (maxItems - countItems(out)) / most
 	if maxBytes > 0 {
 		room, largest := maxBytes, 1
 		for _, m := range out {

@@ -5,29 +5,33 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/flusso/flusso/proto/flussopb"
 )
 
-// Delivery is one message taken from a consumer, decoded once.
+// Delivery is one message taken from a consumer, decoded once: a batch
+// of values, or one.
 type Delivery[T any] struct {
 	msg jetstream.Msg
-	// Value is the decoded message; Err says why it could not be decoded
-	// (Value is then of no use).
-	Value T
-	Err   error
+	// Values are what the message holds, in order; Err says why it could
+	// not be decoded (Values are then of no use). The message is acked,
+	// and redelivered, as a whole.
+	Values []T
+	Err    error
 }
 
-// ChangeMsg is a change delivered to the assemblers.
+// ChangeMsg is changes of one transaction (or a backfill key batch)
+// delivered to the assemblers.
 type ChangeMsg = Delivery[*flussopb.Change]
 
-// DocumentMsg is a document or marker delivered to a sink's writers.
+// DocumentMsg is documents of one index, or a marker alone, delivered to a
+// sink's writers.
 type DocumentMsg = Delivery[*flussopb.Document]
 
 // Ack tells the stream the message is done with.
@@ -65,7 +69,7 @@ func (d *Delivery[T]) Last() bool {
 type Consumer[T any] struct {
 	conn   *Conn
 	cons   jetstream.Consumer
-	decode func([]byte) (T, error)
+	decode func(nats.Header, []byte) ([]T, error)
 }
 
 // ChangeConsumer is the assemblers' consumer of changes.
@@ -76,15 +80,15 @@ type DocumentConsumer = Consumer[*flussopb.Document]
 
 // Changes opens the assemblers' consumer of the changes stream.
 func (c *Conn) Changes(ctx context.Context) (*ChangeConsumer, error) {
-	return consumer(ctx, c, ChangesStream, AssemblerConsumer, decodeChange)
+	return consumer(ctx, c, ChangesStream, AssemblerConsumer, decodeChanges)
 }
 
 // Documents opens the consumer of sink's writers on the documents stream.
 func (c *Conn) Documents(ctx context.Context, sink string) (*DocumentConsumer, error) {
-	return consumer(ctx, c, DocsStream, WriterConsumer(sink), decodeDocument)
+	return consumer(ctx, c, DocsStream, WriterConsumer(sink), decodeDocuments)
 }
 
-func consumer[T any](ctx context.Context, c *Conn, stream, name string, decode func([]byte) (T, error)) (*Consumer[T], error) {
+func consumer[T any](ctx context.Context, c *Conn, stream, name string, decode func(nats.Header, []byte) ([]T, error)) (*Consumer[T], error) {
 	cons, err := c.JS.Consumer(ctx, stream, name)
 	if err != nil {
 		return nil, fmt.Errorf("opening consumer %s: %w", name, err)
@@ -92,17 +96,8 @@ func consumer[T any](ctx context.Context, c *Conn, stream, name string, decode f
 	return &Consumer[T]{conn: c, cons: cons, decode: decode}, nil
 }
 
-func decodeChange(data []byte) (*flussopb.Change, error) {
-	ch := &flussopb.Change{}
-	return ch, proto.Unmarshal(data, ch)
-}
-
-func decodeDocument(data []byte) (*flussopb.Document, error) {
-	d := &flussopb.Document{}
-	return d, proto.Unmarshal(data, d)
-}
-
-// Next takes the next batch of up to max messages as Next does, decoded.
+// Next takes the next batch of up to max changes or documents as Next
+// does, decoded.
 func (c *Consumer[T]) Next(ctx context.Context, max int, wait, linger time.Duration) ([]*Delivery[T], error) {
 	return c.NextBytes(ctx, max, 0, wait, linger)
 }
@@ -121,8 +116,8 @@ func (c *Consumer[T]) NextBytes(ctx context.Context, max, maxBytes int, wait, li
 }
 
 func (c *Consumer[T]) deliver(m jetstream.Msg) *Delivery[T] {
-	v, err := c.decode(m.Data())
-	return &Delivery[T]{msg: m, Value: v, Err: err}
+	v, err := c.decode(m.Headers(), m.Data())
+	return &Delivery[T]{msg: m, Values: v, Err: err}
 }
 
 // AckedBefore reports whether every message before d is acked on the
@@ -237,8 +232,9 @@ func (c *Conn) WatchDocuments(ctx context.Context, indexes []string, from uint64
 	return &Watch{stream: stream, cons: cons}, nil
 }
 
-// Fetch takes up to max documents, waiting up to wait for them; those
-// that do not decode are left out.
+// Fetch takes the documents of up to max messages, those inside batches
+// too, waiting up to wait for them; messages that do not decode are left
+// out.
 func (w *Watch) Fetch(max int, wait time.Duration) ([]*flussopb.Document, error) {
 	batch, err := w.cons.Fetch(max, jetstream.FetchMaxWait(wait))
 	if err != nil {
@@ -246,8 +242,8 @@ func (w *Watch) Fetch(max int, wait time.Duration) ([]*flussopb.Document, error)
 	}
 	var out []*flussopb.Document
 	for m := range batch.Messages() {
-		if d, err := decodeDocument(m.Data()); err == nil {
-			out = append(out, d)
+		if docs, err := decodeDocuments(m.Headers(), m.Data()); err == nil {
+			out = append(out, docs...)
 		}
 	}
 	return out, batch.Error()

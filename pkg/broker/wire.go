@@ -50,7 +50,7 @@ func IsTooLarge(err error) bool {
 // deduplication id and the trace context).
 const changeHeaders = 1 << 10
 
-// MaxChange is the largest encoded change (Change.Len) the broker takes:
+// MaxChange is the largest encoded change the broker takes:
 // the server's limit (another server than the embedded one may have a
 // lower one) and the changes stream's, less room for the headers.
 func (c *Conn) MaxChange() int {
@@ -103,37 +103,14 @@ func encode(subject string, m proto.Message) (*nats.Msg, error) {
 	return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}, nil
 }
 
-// Change is a change encoded for the changes stream and not yet published.
-type Change struct{ msg *nats.Msg }
-
-// EncodeChange encodes ch with message id id, under which the stream
-// deduplicates it ("" for none).
-func EncodeChange(ch *flussopb.Change, id string) (Change, error) {
-	msg, err := encode(ChangesSubject, ch)
-	if err != nil {
-		return Change{}, fmt.Errorf("encoding change: %w", err)
-	}
-	return Change{msg: withID(msg, id)}, nil
-}
-
-// Len is the encoded change's length, headers left out.
-func (c Change) Len() int { return len(c.msg.Data) }
-
-// PublishChangeAsync publishes an encoded change with the trace context of
-// ctx, without waiting for the stream to store it.
-func (c *Conn) PublishChangeAsync(ctx context.Context, ch Change) (jetstream.PubAckFuture, error) {
-	inject(ctx, ch.msg.Header)
-	return c.JS.PublishMsgAsync(ch.msg)
-}
-
 // PublishChange publishes a change with message id id ("" for none) and
 // waits until the stream stored it.
 func (c *Conn) PublishChange(ctx context.Context, ch *flussopb.Change, id string) (*jetstream.PubAck, error) {
-	enc, err := EncodeChange(ch, id)
+	msg, err := encode(ChangesSubject, ch)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("encoding change: %w", err)
 	}
-	return c.publishMsg(ctx, enc.msg)
+	return c.publishMsg(ctx, withID(msg, id))
 }
 
 // PublishDocumentAsync publishes a document (or a PURGE marker) with the

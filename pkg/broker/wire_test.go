@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"go.opentelemetry.io/otel"
@@ -27,7 +28,9 @@ func TestWireFormat(t *testing.T) {
 	const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 	change := &flussopb.Change{Op: flussopb.ChangeOp_UPDATE, Schema: "public", Table: "users", CommitLsn: 7, Xid: 3}
+	change2 := &flussopb.Change{Op: flussopb.ChangeOp_DELETE, Schema: "public", Table: "users", CommitLsn: 7, Xid: 3, Seq: 1}
 	doc := &flussopb.Document{Index: "users", Id: "1", Op: flussopb.DocOp_UPSERT, Body: []byte(`{"a":1}`), Version: 7}
+	doc2 := &flussopb.Document{Index: "users", Id: "2", Op: flussopb.DocOp_DELETE_DOC, Version: 7}
 	seeded := &flussopb.Document{Index: "users", Op: flussopb.DocOp_SEEDED, Sinks: []string{"primary"}, Generation: 2, Version: 7}
 	tests := []struct {
 		name    string
@@ -41,24 +44,19 @@ func TestWireFormat(t *testing.T) {
 	}{{
 		name: "change",
 		publish: func(ctx context.Context, c *broker.Conn) error {
-			enc, err := broker.EncodeChange(change, "7-0")
-			if err != nil {
-				return err
-			}
-			f, err := c.PublishChangeAsync(traced, enc)
-			if err != nil {
-				return err
-			}
-			select {
-			case <-f.Ok():
-				return nil
-			case err := <-f.Err():
-				return err
-			}
+			return changes(traced, c, change)
 		},
 		stream: "FLUSSO_CHANGES", subject: "flusso.changes",
-		headers: map[string]string{"Nats-Msg-Id": "7-0", "Traceparent": traceparent},
+		headers: map[string]string{"Nats-Msg-Id": "7-0", "Traceparent": traceparent, "Flusso-Batch": ""},
 		body:    change, newBody: func() proto.Message { return &flussopb.Change{} },
+	}, {
+		name: "changes of a transaction",
+		publish: func(ctx context.Context, c *broker.Conn) error {
+			return changes(traced, c, change, change2)
+		},
+		stream: "FLUSSO_CHANGES", subject: "flusso.changes",
+		headers: map[string]string{"Nats-Msg-Id": "7-0-1", "Traceparent": traceparent, "Flusso-Batch": "2"},
+		body:    &flussopb.ChangeBatch{Changes: []*flussopb.Change{change, change2}}, newBody: func() proto.Message { return &flussopb.ChangeBatch{} },
 	}, {
 		name: "backfill batch",
 		publish: func(ctx context.Context, c *broker.Conn) error {
@@ -74,8 +72,20 @@ func TestWireFormat(t *testing.T) {
 			return acked(c.PublishDocumentAsync(traced, doc, broker.MaxPayload))
 		},
 		stream: "FLUSSO_DOCS", subject: "flusso.docs.users",
-		headers: map[string]string{"Traceparent": traceparent, "Nats-Msg-Id": ""},
+		headers: map[string]string{"Traceparent": traceparent, "Nats-Msg-Id": "", "Flusso-Batch": ""},
 		body:    doc, newBody: func() proto.Message { return &flussopb.Document{} },
+	}, {
+		name: "documents",
+		publish: func(ctx context.Context, c *broker.Conn) error {
+			sent, refused, err := publishDocs(traced, c, []*flussopb.Document{doc, doc2}, broker.MaxPayload)
+			if err != nil || len(sent) != 1 || len(refused) != 0 {
+				return fmt.Errorf("%d messages, %d refused (%v), want one message", len(sent), len(refused), err)
+			}
+			return acked(sent[0].Sent, nil)
+		},
+		stream: "FLUSSO_DOCS", subject: "flusso.docs.users",
+		headers: map[string]string{"Traceparent": traceparent, "Nats-Msg-Id": "", "Flusso-Batch": "2"},
+		body:    &flussopb.DocumentBatch{Documents: []*flussopb.Document{doc, doc2}}, newBody: func() proto.Message { return &flussopb.DocumentBatch{} },
 	}, {
 		name: "seeded marker",
 		publish: func(ctx context.Context, c *broker.Conn) error {
@@ -149,4 +159,35 @@ func acked(s broker.Sent, err error) error {
 	case err := <-s.Ack.Err():
 		return err
 	}
+}
+
+// changes publishes the changes of one transaction and waits until the
+// stream stored them.
+func changes(ctx context.Context, c *broker.Conn, chs ...*flussopb.Change) error {
+	b := c.ChangeBatcher()
+	var sent []*broker.ChangesSent
+	for _, ch := range chs {
+		s, err := b.Add(ctx, ch)
+		if err != nil {
+			return err
+		}
+		if s != nil {
+			sent = append(sent, s)
+		}
+	}
+	s, err := b.Flush()
+	if err != nil {
+		return err
+	}
+	if s != nil {
+		sent = append(sent, s)
+	}
+	for _, s := range sent {
+		select {
+		case <-s.Ack.Ok():
+		case err := <-s.Ack.Err():
+			return err
+		}
+	}
+	return nil
 }

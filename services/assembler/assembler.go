@@ -72,6 +72,9 @@ type Assembler struct {
 	// room is how many documents the workers may still publish before they
 	// look at the writers' backlog again; see awaitWriters.
 	room atomic.Int64
+	// sentDocs and sentMsgs count the documents published and the
+	// messages they took, to read the stream's backlog in documents.
+	sentDocs, sentMsgs atomic.Int64
 }
 
 // index is an enabled index with its prepared statements, replaced by
@@ -95,19 +98,27 @@ const buildBytes = 16 << 20
 // before the size of its documents is known.
 const firstChunk = 16
 
-// chunkSize is how many documents the next build of ix makes.
-func (a *Assembler) chunkSize(ix *index) int {
+// chunkSize is how many documents the next build of ix makes. probe says
+// it is a batch's first build of ix: its documents may be far larger than
+// the last ones (a transaction of large rows after a backfill of small
+// ones, which arrives at once when its changes share a few messages), so
+// it makes at most firstChunk to measure them.
+func (a *Assembler) chunkSize(ix *index, probe bool) int {
 	n := int(ix.chunk.Load())
-	if n == 0 {
+	if n == 0 || probe && n > firstChunk {
 		n = firstChunk
 	}
 	return min(n, a.cfg.BuildChunk)
 }
 
 // built adapts the chunk of ix to a build of n documents of size bytes in
-// all: towards buildBytes, growing at most twofold at a time.
-func (ix *index) built(n, size int) {
+// all: towards buildBytes, growing at most twofold at a time, or after a
+// probe back to the chunk before it.
+func (ix *index) built(n, size int, probe bool) {
 	next := 2 * n
+	if probe {
+		next = max(next, int(ix.chunk.Load()))
+	}
 	if size > 0 {
 		next = max(1, min(next, n*buildBytes/size))
 	}
@@ -280,7 +291,8 @@ func (a *Assembler) handle(ctx context.Context, msgs []*broker.ChangeMsg) error 
 const retryCap = 10 * time.Second
 
 // awaitWriters pauses, before a group of weight documents, while the
-// documents stream holds more than MaxBacklog documents.
+// documents stream holds more than MaxBacklog documents (estimated from
+// its messages, see perMessage).
 //
 // A look at the stream is a request to the broker, and live groups are
 // small and many (looking before each was 7% of the CPU at 500 changes/s),
@@ -295,8 +307,9 @@ func (a *Assembler) awaitWriters(ctx context.Context, weight int) {
 		if err != nil {
 			return
 		}
-		if p.Pending <= a.cfg.MaxBacklog {
-			a.room.Store(int64(a.cfg.MaxBacklog-p.Pending)/2 - int64(weight))
+		pending := p.Pending * a.perMessage()
+		if pending <= a.cfg.MaxBacklog {
+			a.room.Store(int64(a.cfg.MaxBacklog-pending)/2 - int64(weight))
 			return
 		}
 		select {
@@ -304,6 +317,17 @@ func (a *Assembler) awaitWriters(ctx context.Context, weight int) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// perMessage is how many documents a message of the documents stream
+// holds on average, as this assembler published them: the stream counts
+// messages, and a batch holds many documents.
+func (a *Assembler) perMessage() uint64 {
+	msgs := a.sentMsgs.Load()
+	if msgs == 0 {
+		return 1
+	}
+	return uint64(max(1, a.sentDocs.Load()/msgs))
 }
 
 // nextGroup takes the leading messages of a fetch worth at most limit
@@ -314,8 +338,15 @@ func (a *Assembler) awaitWriters(ctx context.Context, weight int) {
 func nextGroup(msgs []*broker.ChangeMsg, limit int) (group []*broker.ChangeMsg, weight int) {
 	for i, m := range msgs {
 		w := 1
-		if m.Err == nil && m.Value.Op == flussopb.ChangeOp_BACKFILL {
-			w = len(m.Value.Keys)
+		if m.Err == nil {
+			w = 0
+			for _, ch := range m.Values {
+				if ch.Op == flussopb.ChangeOp_BACKFILL {
+					w += len(ch.Keys)
+				} else {
+					w++
+				}
+			}
 		}
 		if i > 0 && weight+w > limit {
 			return msgs[:i], weight
@@ -358,19 +389,20 @@ func (a *Assembler) process(ctx context.Context, msgs []*broker.ChangeMsg) error
 			}
 			continue
 		}
-		ch := m.Value
-		version = max(version, ch.CommitLsn)
-		if ch.Op == flussopb.ChangeOp_BACKFILL {
-			if backfills[ch.Index] == nil {
-				backfills[ch.Index] = map[seed][]string{}
+		for _, ch := range m.Values {
+			version = max(version, ch.CommitLsn)
+			if ch.Op == flussopb.ChangeOp_BACKFILL {
+				if backfills[ch.Index] == nil {
+					backfills[ch.Index] = map[seed][]string{}
+				}
+				k := seed{sinks: strings.Join(ch.Sinks, ","), generation: ch.Generation}
+				backfills[ch.Index][k] = append(backfills[ch.Index][k], ch.Keys...)
+				continue
 			}
-			k := seed{sinks: strings.Join(ch.Sinks, ","), generation: ch.Generation}
-			backfills[ch.Index][k] = append(backfills[ch.Index][k], ch.Keys...)
-			continue
-		}
-		live = append(live, toChange(ch))
-		if ch.Xid != 0 {
-			xids[ch.Xid] = true
+			live = append(live, toChange(ch))
+			if ch.Xid != 0 {
+				xids[ch.Xid] = true
+			}
 		}
 	}
 	if err := awaitVisible(ctx, a.cfg.Pool, xids, a.log); err != nil {
@@ -422,7 +454,7 @@ func (a *Assembler) assemble(ctx context.Context, out *inflight, ix *index, live
 // emit builds and publishes what p asks of index ix, with statements x.
 func (a *Assembler) emit(ctx context.Context, out *inflight, ix *index, x *sqlbuild.Index, p plan, version uint64) error {
 	if p.purge {
-		if err := a.publish(ctx, out, ix, &flussopb.Document{Index: ix.name, Op: flussopb.DocOp_PURGE, Version: version}); err != nil {
+		if err := a.publish(ctx, out, ix, []*flussopb.Document{{Index: ix.name, Op: flussopb.DocOp_PURGE, Version: version}}); err != nil {
 			return err
 		}
 	}
@@ -484,7 +516,8 @@ func (a *Assembler) emit(ctx context.Context, out *inflight, ix *index, x *sqlbu
 // and generation given (none: every sink, every live generation).
 func (a *Assembler) build(ctx context.Context, out *inflight, ix *index, x *sqlbuild.Index, keys []string, sinks []string, gen uint32, version uint64) error {
 	for len(keys) > 0 {
-		chunk := keys[:min(a.chunkSize(ix), len(keys))]
+		probe := !out.measured[ix]
+		chunk := keys[:min(a.chunkSize(ix, probe), len(keys))]
 		keys = keys[len(chunk):]
 		docs, err := x.Build(ctx, a.cfg.Pool, chunk)
 		if err != nil {
@@ -494,7 +527,8 @@ func (a *Assembler) build(ctx context.Context, out *inflight, ix *index, x *sqlb
 		for _, d := range docs {
 			size += len(d.Body)
 		}
-		ix.built(len(chunk), size)
+		ix.built(len(chunk), size, probe)
+		out.measure(ix)
 		if slices.ContainsFunc(docs, func(d sqlbuild.Doc) bool { return d.Err != nil }) {
 			// A value that does not render may only say that the
 			// statements are stale (a key widened to bigint, say).
@@ -506,6 +540,7 @@ func (a *Assembler) build(ctx context.Context, out *inflight, ix *index, x *sqlb
 				return errReshaped
 			}
 		}
+		built := make([]*flussopb.Document, 0, len(docs))
 		for _, d := range docs {
 			if d.Err != nil {
 				if err := a.reject(ctx, out, ix, d.ID, version, d.Err); err != nil {
@@ -519,9 +554,10 @@ func (a *Assembler) build(ctx context.Context, out *inflight, ix *index, x *sqlb
 			} else {
 				doc.Op, doc.Body = flussopb.DocOp_UPSERT, d.Body
 			}
-			if err := a.publish(ctx, out, ix, doc); err != nil {
-				return err
-			}
+			built = append(built, doc)
+		}
+		if err := a.publish(ctx, out, ix, built); err != nil {
+			return err
 		}
 		a.cfg.Built.Add(ix.name, len(docs))
 	}

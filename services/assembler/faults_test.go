@@ -140,7 +140,9 @@ func (r *rig) docs(ids ...string) map[string]*flussopb.Document {
 				if m.Err != nil {
 					r.t.Fatal(m.Err)
 				}
-				got[m.Value.Id] = m.Value
+				for _, d := range m.Values {
+					got[d.Id] = d
+				}
 				_ = m.Ack()
 			}
 		}
@@ -441,7 +443,7 @@ func TestInFlightBytesBounded(t *testing.T) {
 	body := []byte(`"` + strings.Repeat("x", size) + `"`)
 	for i := range docs {
 		doc := &flussopb.Document{Index: "items", Id: fmt.Sprint(i), Op: flussopb.DocOp_UPSERT, Version: 1, Body: body}
-		if err := r.a.publish(r.ctx, &out, r.a.indexes[0], doc); err != nil {
+		if err := r.a.publish(r.ctx, &out, r.a.indexes[0], []*flussopb.Document{doc}); err != nil {
 			t.Fatal(err)
 		}
 		if out.bytes > maxInFlight {
@@ -464,29 +466,40 @@ func TestInFlightBytesBounded(t *testing.T) {
 }
 
 // TestChunkSize checks that builds make fewer documents at once as the
-// documents grow, towards buildBytes a build.
+// documents grow, towards buildBytes a build, and that a batch's first
+// build of an index makes few, to measure its documents, then goes back to
+// the chunk before when they are as small.
 func TestChunkSize(t *testing.T) {
 	tests := []struct {
 		name    string
-		n, size int // the last build: documents, bytes
+		n, size int  // the last build: documents, bytes
+		probe   bool // it was a batch's first
 		want    int
 	}{
-		{"small documents: twice as many", 16, 16 << 10, 32},
-		{"tombstones only: twice as many", 16, 0, 32},
-		{"never more than BuildChunk", 250, 1 << 10, 250},
-		{"1 MiB documents", 32, 32 << 20, 16},
-		{"one document over the budget", 1, 50 << 20, 1},
-		{"budget overrun: shrink at once", 250, 250 << 20, 16},
+		{"small documents: twice as many", 16, 16 << 10, false, 32},
+		{"tombstones only: twice as many", 16, 0, false, 32},
+		{"never more than BuildChunk", 250, 1 << 10, false, 250},
+		{"1 MiB documents", 32, 32 << 20, false, 16},
+		{"one document over the budget", 1, 50 << 20, false, 1},
+		{"budget overrun: shrink at once", 250, 250 << 20, false, 16},
+		{"probe of small documents: back to the chunk before", 16, 16 << 10, true, 250},
+		{"probe of 1 MiB documents: as many", 16, 16 << 20, true, 16},
 	}
 	a := New(Config{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ix := &index{}
-			if got := a.chunkSize(ix); got != firstChunk {
+			if got := a.chunkSize(ix, false); got != firstChunk {
 				t.Fatalf("first chunk %d, want %d", got, firstChunk)
 			}
-			ix.built(tt.n, tt.size)
-			if got := a.chunkSize(ix); got != tt.want {
+			if tt.probe {
+				ix.built(250, 250<<10, false) // learnt on small documents
+				if got := a.chunkSize(ix, true); got != firstChunk {
+					t.Fatalf("a batch's first chunk %d after a chunk of 250, want %d", got, firstChunk)
+				}
+			}
+			ix.built(tt.n, tt.size, tt.probe)
+			if got := a.chunkSize(ix, false); got != tt.want {
 				t.Errorf("after %d documents of %d bytes: chunk %d, want %d", tt.n, tt.size, got, tt.want)
 			}
 		})
@@ -506,7 +519,7 @@ func TestBuildBytesBounded(t *testing.T) {
 	}
 	r.backfill(keys...)
 	r.docs(keys...)
-	if got := r.a.chunkSize(r.a.indexes[0]); got > buildBytes/size {
+	if got := r.a.chunkSize(r.a.indexes[0], false); got > buildBytes/size {
 		t.Errorf("chunk %d after documents of %d bytes, want at most %d", got, size, buildBytes/size)
 	}
 	r.running()

@@ -2,7 +2,6 @@ package assembler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,28 +21,46 @@ const maxInFlight = 4 << 20
 type inflight struct {
 	sent  []sent
 	bytes int
+	// measured holds the indexes the batch built documents of: its first
+	// build of an index measures their size (see chunkSize).
+	measured map[*index]bool
+}
+
+func (f *inflight) measure(ix *index) {
+	if f.measured == nil {
+		f.measured = map[*index]bool{}
+	}
+	f.measured[ix] = true
 }
 
 // sent is one message awaiting its publish acknowledgement.
 type sent struct {
-	ack     jetstream.PubAckFuture
-	size    int
-	ix      *index // nil for a quarantine entry
-	id      string
-	version uint64
+	ack  jetstream.PubAckFuture
+	size int
+	ix   *index               // nil for a quarantine entry
+	docs []*flussopb.Document // what a message of documents carries
+	id   string               // the document of a quarantine entry
 }
 
-// publish publishes a document; one too large for the broker is rejected.
-func (a *Assembler) publish(ctx context.Context, out *inflight, ix *index, doc *flussopb.Document) error {
-	s, err := a.cfg.Broker.PublishDocumentAsync(ctx, doc, a.limit)
-	var big *broker.TooLargeError
-	if errors.As(err, &big) {
-		return a.reject(ctx, out, ix, doc.Id, doc.Version, tooLarge(ix.name, doc.Id, big))
+// publish publishes documents of ix, many to a message; one too large for
+// a message of its own is rejected.
+func (a *Assembler) publish(ctx context.Context, out *inflight, ix *index, docs []*flussopb.Document) error {
+	// Each message is tracked as it goes, so what is in flight stays
+	// within maxInFlight however many documents a build made.
+	refused, err := a.cfg.Broker.PublishDocumentsAsync(ctx, docs, a.limit, func(m broker.DocumentsSent) error {
+		a.sentMsgs.Add(1)
+		a.sentDocs.Add(int64(len(m.Docs)))
+		return out.add(ctx, a, sent{ack: m.Ack, size: m.Size, ix: ix, docs: m.Docs})
+	})
+	for _, r := range refused {
+		if err := a.reject(ctx, out, ix, r.Doc.Id, r.Doc.Version, tooLarge(ix.name, r.Doc.Id, r.Err)); err != nil {
+			return err
+		}
 	}
 	if err != nil {
-		return fmt.Errorf("publishing document %s of %s: %w", doc.Id, ix.name, err)
+		return fmt.Errorf("publishing %d documents of %s: %w", len(docs), ix.name, err)
 	}
-	return out.add(ctx, a, sent{ack: s.Ack, size: s.Size, ix: ix, id: doc.Id, version: doc.Version})
+	return nil
 }
 
 // tooLarge is the reason a document is refused by the broker.
@@ -108,9 +125,9 @@ func (a *Assembler) settle(ctx context.Context, f *inflight) error {
 				case s.ix == nil:
 					return fmt.Errorf("storing the quarantine entry of %s: %w", s.id, err)
 				case !broker.IsTooLarge(err):
-					return fmt.Errorf("storing document %s of %s: %w", s.id, s.ix.name, err)
+					return fmt.Errorf("storing %d documents of %s: %w", len(s.docs), s.ix.name, err)
 				}
-				if err := a.reject(ctx, f, s.ix, s.id, s.version, tooLarge(s.ix.name, s.id, &broker.TooLargeError{Size: s.size})); err != nil {
+				if err := a.refused(ctx, f, s); err != nil {
 					return err
 				}
 			case <-ctx.Done():
@@ -119,4 +136,20 @@ func (a *Assembler) settle(ctx context.Context, f *inflight) error {
 		}
 	}
 	return nil
+}
+
+// refused handles a message of documents the stream refused for its size
+// (its limit is lower than the broker said when the run began): a batch is
+// sent again a document at a time, and a document alone is rejected.
+func (a *Assembler) refused(ctx context.Context, f *inflight, s sent) error {
+	if len(s.docs) > 1 {
+		for _, d := range s.docs {
+			if err := a.publish(ctx, f, s.ix, []*flussopb.Document{d}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	d := s.docs[0]
+	return a.reject(ctx, f, s.ix, d.Id, d.Version, tooLarge(s.ix.name, d.Id, &broker.TooLargeError{Size: s.size}))
 }

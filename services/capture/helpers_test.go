@@ -158,9 +158,10 @@ func (r *rig) eventually(what string, within time.Duration, cond func() bool) {
 	}
 }
 
-// change is one message of the changes stream.
+// change is one change of the changes stream, with the message that
+// carried it (a message holds one change, or several of a transaction).
 type change struct {
-	seq   uint64 // stream sequence
+	seq   uint64 // stream sequence of the message
 	msgID string
 	*flussopb.Change
 }
@@ -177,8 +178,9 @@ func (r *rig) consumer() jetstream.Consumer {
 	return c
 }
 
-// read takes n changes off the stream in order, acking each when ack is
-// set (else they stay pending, redelivered after the ack wait).
+// read takes n changes off the stream in order, or more when the last
+// message holds more, acking each message when ack is set (else they stay
+// pending, redelivered after the ack wait).
 func (r *rig) read(n int, ack bool) []change {
 	r.t.Helper()
 	cons := r.consumer()
@@ -193,7 +195,7 @@ func (r *rig) read(n int, ack bool) []change {
 			r.t.Fatal(err)
 		}
 		for m := range batch.Messages() {
-			out = append(out, decode(r.t, m))
+			out = append(out, decode(r.t, m)...)
 			if ack {
 				if err := m.Ack(); err != nil {
 					r.t.Fatal(err)
@@ -204,17 +206,31 @@ func (r *rig) read(n int, ack bool) []change {
 	return out
 }
 
-func decode(t *testing.T, m jetstream.Msg) change {
+// decode reads a message of the changes stream: a batch of changes, or one.
+func decode(t *testing.T, m jetstream.Msg) []change {
 	t.Helper()
 	meta, err := m.Metadata()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := &flussopb.Change{}
-	if err := proto.Unmarshal(m.Data(), ch); err != nil {
-		t.Fatalf("decoding change %d: %v", meta.Sequence.Stream, err)
+	var chs []*flussopb.Change
+	if m.Headers().Get(broker.HeaderBatch) == "" {
+		ch := &flussopb.Change{}
+		err = proto.Unmarshal(m.Data(), ch)
+		chs = []*flussopb.Change{ch}
+	} else {
+		b := &flussopb.ChangeBatch{}
+		err = proto.Unmarshal(m.Data(), b)
+		chs = b.Changes
 	}
-	return change{seq: meta.Sequence.Stream, msgID: m.Headers().Get(jetstream.MsgIDHeader), Change: ch}
+	if err != nil {
+		t.Fatalf("decoding change message %d: %v", meta.Sequence.Stream, err)
+	}
+	out := make([]change, len(chs))
+	for i, ch := range chs {
+		out[i] = change{seq: meta.Sequence.Stream, msgID: m.Headers().Get(jetstream.MsgIDHeader), Change: ch}
+	}
+	return out
 }
 
 // slotConfirmed reads the slot's confirmed_flush_lsn.

@@ -164,7 +164,10 @@ type openTxn struct {
 	futures []pending
 	// budget is the session's bound on bytes in flight; settling an ack
 	// gives its bytes back.
-	budget  *semaphore.Weighted
+	budget *semaphore.Weighted
+	// batch gathers the transaction's changes into messages; the
+	// session's, empty between transactions.
+	batch   *broker.ChangeBatcher
 	lastSeq uint64
 	// floor is the highest sequence seen stored before the transaction's
 	// first change was published; see reuseWatch. Taken then, not when its
@@ -190,7 +193,7 @@ const stoppingPings = 50
 
 // stream reads the replication stream until an error or ctx is done.
 func (c *Capture) stream(ctx context.Context, repl *pgconn.PgConn, t *tracker, acks chan<- *openTxn, budget *semaphore.Weighted) error {
-	w := &walReader{t: t, acks: acks, budget: budget, relations: map[uint32]*pglogrepl.RelationMessage{}}
+	w := &walReader{t: t, acks: acks, budget: budget, batch: c.cfg.Broker.ChangeBatcher(), relations: map[uint32]*pglogrepl.RelationMessage{}}
 	var (
 		received, sent pglogrepl.LSN
 		nextStatus     = time.Now()
@@ -293,6 +296,7 @@ type walReader struct {
 	t         *tracker
 	acks      chan<- *openTxn
 	budget    *semaphore.Weighted
+	batch     *broker.ChangeBatcher
 	relations map[uint32]*pglogrepl.RelationMessage
 	cur       *openTxn // the transaction being received; it holds c.publishing
 	final     pglogrepl.LSN
@@ -319,15 +323,24 @@ func (c *Capture) walData(ctx context.Context, w *walReader, data []byte) (pglog
 			return 0, fmt.Errorf("begin at %s inside the transaction of %s", m.FinalLSN, w.final)
 		}
 		c.publishing.Lock()
-		w.cur, w.final, w.seq = &openTxn{xid: m.Xid, floor: c.reuse.floor(), budget: w.budget}, m.FinalLSN, 0
+		w.cur, w.final, w.seq = &openTxn{xid: m.Xid, floor: c.reuse.floor(), budget: w.budget, batch: w.batch}, m.FinalLSN, 0
 		w.t.Open()
 	case *pglogrepl.CommitMessage:
 		if w.cur == nil {
 			return 0, fmt.Errorf("commit at %s without a begin", m.CommitLSN)
 		}
 		txn := w.cur
+		// The transaction's last changes are published before its acks
+		// are awaited.
+		sent, err := txn.batch.Flush()
+		if err == nil {
+			err = c.track(ctx, txn, sent)
+		}
 		w.cur = nil
 		c.publishing.Unlock()
+		if err != nil {
+			return 0, fmt.Errorf("publishing the changes of the transaction of %s: %w", w.final, err)
+		}
 		txn.end = m.TransactionEndLSN
 		select {
 		case w.acks <- txn:
@@ -382,17 +395,51 @@ func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[ui
 		Old:       row(rel, old, oldType == 'K', keep),
 		New:       row(rel, new, false, keep),
 	}
-	enc, err := c.encode(ch, final, fmt.Sprintf("%X-%d", uint64(final), *seq))
-	if err != nil {
-		return err
-	}
-	// Each change starts a trace; the assembler and writer continue it.
+	// Each change starts a trace; the assembler and writer continue it
+	// (a message of many changes, the first one's).
 	traced, span := c.cfg.Tracer.Start(ctx, "capture.change", trace.WithAttributes(
 		attribute.String("db.table", rel.Namespace+"."+rel.RelationName),
 		attribute.String("flusso.op", op.String()),
 		attribute.String("flusso.commit_lsn", final.String())))
 	span.End()
-	size := min(int64(enc.Len()), inflightBytes)
+	sent, err := c.queue(traced, cur, ch, final)
+	if err != nil {
+		return fmt.Errorf("publishing change of %s.%s: %w", rel.Namespace, rel.RelationName, err)
+	}
+	*seq++
+	c.captured.Add(1)
+	return c.track(ctx, cur, sent)
+}
+
+// queue adds a change to its transaction's batch, which publishes the
+// changes before it when it does not fit with them. One too large for the
+// broker even cut down to the columns the indexes read (a huge key) goes
+// without its row images: the assemblers then cannot trace it and rebuild
+// every document of the indexes reading its table. Slow, but nothing is
+// missed, and the stream never stops on it: a change that cannot be
+// published would end every session at the same transaction and hold the
+// slot back for good.
+func (c *Capture) queue(ctx context.Context, cur *openTxn, ch *flussopb.Change, final pglogrepl.LSN) (*broker.ChangesSent, error) {
+	sent, err := cur.batch.Add(ctx, ch)
+	var big *broker.TooLargeError
+	if !errors.As(err, &big) {
+		return sent, err
+	}
+	c.oversized.Add(1)
+	c.log.Warn("change too large for the broker; publishing it without its row images, so every document of the indexes reading its table is rebuilt",
+		"table", ch.Schema+"."+ch.Table, "op", ch.Op.String(), "commit_lsn", final, "bytes", big.Size, "limit", big.Limit)
+	ch.Old, ch.New = nil, nil
+	return cur.batch.Add(ctx, ch)
+}
+
+// track holds a published message of changes against the session's bound
+// on bytes in flight until its ack is settled, and settles the
+// transaction's acks once it holds many.
+func (c *Capture) track(ctx context.Context, cur *openTxn, sent *broker.ChangesSent) error {
+	if sent == nil {
+		return nil
+	}
+	size := min(int64(sent.Size), inflightBytes)
 	if !cur.budget.TryAcquire(size) {
 		// Bytes come back as acks are settled: this transaction's here,
 		// committed ones' in resolve.
@@ -403,40 +450,11 @@ func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[ui
 			return err
 		}
 	}
-	f, err := c.cfg.Broker.PublishChangeAsync(traced, enc)
-	if err != nil {
-		cur.budget.Release(size)
-		return fmt.Errorf("publishing change of %s.%s: %w", rel.Namespace, rel.RelationName, err)
-	}
-	*seq++
-	c.captured.Add(1)
-	cur.futures = append(cur.futures, pending{ack: f, size: size})
+	cur.futures = append(cur.futures, pending{ack: sent.Ack, size: size})
 	if len(cur.futures) >= inlineAcks {
 		return c.settle(ctx, cur)
 	}
 	return nil
-}
-
-// encode marshals a change. One too large for the broker even cut down to
-// the columns the indexes read (a huge key) goes without its row images:
-// the assemblers then cannot trace it and rebuild every document of the
-// indexes reading its table. Slow, but nothing is missed, and the stream
-// never stops on it: a change that cannot be published would end every
-// session at the same transaction and hold the slot back for good.
-func (c *Capture) encode(ch *flussopb.Change, final pglogrepl.LSN, id string) (broker.Change, error) {
-	enc, err := broker.EncodeChange(ch, id)
-	if err != nil {
-		return enc, err
-	}
-	limit := c.cfg.Broker.MaxChange()
-	if enc.Len() <= limit {
-		return enc, nil
-	}
-	c.oversized.Add(1)
-	c.log.Warn("change too large for the broker; publishing it without its row images, so every document of the indexes reading its table is rebuilt",
-		"table", ch.Schema+"."+ch.Table, "op", ch.Op.String(), "commit_lsn", final, "bytes", enc.Len(), "limit", limit)
-	ch.Old, ch.New = nil, nil
-	return broker.EncodeChange(ch, id)
 }
 
 // settle waits for a transaction's outstanding publish acks, keeping only

@@ -198,15 +198,17 @@ func TestChangesArriveWithKeysAndOldRows(t *testing.T) {
 	checkTransactions(t, all)
 }
 
-// checkTransactions checks that each transaction's messages are contiguous
-// on the stream, numbered from 0, in commit order, and carry the
-// deduplication id derived from the commit LSN and the number.
+// checkTransactions checks that each transaction's changes are contiguous
+// on the stream, numbered from 0, in commit order, and that each message
+// carries the deduplication id derived from the commit LSN and the
+// numbers of its first and last change (the number alone for a message of
+// one change).
 func checkTransactions(t *testing.T, changes []change) {
 	t.Helper()
 	var lsn uint64
 	var next uint32
 	for i, c := range changes {
-		if i > 0 && c.seq != changes[i-1].seq+1 {
+		if i > 0 && c.seq != changes[i-1].seq && c.seq != changes[i-1].seq+1 {
 			t.Errorf("stream sequence %d follows %d: a gap", c.seq, changes[i-1].seq)
 		}
 		switch {
@@ -220,9 +222,21 @@ func checkTransactions(t *testing.T, changes []change) {
 		if c.Seq != next {
 			t.Errorf("change at stream sequence %d is number %d of its transaction, want %d", c.seq, c.Seq, next)
 		}
-		if want := fmt.Sprintf("%X-%d", c.CommitLsn, c.Seq); c.msgID != want {
-			t.Errorf("change at stream sequence %d has message id %q, want %q", c.seq, c.msgID, want)
+	}
+	for i := 0; i < len(changes); {
+		j := i
+		for j+1 < len(changes) && changes[j+1].seq == changes[i].seq {
+			j++
 		}
+		first, last := changes[i], changes[j]
+		want := fmt.Sprintf("%X-%d", first.CommitLsn, first.Seq)
+		if j > i {
+			want = fmt.Sprintf("%X-%d-%d", first.CommitLsn, first.Seq, last.Seq)
+		}
+		if first.msgID != want {
+			t.Errorf("message at stream sequence %d has message id %q, want %q", first.seq, first.msgID, want)
+		}
+		i = j + 1
 	}
 }
 

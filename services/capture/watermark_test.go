@@ -17,7 +17,8 @@ import (
 // transaction's changes are acked AND the documents built from them are
 // acked by the sink's writer, and only ever to the end of a commit.
 func TestConfirmedOnlyPastDurableCommits(t *testing.T) {
-	const txns, rows = 10, 3
+	// A transaction of more changes than a message holds (128) takes two.
+	const txns, rows = 10, 130
 	r := newRig(t, `
 		CREATE EXTENSION pg_walinspect;
 		CREATE TABLE users (id int PRIMARY KEY, email text);
@@ -46,21 +47,21 @@ func TestConfirmedOnlyPastDurableCommits(t *testing.T) {
 	}
 	r.eventually("every change on the stream", 30*time.Second, func() bool {
 		p, err := r.bc.Progress(context.Background(), broker.ChangesStream)
-		return err == nil && p.Pending == txns*rows
+		return err == nil && p.Pending == txns*2
 	})
 
 	// Fetch everything, acking nothing yet.
 	cons := r.consumer()
 	var msgs []jetstream.Msg
 	var changes []change
-	for len(msgs) < txns*rows {
-		batch, err := cons.Fetch(txns*rows-len(msgs), jetstream.FetchMaxWait(time.Second))
+	for len(msgs) < txns*2 {
+		batch, err := cons.Fetch(txns*2-len(msgs), jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for m := range batch.Messages() {
 			msgs = append(msgs, m)
-			changes = append(changes, decode(t, m))
+			changes = append(changes, decode(t, m)...)
 		}
 	}
 	checkTransactions(t, changes)
@@ -98,8 +99,8 @@ func TestConfirmedOnlyPastDurableCommits(t *testing.T) {
 
 	ctx := context.Background()
 	docs := 0
-	// assemble plays an assembler: a document per change is stored on the
-	// documents stream before the change is acked.
+	// assemble plays an assembler: a document per change message is stored
+	// on the documents stream before the message is acked.
 	assemble := func(ms []jetstream.Msg) {
 		for _, m := range ms {
 			if _, err := r.bc.JS.Publish(ctx, broker.DocsSubject("users"), []byte("doc")); err != nil {
@@ -132,10 +133,10 @@ func TestConfirmedOnlyPastDurableCommits(t *testing.T) {
 		}
 	}
 
-	// Assemblers done with four transactions and the first change of the
+	// Assemblers done with four transactions and the first message of the
 	// fifth; the writer has not written anything.
 	const k = 4
-	assemble(msgs[:k*rows+1])
+	assemble(msgs[:k*2+1])
 	hold(2 * time.Second)
 	for _, l := range seen {
 		if l > commits[0] {
@@ -156,7 +157,7 @@ func TestConfirmedOnlyPastDurableCommits(t *testing.T) {
 	}
 
 	// Everything consumed: the slot passes the last commit.
-	assemble(msgs[k*rows+1:])
+	assemble(msgs[k*2+1:])
 	write()
 	r.eventually("the slot to confirm every transaction", 30*time.Second, func() bool {
 		observe()

@@ -39,7 +39,7 @@ func (w *Writer) atMarker(ctx context.Context, cons *broker.DocumentConsumer, pi
 
 // marker applies a SEEDED or PURGE marker and acks it.
 func (w *Writer) marker(ctx context.Context, m *broker.DocumentMsg) error {
-	d := m.Value
+	d := m.Values[0]
 	switch d.Op {
 	case flussopb.DocOp_SEEDED:
 		err := w.retry(ctx, "marking an index seeded", func() error {

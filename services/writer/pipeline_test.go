@@ -84,7 +84,7 @@ func TestPipeline(t *testing.T) {
 				if m.Err != nil {
 					t.Fatal(m.Err)
 				}
-				docs[i] = m.Value
+				docs[i] = m.Values[0]
 			}
 			// The consumer's state, as the server has it.
 			cons, err := conn.JS.Consumer(ctx, broker.DocsStream, broker.WriterConsumer("out"))

@@ -173,34 +173,51 @@ func (w *Writer) process(ctx context.Context, cons *broker.DocumentConsumer, pip
 			_ = m.Ack()
 			continue
 		}
-		d := m.Value
-		if len(d.Sinks) > 0 && !slices.Contains(d.Sinks, w.cfg.Sink.Name()) {
-			run = append(run, m) // not for this sink: acked with its run
+		if d := markerOf(m); d != nil && w.wants(d) {
+			ready, err := w.atMarker(ctx, cons, pipe, flush, m, msgs[i:])
+			if err != nil {
+				nakAll(msgs[i:])
+				return nil, err
+			}
+			if !ready {
+				return msgs[i:], nil
+			}
 			continue
 		}
-		if _, ok := w.indexes[d.Index]; !ok {
-			// Left on the stream by a deployment that had the index
-			// enabled: nobody here owns it, and keeping it would block
-			// every document behind it.
-			w.log.Warn("dropping a document of an index not enabled here", "index", d.Index, "id", d.Id, "op", d.Op.String())
-			run = append(run, m)
-			continue
-		}
-		if d.Op == flussopb.DocOp_UPSERT || d.Op == flussopb.DocOp_DELETE_DOC {
-			run = append(run, m)
-			docs = append(docs, d)
-			continue
-		}
-		ready, err := w.atMarker(ctx, cons, pipe, flush, m, msgs[i:])
-		if err != nil {
-			nakAll(msgs[i:])
-			return nil, err
-		}
-		if !ready {
-			return msgs[i:], nil
+		// A message is acked with its run, whatever of it is for this sink:
+		// once every document of it is written.
+		run = append(run, m)
+		for _, d := range m.Values {
+			if w.wants(d) && !broker.IsMarker(d) {
+				docs = append(docs, d)
+			}
 		}
 	}
 	return nil, flush()
+}
+
+// wants reports whether d is for this writer: for its sink, and of an
+// index enabled here.
+func (w *Writer) wants(d *flussopb.Document) bool {
+	if len(d.Sinks) > 0 && !slices.Contains(d.Sinks, w.cfg.Sink.Name()) {
+		return false
+	}
+	if _, ok := w.indexes[d.Index]; !ok {
+		// Left on the stream by a deployment that had the index
+		// enabled: nobody here owns it, and keeping it would block
+		// every document behind it.
+		w.log.Warn("dropping a document of an index not enabled here", "index", d.Index, "id", d.Id, "op", d.Op.String())
+		return false
+	}
+	return true
+}
+
+// markerOf returns the marker m is, or nil when it holds documents.
+func markerOf(m *broker.DocumentMsg) *flussopb.Document {
+	if len(m.Values) == 1 && broker.IsMarker(m.Values[0]) {
+		return m.Values[0]
+	}
+	return nil
 }
 
 // docKey identifies one document operation for coalescing: builds of the

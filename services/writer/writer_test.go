@@ -234,3 +234,78 @@ func TestTooLargeIsQuarantined(t *testing.T) {
 		t.Errorf("OpenSearch holds %d documents, want the 2 around the big one", got)
 	}
 }
+
+// TestBatchAckedWhenWritten publishes a message of one document (as
+// versions before batching wrote them) and a batch of documents: the batch
+// stays unacked while the sink fails, however many documents of it a write
+// got through, and is acked once every document of it is written or, under
+// on_error = skip, quarantined.
+func TestBatchAckedWhenWritten(t *testing.T) {
+	t.Parallel()
+	const batch = 30
+	tests := []struct {
+		name        string
+		onError     flow.OnError
+		fault       faultproxy.Fault
+		failUntil   uint64 // the writer's failures before the fault is cleared (0: it stays)
+		big         bool
+		quarantined int
+	}{
+		{name: "sink fails: the batch waits, then is written whole", onError: flow.Stop,
+			fault: faultproxy.Fault{Status: http.StatusInternalServerError}, failUntil: 2},
+		{name: "a document refused under skip: quarantined, the rest written", onError: flow.Skip,
+			fault: faultproxy.Fault{Status: http.StatusRequestEntityTooLarge, BodyOver: 4000}, big: true, quarantined: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, tt.onError)
+			r.proxy.Set(tt.fault)
+			r.publish(t, user(0, "old"))
+			docs := make([]*flussopb.Document, batch)
+			for i := range docs {
+				docs[i] = user(i+1, "n")
+			}
+			if tt.big {
+				docs[batch/2] = user(batch/2+1, strings.Repeat("x", 5000))
+			}
+			msgs := 0
+			refused, err := r.conn.PublishDocumentsAsync(context.Background(), docs, broker.MaxPayload, func(broker.DocumentsSent) error {
+				msgs++
+				return nil
+			})
+			if err != nil || msgs != 1 || len(refused) != 0 {
+				t.Fatalf("%d messages, %d refused (%v), want one message", msgs, len(refused), err)
+			}
+			if tt.failUntil > 0 {
+				stage := r.reg.Stage("writer.primary")
+				for stage.Report().Failures < tt.failUntil {
+					time.Sleep(20 * time.Millisecond)
+				}
+				cons, err := r.conn.JS.Consumer(context.Background(), broker.DocsStream, broker.WriterConsumer("primary"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				info, err := cons.Info(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if info.AckFloor.Stream >= 2 {
+					t.Fatalf("the batch was acked (ack floor %d) while the sink failed", info.AckFloor.Stream)
+				}
+				r.proxy.Clear()
+			}
+			r.awaitAcked(t, 2)
+			if got, want := r.count(t), int64(batch+1-tt.quarantined); got != want {
+				t.Errorf("OpenSearch holds %d documents, want %d", got, want)
+			}
+			entries, err := r.conn.ListQuarantine(context.Background(), broker.QuarantineFilter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(entries) != tt.quarantined {
+				t.Errorf("%d documents quarantined, want %d", len(entries), tt.quarantined)
+			}
+		})
+	}
+}
