@@ -17,8 +17,10 @@ type Snapshot struct {
 	ChangesCaptured  uint64
 	ChangesCommitted uint64
 	ChangesInFlight  uint64
-	Batches          uint64
-	Errors           uint64
+	// ChangesSkipped counts the updates dropped at capture, by table.
+	ChangesSkipped map[string]uint64
+	Batches        uint64
+	Errors         uint64
 	// SlotLagBytes is nil until first measured.
 	SlotLagBytes *uint64
 	// Backlog is the broker messages pending per stage (assembler, writer).
@@ -57,6 +59,7 @@ type IndexCounts struct {
 //	flusso.changes.captured      counter  flusso_changes_captured_total
 //	flusso.changes.committed     counter  flusso_changes_committed_total
 //	flusso.changes.in_flight     gauge    flusso_changes_in_flight
+//	flusso.changes.skipped       counter  flusso_changes_skipped_total{table}
 //	flusso.documents.built       counter  flusso_documents_built_total{index}
 //	flusso.documents.quarantined counter  flusso_documents_quarantined_total{index}
 //	flusso.batches               counter  flusso_batches_total
@@ -87,6 +90,7 @@ func (p *Provider) Register(snapshot func() Snapshot) error {
 	captured := counter("flusso.changes.captured", "{change}", "Row changes read from the replication slot")
 	committed := counter("flusso.changes.committed", "{transaction}", "Source transactions durable in every sink")
 	inFlight := gauge("flusso.changes.in_flight", "{change}", "Captured changes not yet durable in every sink")
+	skipped := counter("flusso.changes.skipped", "{change}", "Updates dropped at capture because they changed no column an index reads, per table")
 	built := counter("flusso.documents.built", "{document}", "Documents assembled, per index")
 	quarantined := counter("flusso.documents.quarantined", "{document}", "Documents a sink rejected and on_error = skip set aside, per index")
 	batches := counter("flusso.batches", "{batch}", "Sink flushes")
@@ -105,6 +109,9 @@ func (p *Provider) Register(snapshot func() Snapshot) error {
 		o.ObserveInt64(captured, clamp(s.ChangesCaptured))
 		o.ObserveInt64(committed, clamp(s.ChangesCommitted))
 		o.ObserveInt64(inFlight, clamp(s.ChangesInFlight))
+		for table, n := range s.ChangesSkipped {
+			o.ObserveInt64(skipped, clamp(n), metric.WithAttributes(attribute.String("table", table)))
+		}
 		o.ObserveInt64(batches, clamp(s.Batches))
 		o.ObserveInt64(errs, clamp(s.Errors))
 		if s.SlotLagBytes != nil {
@@ -130,7 +137,7 @@ func (p *Provider) Register(snapshot func() Snapshot) error {
 			}
 		}
 		return nil
-	}, captured, committed, inFlight, built, quarantined, batches, errs, slotLag, backlog, degraded, failures, qSize, qLimit)
+	}, captured, committed, inFlight, skipped, built, quarantined, batches, errs, slotLag, backlog, degraded, failures, qSize, qLimit)
 	if err != nil {
 		return fmt.Errorf("registering the pipeline metrics: %w", err)
 	}

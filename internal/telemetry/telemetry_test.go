@@ -47,11 +47,11 @@ func lag(n uint64) *uint64 { return &n }
 func snapshot() Snapshot {
 	return Snapshot{
 		ChangesCaptured: 12, ChangesCommitted: 4, ChangesInFlight: 5, Batches: 3, Errors: 1,
-		SlotLagBytes: lag(8192),
-		Backlog:      map[string]uint64{"assembler": 6, "writer": 2},
-		Indexes:      map[string]IndexCounts{"users": {Built: 10, Quarantined: 2}, "orders": {Built: 7}},
-		Stages:       map[string]StageHealth{"capture": {}, "sink.primary": {Degraded: true, Failures: 4}},
-		Quarantine:   &QuarantineUse{Bytes: 900, MaxBytes: 1000},
+		SlotLagBytes: lag(8192), ChangesSkipped: map[string]uint64{"public.orders": 9},
+		Backlog:    map[string]uint64{"assembler": 6, "writer": 2},
+		Indexes:    map[string]IndexCounts{"users": {Built: 10, Quarantined: 2}, "orders": {Built: 7}},
+		Stages:     map[string]StageHealth{"capture": {}, "sink.primary": {Degraded: true, Failures: 4}},
+		Quarantine: &QuarantineUse{Bytes: 900, MaxBytes: 1000},
 	}
 }
 
@@ -75,6 +75,7 @@ func TestPrometheusNames(t *testing.T) {
 		"flusso_changes_captured_total 12",
 		"flusso_changes_committed_total 4",
 		"flusso_changes_in_flight 5",
+		`flusso_changes_skipped_total{table="public.orders"} 9`,
 		"flusso_batches_total 3",
 		"flusso_errors_total 1",
 		`flusso_documents_built_total{index="users"} 10`,
