@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	verify "github.com/flusso/flusso/internal/harness"
+)
+
+// The Rust flusso, the implementation this one replaces: crate flusso-cli
+// from crates.io, installed with cargo into a cache shared between runs.
+const (
+	rustCrate   = "flusso-cli"
+	rustVersion = "0.15.1"
+	rustPrefix  = "bench_r_"
+	rustSlot    = "bench_rust"
+)
+
+// rustInstall is the outcome of installing the Rust flusso: its binary, or
+// why there is none.
+type rustInstall struct {
+	bin  string
+	skip string // set when it is not run
+	err  error
+}
+
+// rustCache is where the Rust flusso is installed: built once, reused by
+// every later run.
+func rustCache() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = filepath.Join(os.TempDir(), "cache")
+	}
+	return filepath.Join(dir, "flusso-dev", "rust-flusso-"+rustVersion)
+}
+
+// installRust installs the Rust flusso in the background (a build takes
+// many minutes on two cores, so it starts first and overlaps the other
+// phases, at the lowest priority) and sends the outcome once.
+func (h *harness) installRust(ctx context.Context) <-chan rustInstall {
+	out := make(chan rustInstall, 1)
+	root := rustCache()
+	bin := filepath.Join(root, "bin", "flusso")
+	if _, err := os.Stat(bin); err == nil {
+		out <- rustInstall{bin: bin}
+		return out
+	}
+	cargo, err := exec.LookPath("cargo")
+	if err != nil {
+		h.logf("rust flusso: skipped, cargo is not installed (https://rustup.rs installs it)")
+		out <- rustInstall{skip: "cargo is not installed"}
+		return out
+	}
+	logPath := filepath.Join(h.work, "cargo-install.log")
+	h.logf("rust flusso: installing %s %s with cargo into %s in the background (log %s)", rustCrate, rustVersion, root, logPath)
+	p, err := startProc("cargo-install", "build", logPath, nil,
+		"nice", "-n", "19", cargo, "install", rustCrate, "--version", rustVersion, "--locked", "--root", root,
+		// A build cut short (the run ended first) resumes next time.
+		"--target-dir", filepath.Join(root, "target"))
+	if err != nil {
+		out <- rustInstall{err: err}
+		return out
+	}
+	go func() {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			p.stop(5 * time.Second)
+			out <- rustInstall{err: ctx.Err()}
+			return
+		}
+		if p.err != nil {
+			out <- rustInstall{err: fmt.Errorf("cargo install %s %s: %w\n%s", rustCrate, rustVersion, p.err, p.tail(15))}
+			return
+		}
+		out <- rustInstall{bin: bin}
+	}()
+	return out
+}
+
+// rustResult is the Rust flusso's run.
+type rustResult struct {
+	Version  string        `json:"version"`
+	Skipped  string        `json:"skipped,omitempty"`
+	Backfill *backfillRes  `json:"backfill,omitempty"`
+	Live     []*liveResult `json:"live,omitempty"`
+	// Wrong compares its documents, after the live phases, with a fresh
+	// build from Postgres.
+	Wrong *wrongDocs `json:"wrong_documents,omitempty"`
+	Error string     `json:"error,omitempty"`
+}
+
+// wrongDocs is how an index differs from what Postgres holds.
+type wrongDocs struct {
+	Compared   int      `json:"compared"`
+	Missing    int      `json:"missing"`
+	Extra      int      `json:"extra"`
+	Mismatched int      `json:"mismatched"`
+	Examples   []string `json:"examples,omitempty"`
+	Skipped    string   `json:"skipped,omitempty"`
+}
+
+func (w *wrongDocs) total() int { return w.Missing + w.Extra + w.Mismatched }
+
+// compareLimit bounds the data sets whose documents are compared: the
+// comparison holds both sides in memory.
+const compareLimit = 200_000
+
+// compare compares an index (or pattern) with a fresh build of every
+// document from the flusso database.
+func (h *harness) compare(ctx context.Context, index string) *wrongDocs {
+	if h.users > compareLimit {
+		return &wrongDocs{Skipped: fmt.Sprintf("not compared above %d users", compareLimit)}
+	}
+	r, err := verify.Compare(ctx, h.dbURL(h.flussoDB), h.osURL, index, "users", h.schema)
+	if err != nil {
+		return &wrongDocs{Skipped: "comparison failed: " + err.Error()}
+	}
+	w := &wrongDocs{Compared: r.Compared, Missing: len(r.Missing), Extra: len(r.Extra), Mismatched: len(r.Mismatches)}
+	for _, s := range [][]string{r.Missing, r.Extra, r.Mismatches} {
+		for _, e := range s[:min(len(s), 2)] {
+			w.Examples = append(w.Examples, e[:min(len(e), 600)])
+		}
+	}
+	h.logf("compared %s with Postgres: %d documents, %d missing, %d extra, %d different", index, w.Compared, w.Missing, w.Extra, w.Mismatched)
+	return w
+}
+
+// runRust runs the Rust flusso on the flusso database, as one process:
+// backfill, then the live ramp, then a comparison of its documents.
+func (h *harness) runRust(ctx context.Context, install <-chan rustInstall) (*rustResult, error) {
+	res := &rustResult{Version: rustVersion}
+	h.logf("rust flusso: waiting for its install")
+	var in rustInstall
+	select {
+	case in = <-install:
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	switch {
+	case in.skip != "":
+		res.Skipped = in.skip
+		return res, nil
+	case in.err != nil:
+		return res, in.err
+	}
+	if err := h.search.drop(ctx, rustPrefix); err != nil {
+		return res, err
+	}
+	dir := filepath.Join(h.work, "rust")
+	// The same flusso.toml and schema: the Go flusso reads the Rust one's
+	// format.
+	cfg, err := h.flussoConfig(dir)
+	if err != nil {
+		return res, err
+	}
+	h.logf("rust flusso %s: backfill of %d users", rustVersion, h.users)
+	svc := services(h.flussoDB)
+	start := time.Now()
+	p, err := startProc("rust-flusso", "all", filepath.Join(dir, "rust-flusso.log"), nil,
+		in.bin, "run", "--config", cfg, "--lock", filepath.Join(dir, "flusso.lock"),
+		"--slot", rustSlot, "--publication", rustSlot, "--index-prefix", rustPrefix,
+		"--public-address", "127.0.0.1:"+strconv.Itoa(19600), "--private-address", "127.0.0.1:"+strconv.Itoa(19601))
+	if err != nil {
+		return res, err
+	}
+	procs := group{p}
+	defer func() {
+		procs.stop()
+		h.dropSlot(context.WithoutCancel(ctx), rustSlot)
+	}()
+	index := rustPrefix + "users*"
+	bf, err := h.waitCount(ctx, procs, index, start, svc)
+	res.Backfill = bf
+	if bf != nil {
+		bf.System = "rust flusso"
+		h.logf("rust flusso: %d docs in %.1fs: %.0f docs/s; %.2f CPU-s per 1k docs; peak RSS %.0f MB",
+			bf.Docs, bf.Seconds, bf.DocsPerSec, bf.CPUPer1kDocs, bf.PeakRSSMB["rust-flusso"])
+	}
+	if err != nil {
+		return res, err
+	}
+	res.Live, err = h.liveSeries(ctx, "rust flusso", h.rustRates, 200, false, "", h.flussoPool, h.flussoDB, index, procs)
+	if err != nil {
+		return res, err
+	}
+	res.Wrong = h.compare(ctx, index)
+	return res, nil
+}
+
+// waitCount follows a backfill until the index holds a document per user:
+// for a tool whose end of backfill the harness cannot read otherwise.
+func (h *harness) waitCount(ctx context.Context, procs group, index string, start time.Time, svcBefore map[string]float64) (*backfillRes, error) {
+	res := &backfillRes{PeakRSSMB: map[string]float64{}}
+	timeout := time.Duration(h.users/50)*time.Second + 5*time.Minute
+	peak := map[string]float64{}
+	for {
+		if err := procs.failed(); err != nil {
+			return nil, err
+		}
+		if time.Since(start) > timeout {
+			return nil, fmt.Errorf("%s did not reach %d documents in %s", index, h.users, timeout)
+		}
+		// Sampled as it runs: VmHWM is the peak, but a process that
+		// forks or restarts would lose it.
+		for name, u := range procs.sample() {
+			peak[name] = max(peak[name], u.PeakRSSMB)
+		}
+		n, err := h.search.count(ctx, index)
+		if err == nil && n > 0 {
+			if res.FirstDocSeconds == 0 {
+				res.FirstDocSeconds = time.Since(start).Seconds()
+			}
+			res.Curve = append(res.Curve, point{time.Since(start).Seconds(), float64(n)})
+			if n >= int64(h.users) {
+				res.Docs = n
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	res.Seconds = time.Since(start).Seconds()
+	res.DocsPerSec = float64(res.Docs) / res.Seconds
+	res.CPU = procs.sample()
+	res.ServiceCPU = servicesDelta(services(h.flussoDB), svcBefore)
+	res.LoadAvg = loadavg()
+	res.CPUPer1kDocs = totalCPU(res.CPU) / float64(max(res.Docs, 1)) * 1000
+	for name, u := range res.CPU {
+		res.PeakRSSMB[name] = max(u.PeakRSSMB, peak[name])
+	}
+	return res, nil
+}
