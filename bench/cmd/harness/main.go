@@ -696,6 +696,10 @@ const singlePort = 19464
 func (h *harness) liveSeries(ctx context.Context, system string, rates []int, stream uint64, mix bool, status string, db *pgxpool.Pool, dbName, index string, procs group) ([]*liveResult, error) {
 	var out []*liveResult
 	var saturated *liveResult
+	label := ""
+	if mix {
+		label = "realistic mix"
+	}
 	for i, rate := range rates {
 		if saturated != nil {
 			note := fmt.Sprintf("skipped: saturated at %d changes/s (end to end %.0f changes/s)", saturated.OfferedRate, saturated.PipelineRate)
@@ -705,7 +709,7 @@ func (h *harness) liveSeries(ctx context.Context, system string, rates []int, st
 				note = fmt.Sprintf("skipped: p99 above %s at %d changes/s", maxRateP99, saturated.OfferedRate)
 			}
 			h.logf("%s: live at %d changes/s %s", system, rate, note)
-			out = append(out, &liveResult{System: system, OfferedRate: rate, TxSize: h.txSize, Skipped: note, Mix: mix,
+			out = append(out, &liveResult{System: system, Label: label, OfferedRate: rate, TxSize: h.txSize, Skipped: note, Mix: mix,
 				P50ms: -1, P95ms: -1, P99ms: -1, MaxMs: -1, DrainSeconds: -1, PipelineRate: -1})
 			continue
 		}
@@ -713,10 +717,6 @@ func (h *harness) liveSeries(ctx context.Context, system string, rates []int, st
 			return out, fmt.Errorf("before live at %d/s: %w", rate, err)
 		}
 		h.logf("%s: live at %d changes/s for %s", system, rate, h.liveFor)
-		label := ""
-		if mix {
-			label = "realistic mix"
-		}
 		lr, err := runLive(ctx, liveSpec{
 			system: system, label: label, db: db, admin: h.admin, dbName: dbName, search: h.search, index: index,
 			gen: h.gen, stream: stream + uint64(i), mix: mix, status: status, rate: rate, duration: h.liveFor, txSize: h.txSize, procs: procs, drainLimit: h.drainLimit,

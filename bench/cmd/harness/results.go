@@ -476,6 +476,8 @@ func maxRates(p func(string, ...any), r *results) {
 		shown := fmt.Sprintf("%d", rate)
 		if last := rp.ramp[len(rp.ramp)-1]; last.Skipped == "" && last.withinP99() {
 			shown = "≥ " + shown // the ramp ended within the bound
+		} else if rate == 0 {
+			shown = fmt.Sprintf("< %d", rp.ramp[0].OfferedRate) // its first step was above
 		}
 		of, vs := "—", "—"
 		if ow > 0 {
