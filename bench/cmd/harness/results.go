@@ -113,6 +113,21 @@ func (r *results) overwriteCeiling() float64 {
 
 func ptr(b bool) *bool { return &b }
 
+// rawOpenSearchPer1k is OpenSearch's CPU per 1,000 documents of the fastest
+// raw fill, 0 when unknown.
+func (r *results) rawOpenSearchPer1k() float64 {
+	var best bulkRun
+	for _, c := range r.Ceiling {
+		if !c.Overwrite && c.DocsPerSec > best.DocsPerSec {
+			best = c
+		}
+	}
+	if best.Docs == 0 {
+		return 0
+	}
+	return best.ServiceCPU["opensearch"] / float64(best.Docs) * 1000
+}
+
 // maxRateP99 is the latency bound of a sustained rate: the max rate is the
 // highest rate of a ramp whose p99 stayed within it.
 const maxRateP99 = 2 * time.Second
@@ -156,7 +171,23 @@ func targets(r *results) []target {
 			}
 			t.Value = fmt.Sprintf("%s (offered %d, achieved %.0f changes/s, %d of %d probes not visible)", p99, l.OfferedRate, l.AchievedRate, l.Lost, l.Probes)
 			t.Met = ptr(l.P99ms >= 0 && l.P99ms <= 2000 && l.Lost == 0)
+			if l.Skipped != "" {
+				t.Value, t.Met = "not run: the ramp "+strings.TrimPrefix(l.Skipped, "skipped: "), ptr(false)
+			}
 		}
+	}
+	out = append(out, t)
+
+	t = target{Name: "flusso's own CPU per 1k backfilled documents", Goal: "<= 0.08 CPU-s"}
+	if r.Backfill != nil && r.Backfill.Docs > 0 {
+		t.Value, t.Met = fmt.Sprintf("%.3f CPU-s", r.Backfill.CPUPer1kDocs), ptr(r.Backfill.CPUPer1kDocs <= 0.08)
+	}
+	out = append(out, t)
+
+	t = target{Name: "OpenSearch CPU per backfilled document vs the raw bulk loop", Goal: "<= 1.05x"}
+	if raw := r.rawOpenSearchPer1k(); r.Backfill != nil && r.Backfill.Docs > 0 && raw > 0 {
+		ratio := r.Backfill.ServiceCPU["opensearch"] / float64(r.Backfill.Docs) * 1000 / raw
+		t.Value, t.Met = fmt.Sprintf("%.2fx (%.2f vs %.2f CPU-s per 1k docs)", ratio, ratio*raw, raw), ptr(ratio <= 1.05)
 	}
 	out = append(out, t)
 
