@@ -12,7 +12,9 @@ func TestMaxRate(t *testing.T) {
 	step := func(rate int, p99 float64, lost int) *liveResult {
 		return &liveResult{OfferedRate: rate, P99ms: p99, Lost: lost}
 	}
-	skipped := func(rate int) *liveResult { return &liveResult{OfferedRate: rate, Skipped: "skipped: p99 above 2s", P99ms: -1} }
+	skipped := func(rate int) *liveResult {
+		return &liveResult{OfferedRate: rate, Skipped: "skipped: p99 above 2s", P99ms: -1}
+	}
 	for _, tt := range []struct {
 		name string
 		ramp []*liveResult
