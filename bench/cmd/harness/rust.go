@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,7 +10,10 @@ import (
 	"strconv"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	verify "github.com/flusso/flusso/internal/harness"
+	"github.com/flusso/flusso/pkg/schema"
 )
 
 // The Rust flusso, the implementation this one replaces: crate flusso-cli
@@ -153,10 +157,25 @@ func (h *harness) runRust(ctx context.Context, install <-chan rustInstall) (*rus
 		return res, err
 	}
 	dir := filepath.Join(h.work, "rust")
-	// The same flusso.toml and schema: the Go flusso reads the Rust one's
-	// format.
+	// The same flusso.toml, and the same schema with the key the Rust
+	// flusso's format requires of leaves (the Go flusso reads it too).
 	cfg, err := h.flussoConfig(dir)
 	if err != nil {
+		return res, err
+	}
+	notNull, err := h.notNullColumns(ctx)
+	if err != nil {
+		return res, err
+	}
+	src, err := os.ReadFile(h.schemaPath)
+	if err != nil {
+		return res, err
+	}
+	body, err := rustSchema(src, notNull)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", h.schemaPath, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users.schema.yml"), body, 0o644); err != nil {
 		return res, err
 	}
 	h.logf("rust flusso %s: backfill of %d users", rustVersion, h.users)
@@ -238,4 +257,93 @@ func (h *harness) waitCount(ctx context.Context, procs group, index string, star
 		res.PeakRSSMB[name] = max(u.PeakRSSMB, peak[name])
 	}
 	return res, nil
+}
+
+// rustSchema is the benchmark schema as the Rust flusso reads it: the same
+// file, with the required key its format makes mandatory on every leaf
+// reading a column, set from the column's NOT NULL.
+func rustSchema(src []byte, notNull map[string]map[string]bool) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		return nil, fmt.Errorf("parsing the schema: %w", err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, errors.New("parsing the schema: empty")
+	}
+	root := doc.Content[0]
+	if err := requireLeaves(child(root, "fields"), child(root, "table").Value, notNull); err != nil {
+		return nil, err
+	}
+	return yaml.Marshal(&doc)
+}
+
+// requireLeaves adds required to the leaf fields of a fields list read from
+// table, and below it.
+func requireLeaves(fields *yaml.Node, table string, notNull map[string]map[string]bool) error {
+	if fields == nil {
+		return nil
+	}
+	for _, f := range fields.Content {
+		var kind schema.Kind
+		var name string
+		for i := 0; i+1 < len(f.Content); i += 2 {
+			k := schema.Kind(f.Content[i].Value)
+			if k.IsScalar() || k.IsJoin() || k.IsAggregate() || k == schema.Geo || k == schema.Object || k == schema.Map || k == schema.Constant {
+				kind, name = k, f.Content[i+1].Value
+			}
+		}
+		switch {
+		case kind == "":
+			return fmt.Errorf("schema field at line %d has no type", f.Line)
+		case kind.IsJoin():
+			if err := requireLeaves(child(f, "fields"), child(f, "table").Value, notNull); err != nil {
+				return err
+			}
+		case kind == schema.Object:
+			if err := requireLeaves(child(f, "fields"), table, notNull); err != nil {
+				return err
+			}
+		case kind.IsAggregate() || kind == schema.Constant || child(f, "required").Value != "":
+		default:
+			column := name
+			if c := child(f, "column").Value; c != "" {
+				column = c
+			}
+			f.Content = append(f.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: "required"},
+				&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(notNull[table][column])})
+		}
+	}
+	return nil
+}
+
+// child is the value of key in a mapping node; an empty node when absent.
+func child(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return &yaml.Node{}
+}
+
+// notNullColumns reads the NOT NULL columns of the flusso database, by table.
+func (h *harness) notNullColumns(ctx context.Context) (map[string]map[string]bool, error) {
+	rows, err := h.flussoPool.Query(ctx, `SELECT table_name::text, column_name::text FROM information_schema.columns
+		WHERE table_schema = 'public' AND is_nullable = 'NO'`)
+	if err != nil {
+		return nil, fmt.Errorf("reading NOT NULL columns: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[string]bool{}
+	for rows.Next() {
+		var t, c string
+		if err := rows.Scan(&t, &c); err != nil {
+			return nil, err
+		}
+		if out[t] == nil {
+			out[t] = map[string]bool{}
+		}
+		out[t][c] = true
+	}
+	return out, rows.Err()
 }

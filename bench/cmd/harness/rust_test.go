@@ -1,0 +1,51 @@
+package main
+
+import (
+	"os"
+	"testing"
+
+	"github.com/flusso/flusso/pkg/schema"
+)
+
+func TestRustSchema(t *testing.T) {
+	src, err := os.ReadFile("../../schemas/users.schema.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	notNull := map[string]map[string]bool{"users": {"id": true, "email": true}, "products": {"name": true}, "orders": {"total": true}}
+	out, err := rustSchema(src, notNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Still a schema this flusso reads, with required on its leaves.
+	ix, err := schema.Parse("users.schema.yml", out)
+	if err != nil {
+		t.Fatalf("the Rust schema does not parse: %v\n%s", err, out)
+	}
+	required := map[string]bool{}
+	var walk func(prefix string, fs []schema.Field)
+	walk = func(prefix string, fs []schema.Field) {
+		for _, f := range fs {
+			required[prefix+f.Name] = f.Required
+			walk(prefix+f.Name+".", f.Fields)
+		}
+	}
+	walk("", ix.Fields)
+	for _, tt := range []struct {
+		path string
+		want bool
+	}{
+		{"id", true},                        // the root key, NOT NULL
+		{"email", true},                     // a NOT NULL column
+		{"name", false},                     // a nullable column
+		{"profile.bio", false},              // a leaf of a join
+		{"orders.items.product.name", true}, // NOT NULL, three joins down
+		{"orders.items.product.category.name", false},
+		{"orders.total", true},
+		{"total_spent", false}, // an aggregate: no column of its own
+	} {
+		if got, ok := required[tt.path]; !ok || got != tt.want {
+			t.Errorf("%s: required %v (present %v), want %v", tt.path, got, ok, tt.want)
+		}
+	}
+}
