@@ -83,8 +83,10 @@ type harness struct {
 
 	flussoDB   string
 	pgsyncDB   string
+	rustDB     string
 	flussoPool *pgxpool.Pool
 	pgsyncPool *pgxpool.Pool
+	rustPool   *pgxpool.Pool
 
 	res *results
 }
@@ -200,14 +202,14 @@ func (h *harness) run(ctx context.Context, skipPGSync, skipRust bool) error {
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
 		defer cancel()
-		h.logf("cleaning up: processes, replication slots, databases %s and %s, indexes", h.flussoDB, h.pgsyncDB)
+		h.logf("cleaning up: processes, replication slots, databases %s, %s and %s, indexes", h.flussoDB, h.pgsyncDB, h.rustDB)
 		if err := h.leftovers().cleanup(cctx); err != nil {
 			msg := fmt.Sprintf("cleanup: %v", err)
 			h.logf("%s", msg)
 			h.res.Errors = append(h.res.Errors, msg)
 		}
 	}()
-	if err := h.seed(ctx, !skipPGSync); err != nil {
+	if err := h.seed(ctx, !skipPGSync, !skipRust); err != nil {
 		return err
 	}
 	defer h.flussoPool.Close()
@@ -236,6 +238,7 @@ func (h *harness) run(ctx context.Context, skipPGSync, skipRust bool) error {
 	}
 	_ = h.search.drop(ctx, singlePrefix)
 	if h.rustInstall != nil {
+		defer h.rustPool.Close()
 		rr, err := h.runRust(ctx, h.rustInstall)
 		h.res.Rust = rr
 		if err != nil {
@@ -282,7 +285,7 @@ func (h *harness) setup(ctx context.Context) error {
 	if u, err := url.Parse(h.osURL); err == nil && u.Port() != "" {
 		osPort = u.Port()
 	}
-	h.flussoDB, h.pgsyncDB = "bench_flusso", "bench_pgsync"
+	h.flussoDB, h.pgsyncDB, h.rustDB = "bench_flusso", "bench_pgsync", "bench_rust"
 	h.schemaPath = filepath.Join(h.repo, "bench", "schemas", "users.schema.yml")
 	if h.schema, err = schema.Load(h.schemaPath); err != nil {
 		return err
@@ -337,8 +340,8 @@ func (h *harness) build(ctx context.Context) error {
 // seed recreates the benchmark databases: the data set is generated once
 // into bench_flusso and copied to bench_pgsync, so both tools read the same
 // rows and neither sees the other's triggers or slots.
-func (h *harness) seed(ctx context.Context, withPGSync bool) error {
-	for _, db := range []string{h.flussoDB, h.pgsyncDB} {
+func (h *harness) seed(ctx context.Context, withPGSync, withRust bool) error {
+	for _, db := range []string{h.flussoDB, h.pgsyncDB, h.rustDB} {
 		if err := dropDatabase(ctx, h.admin, db); err != nil {
 			return err
 		}
@@ -365,13 +368,24 @@ func (h *harness) seed(ctx context.Context, withPGSync bool) error {
 	}
 	h.res.Dataset = ds
 	h.logf("seeded %d rows in %.1fs + %.1fs indexing; database %.0f MB", st.Rows, ds.CopySeconds, ds.IndexSeconds, ds.SizeMB)
-	if withPGSync {
+	// Each peer gets a copy made before flusso touches the data: the
+	// replica identities, publication and changes flusso leaves are not
+	// theirs to meet.
+	copyFor := func(db, who string) (*pgxpool.Pool, error) {
 		start := time.Now()
-		if _, err := h.admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", h.pgsyncDB, h.flussoDB)); err != nil {
-			return fmt.Errorf("copying the data set for PGSync: %w", err)
+		if _, err := h.admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", db, h.flussoDB)); err != nil {
+			return nil, fmt.Errorf("copying the data set for %s: %w", who, err)
 		}
-		h.logf("copied the data set to %s in %.1fs", h.pgsyncDB, time.Since(start).Seconds())
-		if h.pgsyncPool, err = pgxpool.New(ctx, h.dbURL(h.pgsyncDB)); err != nil {
+		h.logf("copied the data set to %s in %.1fs", db, time.Since(start).Seconds())
+		return pgxpool.New(ctx, h.dbURL(db))
+	}
+	if withPGSync {
+		if h.pgsyncPool, err = copyFor(h.pgsyncDB, "PGSync"); err != nil {
+			return err
+		}
+	}
+	if withRust {
+		if h.rustPool, err = copyFor(h.rustDB, "the Rust flusso"); err != nil {
 			return err
 		}
 	}
@@ -385,7 +399,7 @@ func (h *harness) leftovers() leftovers {
 	for _, k := range h.scale {
 		prefixes = append(prefixes, fmt.Sprintf("bench_s%d_", k))
 	}
-	return leftovers{admin: h.admin, search: h.search, databases: []string{h.flussoDB, h.pgsyncDB}, prefixes: prefixes}
+	return leftovers{admin: h.admin, search: h.search, databases: []string{h.flussoDB, h.pgsyncDB, h.rustDB}, prefixes: prefixes}
 }
 
 func (h *harness) dbURL(db string) string {
@@ -523,8 +537,9 @@ type backfillRes struct {
 	LoadAvg    float64            `json:"loadavg_1m_at_end"`
 }
 
-// flussoConfig writes the flusso.toml of the benchmark into dir.
-func (h *harness) flussoConfig(dir string) (string, error) {
+// flussoConfig writes the flusso.toml of the benchmark on database db into
+// dir.
+func (h *harness) flussoConfig(dir, db string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
@@ -550,7 +565,7 @@ refresh_interval = "1s"
 name = "users"
 schema = "users.schema.yml"
 enabled = true
-`, h.dbURL(h.flussoDB), h.osURL)
+`, h.dbURL(db), h.osURL)
 	path := filepath.Join(dir, "flusso.toml")
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }
@@ -640,7 +655,7 @@ func (h *harness) flussoSingle(ctx context.Context) error {
 		return err
 	}
 	dir := filepath.Join(h.work, "flusso")
-	cfg, err := h.flussoConfig(dir)
+	cfg, err := h.flussoConfig(dir, h.flussoDB)
 	if err != nil {
 		return err
 	}
@@ -679,7 +694,7 @@ func (h *harness) flussoSingle(ctx context.Context) error {
 			return err
 		}
 	}
-	h.res.Wrong = h.compare(ctx, prefix+"users")
+	h.res.Wrong = h.compare(ctx, h.flussoDB, prefix+"users")
 	return nil
 }
 
@@ -771,7 +786,7 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 		}
 	}
 	dir := filepath.Join(h.work, fmt.Sprintf("scale-%d", k))
-	cfg, err := h.flussoConfig(dir)
+	cfg, err := h.flussoConfig(dir, h.flussoDB)
 	if err != nil {
 		return nil, err
 	}

@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -117,19 +121,22 @@ const compareLimit = 200_000
 
 // compare compares an index (or pattern) with a fresh build of every
 // document from the flusso database.
-func (h *harness) compare(ctx context.Context, index string) *wrongDocs {
+func (h *harness) compare(ctx context.Context, db, index string) *wrongDocs {
 	if h.users > compareLimit {
 		return &wrongDocs{Skipped: fmt.Sprintf("not compared above %d users", compareLimit)}
 	}
-	r, err := verify.Compare(ctx, h.dbURL(h.flussoDB), h.osURL, index, "users", h.schema)
+	r, err := verify.Compare(ctx, h.dbURL(db), h.osURL, index, "users", h.schema)
 	if err != nil {
 		return &wrongDocs{Skipped: "comparison failed: " + err.Error()}
 	}
 	w := &wrongDocs{Compared: r.Compared, Missing: len(r.Missing), Extra: len(r.Extra), Mismatched: len(r.Mismatches)}
-	for _, s := range [][]string{r.Missing, r.Extra, r.Mismatches} {
+	for _, s := range [][]string{r.Missing, r.Extra} {
 		for _, e := range s[:min(len(s), 2)] {
-			w.Examples = append(w.Examples, e[:min(len(e), 600)])
+			w.Examples = append(w.Examples, e)
 		}
+	}
+	for _, e := range r.Mismatches[:min(len(r.Mismatches), 3)] {
+		w.Examples = append(w.Examples, mismatch(e))
 	}
 	h.logf("compared %s with Postgres: %d documents, %d missing, %d extra, %d different", index, w.Compared, w.Missing, w.Extra, w.Mismatched)
 	return w
@@ -159,7 +166,7 @@ func (h *harness) runRust(ctx context.Context, install <-chan rustInstall) (*rus
 	dir := filepath.Join(h.work, "rust")
 	// The same flusso.toml, and the same schema with the key the Rust
 	// flusso's format requires of leaves (the Go flusso reads it too).
-	cfg, err := h.flussoConfig(dir)
+	cfg, err := h.flussoConfig(dir, h.rustDB)
 	if err != nil {
 		return res, err
 	}
@@ -179,7 +186,7 @@ func (h *harness) runRust(ctx context.Context, install <-chan rustInstall) (*rus
 		return res, err
 	}
 	h.logf("rust flusso %s: backfill of %d users", rustVersion, h.users)
-	svc := services(h.flussoDB)
+	svc := services(h.rustDB)
 	start := time.Now()
 	p, err := startProc("rust-flusso", "all", filepath.Join(dir, "rust-flusso.log"), nil,
 		in.bin, "run", "--config", cfg, "--lock", filepath.Join(dir, "flusso.lock"),
@@ -204,11 +211,11 @@ func (h *harness) runRust(ctx context.Context, install <-chan rustInstall) (*rus
 	if err != nil {
 		return res, err
 	}
-	res.Live, err = h.liveSeries(ctx, "rust flusso", h.rustRates, 200, false, "", h.flussoPool, h.flussoDB, index, procs)
+	res.Live, err = h.liveSeries(ctx, "rust flusso", h.rustRates, 200, false, "", h.rustPool, h.rustDB, index, procs)
 	if err != nil {
 		return res, err
 	}
-	res.Wrong = h.compare(ctx, index)
+	res.Wrong = h.compare(ctx, h.rustDB, index)
 	return res, nil
 }
 
@@ -250,7 +257,7 @@ func (h *harness) waitCount(ctx context.Context, procs group, index string, star
 	res.Seconds = time.Since(start).Seconds()
 	res.DocsPerSec = float64(res.Docs) / res.Seconds
 	res.CPU = procs.sample()
-	res.ServiceCPU = servicesDelta(services(h.flussoDB), svcBefore)
+	res.ServiceCPU = servicesDelta(services(h.rustDB), svcBefore)
 	res.LoadAvg = loadavg()
 	res.CPUPer1kDocs = totalCPU(res.CPU) / float64(max(res.Docs, 1)) * 1000
 	for name, u := range res.CPU {
@@ -328,7 +335,7 @@ func child(m *yaml.Node, key string) *yaml.Node {
 
 // notNullColumns reads the NOT NULL columns of the flusso database, by table.
 func (h *harness) notNullColumns(ctx context.Context) (map[string]map[string]bool, error) {
-	rows, err := h.flussoPool.Query(ctx, `SELECT table_name::text, column_name::text FROM information_schema.columns
+	rows, err := h.rustPool.Query(ctx, `SELECT table_name::text, column_name::text FROM information_schema.columns
 		WHERE table_schema = 'public' AND is_nullable = 'NO'`)
 	if err != nil {
 		return nil, fmt.Errorf("reading NOT NULL columns: %w", err)
@@ -346,4 +353,69 @@ func (h *harness) notNullColumns(ctx context.Context) (map[string]map[string]boo
 		out[t][c] = true
 	}
 	return out, rows.Err()
+}
+
+// mismatch shortens a comparison's "id: want {…}, got {…}" to the first
+// place the two documents differ.
+func mismatch(s string) string {
+	id, rest, _ := strings.Cut(s, ": want ")
+	want, got, ok := strings.Cut(rest, ", got {")
+	if !ok {
+		return s[:min(len(s), 300)]
+	}
+	var a, b any
+	if json.Unmarshal([]byte(want), &a) != nil || json.Unmarshal([]byte("{"+got), &b) != nil {
+		return s[:min(len(s), 300)]
+	}
+	return id + ": " + firstDiff(a, b, "")
+}
+
+// firstDiff names the first path where two decoded JSON values differ.
+func firstDiff(a, b any, path string) string {
+	show := func(v any) string {
+		out, _ := json.Marshal(v)
+		return string(out[:min(len(out), 120)])
+	}
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok {
+			break
+		}
+		keys := make([]string, 0, len(x)+len(y))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		for k := range y {
+			if _, ok := x[k]; !ok {
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			xv, xok := x[k]
+			yv, yok := y[k]
+			switch {
+			case !xok:
+				return fmt.Sprintf("%s.%s: not expected, got %s", path, k, show(yv))
+			case !yok:
+				return fmt.Sprintf("%s.%s: want %s, missing", path, k, show(xv))
+			case !reflect.DeepEqual(xv, yv):
+				return firstDiff(xv, yv, path+"."+k)
+			}
+		}
+		return path + ": equal"
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			break
+		}
+		for i := range x {
+			if !reflect.DeepEqual(x[i], y[i]) {
+				return firstDiff(x[i], y[i], fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+		return path + ": equal"
+	}
+	return fmt.Sprintf("%s: want %s, got %s", path, show(a), show(b))
 }

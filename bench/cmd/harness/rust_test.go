@@ -49,3 +49,16 @@ func TestRustSchema(t *testing.T) {
 		}
 	}
 }
+
+func TestMismatch(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{`7: want {"a":1,"b":{"c":[1,2]}}, got {"a":1,"b":{"c":[1,3]}}`, `7: .b.c[1]: want 2, got 3`},
+		{`7: want {"a":1}, got {"a":1,"z":true}`, `7: .z: not expected, got true`},
+		{`7: want {"a":1,"d":"x"}, got {"a":1}`, `7: .d: want "x", missing`},
+		{`7: want {"a":[1]}, got {"a":[1,2]}`, `7: .a: want [1], got [1,2]`},
+	} {
+		if got := mismatch(tt.in); got != tt.want {
+			t.Errorf("mismatch(%s) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
