@@ -572,15 +572,23 @@ func wrongTable(p func(string, ...any), r *results) {
 	if len(rows) == 0 {
 		return
 	}
-	p("### Documents compared with Postgres after the live phases\n\n| system | compared | missing | extra | different | wrong |\n|---|---:|---:|---:|---:|---:|\n")
+	p("### Documents compared with Postgres after the live phases\n\n")
+	p("| system | compared | missing | extra | different values | wrong | same values in another form (timestamp notation) |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	var examples []string
 	for _, w := range rows {
 		if w.w.Skipped != "" {
-			p("| %s | %s |||||\n", w.name, w.w.Skipped)
+			p("| %s | %s ||||||\n", w.name, w.w.Skipped)
 			continue
 		}
-		p("| %s | %d | %d | %d | %d | **%d** |\n", w.name, w.w.Compared, w.w.Missing, w.w.Extra, w.w.Mismatched, w.w.total())
+		p("| %s | %d | %d | %d | %d | **%d** | %d |\n", w.name, w.w.Compared, w.w.Missing, w.w.Extra, w.w.Mismatched, w.w.total(), w.w.Rendered)
+		for _, e := range w.w.Examples {
+			examples = append(examples, fmt.Sprintf("- %s, document %s", w.name, e))
+		}
 	}
 	p("\n")
+	if len(examples) > 0 {
+		p("Examples of wrong documents:\n\n%s\n\n", strings.Join(examples, "\n"))
+	}
 }
 
 func rustLive(r *results) []*liveResult {

@@ -105,12 +105,15 @@ type rustResult struct {
 
 // wrongDocs is how an index differs from what Postgres holds.
 type wrongDocs struct {
-	Compared   int      `json:"compared"`
-	Missing    int      `json:"missing"`
-	Extra      int      `json:"extra"`
-	Mismatched int      `json:"mismatched"`
-	Examples   []string `json:"examples,omitempty"`
-	Skipped    string   `json:"skipped,omitempty"`
+	Compared   int `json:"compared"`
+	Missing    int `json:"missing"`
+	Extra      int `json:"extra"`
+	Mismatched int `json:"mismatched"`
+	// Rendered counts documents that differ in form only: a timestamp
+	// written with another offset notation for the same instant.
+	Rendered int      `json:"rendered_differently"`
+	Examples []string `json:"examples,omitempty"`
+	Skipped  string   `json:"skipped,omitempty"`
 }
 
 func (w *wrongDocs) total() int { return w.Missing + w.Extra + w.Mismatched }
@@ -129,14 +132,22 @@ func (h *harness) compare(ctx context.Context, db, index string) *wrongDocs {
 	if err != nil {
 		return &wrongDocs{Skipped: "comparison failed: " + err.Error()}
 	}
-	w := &wrongDocs{Compared: r.Compared, Missing: len(r.Missing), Extra: len(r.Extra), Mismatched: len(r.Mismatches)}
+	w := &wrongDocs{Compared: r.Compared, Missing: len(r.Missing), Extra: len(r.Extra)}
 	for _, s := range [][]string{r.Missing, r.Extra} {
 		for _, e := range s[:min(len(s), 2)] {
 			w.Examples = append(w.Examples, e)
 		}
 	}
-	for _, e := range r.Mismatches[:min(len(r.Mismatches), 3)] {
-		w.Examples = append(w.Examples, mismatch(e))
+	for _, e := range r.Mismatches {
+		diff, same := mismatch(e)
+		if same {
+			w.Rendered++
+			continue
+		}
+		w.Mismatched++
+		if w.Mismatched <= 3 {
+			w.Examples = append(w.Examples, diff)
+		}
 	}
 	h.logf("compared %s with Postgres: %d documents, %d missing, %d extra, %d different", index, w.Compared, w.Missing, w.Extra, w.Mismatched)
 	return w
@@ -356,18 +367,43 @@ func (h *harness) notNullColumns(ctx context.Context) (map[string]map[string]boo
 }
 
 // mismatch shortens a comparison's "id: want {…}, got {…}" to the first
-// place the two documents differ.
-func mismatch(s string) string {
+// place the two documents differ, and reports whether they hold the same
+// values in another form (see canonical).
+func mismatch(s string) (diff string, same bool) {
 	id, rest, _ := strings.Cut(s, ": want ")
 	want, got, ok := strings.Cut(rest, ", got {")
 	if !ok {
-		return s[:min(len(s), 300)]
+		return s[:min(len(s), 300)], false
 	}
 	var a, b any
 	if json.Unmarshal([]byte(want), &a) != nil || json.Unmarshal([]byte("{"+got), &b) != nil {
-		return s[:min(len(s), 300)]
+		return s[:min(len(s), 300)], false
 	}
-	return id + ": " + firstDiff(a, b, "")
+	a, b = canonical(a), canonical(b)
+	if reflect.DeepEqual(a, b) {
+		return id + ": same values", true
+	}
+	return id + ": " + firstDiff(a, b, ""), false
+}
+
+// canonical writes every timestamp of a decoded JSON value in one form
+// (UTC, RFC 3339), so that "…Z" and "…+00:00" compare equal.
+func canonical(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = canonical(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = canonical(e)
+		}
+	case string:
+		if t, err := time.Parse(time.RFC3339Nano, x); err == nil {
+			return t.UTC().Format(time.RFC3339Nano)
+		}
+	}
+	return v
 }
 
 // firstDiff names the first path where two decoded JSON values differ.
