@@ -61,7 +61,7 @@ func unread(rel *pglogrepl.RelationMessage, oldType uint8, old, new *pglogrepl.T
 // skipped reports whether an update of a table the indexes read changed no
 // column they read, counting it when so.
 func (c *Capture) skipped(ref schema.TableRef, rel *pglogrepl.RelationMessage, oldType uint8, old, new *pglogrepl.TupleData) bool {
-	if new == nil || old == nil || !unread(rel, oldType, old, new, c.read[ref]) {
+	if !unread(rel, oldType, old, new, c.read[ref]) {
 		return false
 	}
 	c.cfg.Skipped.Add(ref.Schema+"."+ref.Name, 1)

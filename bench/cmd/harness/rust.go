@@ -215,14 +215,14 @@ func (h *harness) runRust(ctx context.Context, install <-chan rustInstall) (*rus
 	bf, err := h.waitCount(ctx, procs, index, start, svc)
 	res.Backfill = bf
 	if bf != nil {
-		bf.System = "rust flusso"
+		bf.System = "Rust flusso"
 		h.logf("rust flusso: %d docs in %.1fs: %.0f docs/s; %.2f CPU-s per 1k docs; peak RSS %.0f MB",
 			bf.Docs, bf.Seconds, bf.DocsPerSec, bf.CPUPer1kDocs, bf.PeakRSSMB["rust-flusso"])
 	}
 	if err != nil {
 		return res, err
 	}
-	res.Live, err = h.liveSeries(ctx, "rust flusso", h.rustRates, 200, false, "", h.rustPool, h.rustDB, index, procs)
+	res.Live, err = h.liveSeries(ctx, "Rust flusso", h.rustRates, 200, false, "", h.rustPool, h.rustDB, index, procs)
 	if err != nil {
 		return res, err
 	}
