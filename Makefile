@@ -60,10 +60,10 @@ test-short: ## run the tests that need no services (go test -short)
 # Extra harness flags, e.g. BENCH_FLAGS="-skip-pgsync -scale ''"; go run ./bench/cmd/harness -help lists them.
 BENCH_FLAGS ?=
 
-bench: services ## quick benchmark (50,000 users): flusso vs the bulk ceiling and PGSync, in one run
+bench: services ## quick benchmark (50,000 users): flusso vs the bulk ceiling, the Rust flusso and PGSync, in one run
 	@bench/pgsync/setup.sh
 	@source .dev/env && $(GO) run ./bench/cmd/harness -users 50000 -live-secs 20 -drain-secs 60 \
-		-ceiling-concurrency 2 -scale-rate 1000 -pgsync-rates 500,2000 $(BENCH_FLAGS)
+		-ceiling-concurrency 2 -scale-rate 1000 $(BENCH_FLAGS)
 
 bench-sink: services ## the OpenSearch sink vs a minimal direct bulk loop, same documents, same node
 	@source .dev/env && $(GO) test -run '^$$' -bench WriteVsRawBulk -benchtime=1x -count=3 ./pkg/sink/opensearch/ | grep -E '^Benchmark|^ok'

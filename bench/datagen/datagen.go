@@ -45,7 +45,8 @@ CREATE TABLE products (id bigint PRIMARY KEY, name text NOT NULL, price numeric(
 CREATE TABLE tags (id bigint PRIMARY KEY, name text NOT NULL);
 CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, name text NOT NULL, country text NOT NULL,
 	score integer NOT NULL, probe bigint NOT NULL DEFAULT 0, created_at timestamptz NOT NULL);
-CREATE TABLE profiles (id bigint PRIMARY KEY, user_id bigint NOT NULL, bio text, city text, birthday date);
+CREATE TABLE profiles (id bigint PRIMARY KEY, user_id bigint NOT NULL, bio text, city text, birthday date,
+	last_seen_at timestamptz);
 CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint NOT NULL, status text NOT NULL, total numeric(12,2) NOT NULL,
 	created_at timestamptz NOT NULL);
 CREATE TABLE order_items (id bigint PRIMARY KEY, order_id bigint NOT NULL, product_id bigint NOT NULL,

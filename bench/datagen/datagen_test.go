@@ -92,3 +92,22 @@ func TestWorkloadDeterministic(t *testing.T) {
 		}
 	}
 }
+
+func TestMixWorkload(t *testing.T) {
+	g := Gen{Users: 1000, Seed: 5}
+	a, b := g.MixWorkload(1), g.MixWorkload(1)
+	kinds := map[string]int{}
+	const n = 4000
+	for range n {
+		x, y := a.Next(), b.Next()
+		if !reflect.DeepEqual(x, y) {
+			t.Fatalf("one stream diverged: %v vs %v", x, y)
+		}
+		kinds[x.Kind]++
+	}
+	for kind, want := range map[string]int{KindUnread: n / 2, KindRewrite: n / 4, "": n / 4} {
+		if got := kinds[kind]; got < want*9/10 || got > want*11/10 {
+			t.Errorf("%d of %d changes are of kind %q, want about %d", got, n, kind, want)
+		}
+	}
+}

@@ -280,6 +280,7 @@ func (p *Pipeline) newCapture(opts Options, dsn string, log *slog.Logger) (*capt
 		Log:               log.With(logging.ComponentKey, "capture"),
 		Health:            p.Health.Stage("capture"),
 		Tracer:            telemetry.Tracer(),
+		Skipped:           &p.Meters.Skipped,
 	})
 }
 

@@ -23,6 +23,7 @@ import (
 type Meters struct {
 	Built       meter.Counter // documents built, by index
 	Quarantined meter.Counter // documents set aside by the assembler or a writer, by index
+	Skipped     meter.Counter // updates the capture dropped as changing no column an index reads, by table
 	Flushes     meter.Counter // sink writes, by sink
 	LastFlush   meter.Gauge   // the latest write's duration, by sink
 }
@@ -87,6 +88,7 @@ func (s *status) compute(ctx context.Context) server.Status {
 		}
 	}
 	built, quarantined := s.p.Meters.Built.Snapshot(), s.p.Meters.Quarantined.Snapshot()
+	st.ChangesSkipped = s.p.Meters.Skipped.Snapshot()
 	for _, n := range built {
 		st.DocumentsBuilt += n
 	}
@@ -286,6 +288,7 @@ func (s *status) sources() telemetry.Sources {
 		Built:       &s.p.Meters.Built,
 		Quarantined: &s.p.Meters.Quarantined,
 		Flushes:     &s.p.Meters.Flushes,
+		Skipped:     &s.p.Meters.Skipped,
 		Health:      s.p.Health,
 		State: func() telemetry.State {
 			st := s.Status(context.Background())

@@ -202,7 +202,7 @@ func TestStatusDocument(t *testing.T) {
 				Backfill: &Backfill{RowsDone: 40, RowsTotal: 100, RowsPerSecond: 5, ETASeconds: &eta}},
 			{Name: "orders", State: Seeded, Generation: 1},
 		},
-		ChangesCaptured: 10, ChangesCommitted: 3, ChangesInFlight: 7,
+		ChangesCaptured: 10, ChangesCommitted: 3, ChangesInFlight: 7, ChangesSkipped: map[string]uint64{"public.orders": 6},
 		DocumentsBuilt: 40, DocumentsQuarantined: 1, Batches: 4,
 		LastFlush:    2500 * time.Microsecond,
 		SlotLagBytes: lag(4096), ConfirmedLSN: "0/16B3748",
@@ -226,6 +226,7 @@ func TestStatusDocument(t *testing.T) {
 	want := map[string]any{
 		"phase": "backfilling", "uptime_seconds": 90.0,
 		"changes_captured": 10.0, "changes_committed": 3.0, "changes_in_flight": 7.0,
+		"changes_skipped": map[string]any{"public.orders": 6.0},
 		"documents_built": 40.0, "documents_quarantined": 1.0, "batches": 4.0,
 		"last_flush_micros": 2500.0, "slot_lag_bytes": 4096.0, "confirmed_lsn": "0/16B3748",
 		"backlog": map[string]any{"changes": 5.0, "documents": 9.0},

@@ -76,6 +76,9 @@ type Status struct {
 	ChangesCommitted uint64 `json:"changes_committed"`
 	// ChangesInFlight counts captured changes not yet durable in every sink.
 	ChangesInFlight uint64 `json:"changes_in_flight"`
+	// ChangesSkipped counts, by table, the updates the capture dropped
+	// because they changed no column an index reads.
+	ChangesSkipped map[string]uint64 `json:"changes_skipped"`
 	// DocumentsBuilt and DocumentsQuarantined are the totals over the indexes.
 	DocumentsBuilt       uint64 `json:"documents_built"`
 	DocumentsQuarantined uint64 `json:"documents_quarantined"`

@@ -24,6 +24,7 @@ type Sources struct {
 	Built       *meter.Counter // documents built, by index
 	Quarantined *meter.Counter // documents set aside, by index
 	Flushes     *meter.Counter // sink writes, by sink
+	Skipped     *meter.Counter // updates the capture dropped, by table
 	Health      *health.Registry
 	State       func() State
 }
@@ -54,6 +55,7 @@ type QuarantineUse struct {
 //	flusso.changes.captured      counter  flusso_changes_captured_total
 //	flusso.changes.committed     counter  flusso_changes_committed_total
 //	flusso.changes.in_flight     gauge    flusso_changes_in_flight
+//	flusso.changes.skipped       counter  flusso_changes_skipped_total{table}
 //	flusso.documents.built       counter  flusso_documents_built_total{index}
 //	flusso.documents.quarantined counter  flusso_documents_quarantined_total{index}
 //	flusso.batches               counter  flusso_batches_total
@@ -84,6 +86,7 @@ func (p *Provider) Register(src Sources) error {
 	captured := counter("flusso.changes.captured", "{change}", "Row changes read from the replication slot")
 	committed := counter("flusso.changes.committed", "{transaction}", "Source transactions durable in every sink")
 	inFlight := gauge("flusso.changes.in_flight", "{change}", "Captured changes not yet durable in every sink")
+	skipped := counter("flusso.changes.skipped", "{change}", "Updates dropped at capture because they changed no column an index reads, per table")
 	built := counter("flusso.documents.built", "{document}", "Documents assembled, per index")
 	quarantined := counter("flusso.documents.quarantined", "{document}", "Documents a sink rejected and on_error = skip set aside, per index")
 	batches := counter("flusso.batches", "{batch}", "Sink flushes")
@@ -102,6 +105,9 @@ func (p *Provider) Register(src Sources) error {
 		o.ObserveInt64(captured, clamp(s.ChangesCaptured))
 		o.ObserveInt64(committed, clamp(s.ChangesCommitted))
 		o.ObserveInt64(inFlight, clamp(s.ChangesInFlight))
+		for table, n := range src.Skipped.Snapshot() {
+			o.ObserveInt64(skipped, clamp(n), metric.WithAttributes(attribute.String("table", table)))
+		}
 		o.ObserveInt64(errs, clamp(s.Errors))
 		if s.SlotLagBytes != nil {
 			o.ObserveInt64(slotLag, clamp(*s.SlotLagBytes))
@@ -140,7 +146,7 @@ func (p *Provider) Register(src Sources) error {
 			}
 		}
 		return nil
-	}, captured, committed, inFlight, built, quarantined, batches, errs, slotLag, backlog, degraded, failures, qSize, qLimit)
+	}, captured, committed, inFlight, skipped, built, quarantined, batches, errs, slotLag, backlog, degraded, failures, qSize, qLimit)
 	if err != nil {
 		return fmt.Errorf("registering the pipeline metrics: %w", err)
 	}

@@ -50,8 +50,9 @@ func lag(n uint64) *uint64 { return &n }
 
 // sources are what a pipeline would hand Register.
 func sources() Sources {
-	var built, quarantined, flushes meter.Counter
+	var built, quarantined, flushes, skipped meter.Counter
 	built.Add("users", 10)
+	skipped.Add("public.orders", 9)
 	quarantined.Add("users", 2)
 	built.Add("orders", 7)
 	flushes.Add("primary", 3)
@@ -62,7 +63,7 @@ func sources() Sources {
 	}
 	return Sources{
 		Indexes: []string{"users", "orders", "idle"},
-		Built:   &built, Quarantined: &quarantined, Flushes: &flushes, Health: stages,
+		Built:   &built, Quarantined: &quarantined, Flushes: &flushes, Skipped: &skipped, Health: stages,
 		State: func() State {
 			return State{
 				ChangesCaptured: 12, ChangesCommitted: 4, ChangesInFlight: 5, Errors: 1,
@@ -94,6 +95,7 @@ func TestPrometheusNames(t *testing.T) {
 		"flusso_changes_captured_total 12",
 		"flusso_changes_committed_total 4",
 		"flusso_changes_in_flight 5",
+		`flusso_changes_skipped_total{table="public.orders"} 9`,
 		"flusso_batches_total 3",
 		"flusso_errors_total 1",
 		`flusso_documents_built_total{index="users"} 10`,

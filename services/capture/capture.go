@@ -24,6 +24,7 @@ import (
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/health"
+	"github.com/flusso/flusso/pkg/meter"
 	"github.com/flusso/flusso/pkg/publication"
 	"github.com/flusso/flusso/pkg/redact"
 	"github.com/flusso/flusso/pkg/retry"
@@ -40,6 +41,7 @@ type KeySource interface {
 	Keys(ctx context.Context, q sqlbuild.Querier, after string, first bool, limit int) ([]string, error)
 	Count(ctx context.Context, q sqlbuild.Querier) (int64, error)
 	ChangeColumns(schema, table string) []string
+	ReadColumns(schema, table string) (cols []string, anyColumn bool)
 }
 
 // SeedPlanner tells which sinks lack an index, and the generation each
@@ -62,6 +64,9 @@ type Config struct {
 	Health *health.Stage
 	// Tracer starts the trace of each change; nil traces nothing.
 	Tracer trace.Tracer
+	// Skipped counts, by table (schema.table), the updates dropped because
+	// they changed no column an index reads; may be nil.
+	Skipped *meter.Counter
 	// BatchKeys is how many root keys one backfill message carries.
 	BatchKeys int
 	// Progress is where backfills draw a progress bar; nil draws on stderr
@@ -86,6 +91,9 @@ type Capture struct {
 	// columns are those a change of each table carries, over every index;
 	// set once the indexes are prepared (see changeColumns).
 	columns map[schema.TableRef]map[string]bool
+	// read are the columns whose change can alter a document, per table;
+	// an update changing none of them is dropped (see skipped).
+	read map[schema.TableRef]map[string]bool
 	// publishing is held by the stream for a whole transaction and by a
 	// backfill for one key batch, so that a transaction's changes are
 	// contiguous on the changes stream.
@@ -215,6 +223,7 @@ func (c *Capture) lead(ctx context.Context) error {
 		}
 	}
 	c.columns = c.changeColumns()
+	c.read = c.readColumns()
 	if !c.cfg.SkipBackfill {
 		if err := c.planSeeds(ctx); err != nil {
 			return err

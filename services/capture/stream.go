@@ -378,7 +378,7 @@ func (c *Capture) publishRow(ctx context.Context, cur *openTxn, relations map[ui
 		return fmt.Errorf("row change for unknown relation %d", relID)
 	}
 	ref := schema.TableRef{Schema: rel.Namespace, Name: rel.RelationName}
-	if !c.tables[ref] {
+	if !c.tables[ref] || c.skipped(ref, rel, oldType, old, new) {
 		return nil
 	}
 	// Only the columns the assemblers read to find the documents a change

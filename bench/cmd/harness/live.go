@@ -17,14 +17,21 @@ import (
 
 // liveResult is one sustained-rate phase.
 type liveResult struct {
-	System       string  `json:"system"`
-	Label        string  `json:"label,omitempty"`
-	Skipped      string  `json:"skipped,omitempty"`
-	OfferedRate  int     `json:"offered_changes_per_sec"`
-	TxSize       int     `json:"changes_per_transaction"`
-	LoadSeconds  float64 `json:"load_seconds"`
-	Changes      int64   `json:"changes"`
-	AchievedRate float64 `json:"achieved_changes_per_sec"` // committed by the load generator
+	System string `json:"system"`
+	Label  string `json:"label,omitempty"`
+	// Mix is set on a phase of the realistic mix; Kinds counts its changes
+	// by datagen kind ("" for the usual ones).
+	Mix   bool             `json:"realistic_mix,omitempty"`
+	Kinds map[string]int64 `json:"changes_by_kind,omitempty"`
+	// Avoided is the work flusso skipped during the phase: changes dropped
+	// at capture, and sink writes of documents that did not change.
+	Avoided      *avoided `json:"avoided,omitempty"`
+	Skipped      string   `json:"skipped,omitempty"`
+	OfferedRate  int      `json:"offered_changes_per_sec"`
+	TxSize       int      `json:"changes_per_transaction"`
+	LoadSeconds  float64  `json:"load_seconds"`
+	Changes      int64    `json:"changes"`
+	AchievedRate float64  `json:"achieved_changes_per_sec"` // committed by the load generator
 	// DrainSeconds is how long after the load stopped every probe, the
 	// last one committed right then, was searchable: the backlog left
 	// behind. -1 when they were not within the drain limit; PipelineRate
@@ -60,15 +67,19 @@ type point [2]float64
 
 // liveSpec says what load to apply and where to look for it.
 type liveSpec struct {
-	system   string
-	label    string
-	db       *pgxpool.Pool // the source database
-	admin    *pgxpool.Pool // for slot lag
-	dbName   string
-	search   *search
-	index    string // alias or index the probes are searched in
-	gen      datagen.Gen
-	stream   uint64
+	system string
+	label  string
+	db     *pgxpool.Pool // the source database
+	admin  *pgxpool.Pool // for slot lag
+	dbName string
+	search *search
+	index  string // alias or index the probes are searched in
+	gen    datagen.Gen
+	stream uint64
+	mix    bool // the realistic mix (datagen.MixWorkload)
+	// status is the public surface of the flusso process under test, read
+	// for the work it avoided; "" for other systems.
+	status   string
 	rate     int
 	duration time.Duration
 	txSize   int
@@ -88,9 +99,17 @@ const (
 )
 
 func runLive(ctx context.Context, sp liveSpec) (*liveResult, error) {
-	res := &liveResult{System: sp.system, Label: sp.label, OfferedRate: sp.rate, TxSize: sp.txSize}
+	res := &liveResult{System: sp.system, Label: sp.label, OfferedRate: sp.rate, TxSize: sp.txSize, Mix: sp.mix}
 	before := sp.procs.sample()
 	svcBefore := services(sp.dbName)
+	var avoidedBefore *avoided
+	if sp.status != "" {
+		a, err := readAvoided(ctx, sp.status)
+		if err != nil {
+			return nil, err
+		}
+		avoidedBefore = a
+	}
 	start := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -142,7 +161,7 @@ func runLive(ctx context.Context, sp liveSpec) (*liveResult, error) {
 		}
 	}()
 
-	changes, err := load(loadCtx, sp)
+	changes, kinds, err := load(loadCtx, sp)
 	stopLoad()
 	loadEnd := time.Now()
 	if err != nil {
@@ -152,6 +171,9 @@ func runLive(ctx context.Context, sp liveSpec) (*liveResult, error) {
 		return nil, err
 	}
 	res.Changes = changes
+	if sp.mix {
+		res.Kinds = kinds
+	}
 	res.LoadSeconds = loadEnd.Sub(start).Seconds()
 	res.AchievedRate = float64(changes) / res.LoadSeconds
 
@@ -180,6 +202,13 @@ func runLive(ctx context.Context, sp liveSpec) (*liveResult, error) {
 	}
 	after := sp.procs.sample()
 	res.ServiceCPU = servicesDelta(services(sp.dbName), svcBefore)
+	if avoidedBefore != nil {
+		a, err := readAvoided(ctx, sp.status)
+		if err != nil {
+			return nil, err
+		}
+		res.Avoided = a.minus(avoidedBefore)
+	}
 	res.LoadAvg = loadavg()
 	cancel()
 	<-lagDone
@@ -211,10 +240,15 @@ func runLive(ctx context.Context, sp liveSpec) (*liveResult, error) {
 // load commits the workload's changes at the offered rate, txSize changes
 // per transaction, on a few connections, until ctx ends. When Postgres
 // cannot keep up, the achieved rate shows it.
-func load(ctx context.Context, sp liveSpec) (int64, error) {
+func load(ctx context.Context, sp liveSpec) (int64, map[string]int64, error) {
 	w := sp.gen.Workload(sp.stream)
+	if sp.mix {
+		w = sp.gen.MixWorkload(sp.stream)
+	}
+	kinds := map[string]int64{}
 	jobs := make(chan []datagen.Change, 64)
 	var done atomic.Int64
+	var kindMu sync.Mutex
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for range 6 {
@@ -232,6 +266,11 @@ func load(ctx context.Context, sp liveSpec) (int64, error) {
 					return
 				}
 				done.Add(int64(len(job)))
+				kindMu.Lock()
+				for _, c := range job {
+					kinds[c.Kind]++
+				}
+				kindMu.Unlock()
 			}
 		}()
 	}
@@ -253,7 +292,8 @@ feed:
 				break feed
 			case err := <-errs:
 				close(jobs)
-				return done.Load(), err
+				wg.Wait()
+				return done.Load(), kinds, err
 			}
 		}
 		time.Sleep(time.Millisecond)
@@ -262,10 +302,10 @@ feed:
 	wg.Wait()
 	select {
 	case err := <-errs:
-		return done.Load(), err
+		return done.Load(), kinds, err
 	default:
 	}
-	return done.Load(), nil
+	return done.Load(), kinds, nil
 }
 
 // prober commits probe values and finds when they become searchable.

@@ -18,13 +18,11 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -43,6 +41,13 @@ type harness struct {
 	gen         datagen.Gen
 	rates       []int
 	pgsyncRates []int
+	rustRates   []int
+	// mix adds a ramp of the realistic mix (datagen.MixWorkload) to the
+	// one-process run.
+	mix bool
+	// rustInstall delivers the Rust flusso's binary once cargo built it;
+	// nil when it is not run.
+	rustInstall <-chan rustInstall
 	scale       []int
 	scaleRate   int
 	// scaleBackfill seeds a fresh index in every distributed run.
@@ -78,8 +83,10 @@ type harness struct {
 
 	flussoDB   string
 	pgsyncDB   string
+	rustDB     string
 	flussoPool *pgxpool.Pool
 	pgsyncPool *pgxpool.Pool
+	rustPool   *pgxpool.Pool
 
 	res *results
 }
@@ -88,17 +95,20 @@ func main() {
 	log.SetFlags(0)
 	h := &harness{}
 	var (
-		rates, pgRates, scale, ceilConc string
-		liveSecs                        int
-		out                             string
-		skipPGSync                      bool
+		rates, pgRates, rustRates, scale, ceilConc string
+		liveSecs                                   int
+		out                                        string
+		skipPGSync, skipRust                       bool
 	)
 	repo, _ := os.Getwd()
 	flag.StringVar(&h.repo, "repo", repo, "repository root")
 	flag.IntVar(&h.users, "users", datagen.QuickUsers, "users in the data set")
 	seed := flag.Uint64("seed", datagen.DefaultSeed, "data set seed")
-	flag.StringVar(&rates, "rates", "500,2000,5000", "live change rates (changes/s) for flusso")
-	flag.StringVar(&pgRates, "pgsync-rates", "500,2000", "live change rates for PGSync (empty: backfill only)")
+	flag.StringVar(&rates, "rates", "100,250,500,1000,1500,2000,3000,5000", "live change rates (changes/s) for flusso, ascending: a ramp that stops above p99 2 s; the highest rate within is the max rate")
+	flag.StringVar(&pgRates, "pgsync-rates", "100,250,500,1000,2000", "live change rates for PGSync, a ramp like -rates (empty: backfill only)")
+	flag.StringVar(&rustRates, "rust-rates", "100,250,500,1000,1500,2000,3000,5000", "live change rates for the Rust flusso, a ramp like -rates (empty: backfill only)")
+	flag.BoolVar(&skipRust, "skip-rust", false, "do not run the Rust flusso ("+rustCrate+" "+rustVersion+", installed with cargo)")
+	flag.BoolVar(&h.mix, "mix", true, "also ramp flusso on the realistic mix (half the updates touch a column no index reads, a quarter rewrite a document unchanged)")
 	flag.StringVar(&scale, "scale", "1,2,3", "assembler process counts of the distributed runs (empty: skip)")
 	flag.StringVar(&ceilConc, "ceiling-concurrency", "1,2", "bulk requests in flight of the ceiling runs")
 	flag.BoolVar(&h.skipSingle, "skip-single", false, "leave out the one-process run (distributed runs then need -scale-backfill)")
@@ -126,7 +136,9 @@ func main() {
 	if h.rates, err = ints(rates); err == nil {
 		if h.pgsyncRates, err = ints(pgRates); err == nil {
 			if h.scale, err = ints(scale); err == nil {
-				h.ceilingConc, err = ints(ceilConc)
+				if h.ceilingConc, err = ints(ceilConc); err == nil {
+					h.rustRates, err = ints(rustRates)
+				}
 			}
 		}
 	}
@@ -137,12 +149,12 @@ func main() {
 		h.pgsyncRates = nil
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cleanupOnSignal(context.Background())
 	defer stop()
 	start := time.Now()
 	h.res = &results{Started: start.UTC(), Params: params{Users: h.users, Seed: *seed, Rates: h.rates,
-		PGSyncRates: h.pgsyncRates, Scale: h.scale, ScaleRate: h.scaleRate, LiveSeconds: liveSecs, TxSize: h.txSize}}
-	runErr := h.run(ctx, skipPGSync)
+		PGSyncRates: h.pgsyncRates, RustRates: h.rustRates, Scale: h.scale, ScaleRate: h.scaleRate, LiveSeconds: liveSecs, TxSize: h.txSize}}
+	runErr := h.run(ctx, skipPGSync, skipRust)
 	if runErr != nil {
 		h.res.Errors = append(h.res.Errors, runErr.Error())
 		log.Printf("harness: %v", runErr)
@@ -177,12 +189,27 @@ func (h *harness) logf(format string, args ...any) {
 	log.Printf("%s  %s", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
-func (h *harness) run(ctx context.Context, skipPGSync bool) error {
+func (h *harness) run(ctx context.Context, skipPGSync, skipRust bool) error {
 	if err := h.setup(ctx); err != nil {
 		return err
 	}
+	if !skipRust {
+		h.rustInstall = h.installRust(ctx)
+	}
 	defer h.admin.Close()
-	if err := h.seed(ctx, !skipPGSync); err != nil {
+	// Whichever way the run ends (an error, a signal), nothing it made
+	// outlives it.
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+		defer cancel()
+		h.logf("cleaning up: processes, replication slots, databases %s, %s and %s, indexes", h.flussoDB, h.pgsyncDB, h.rustDB)
+		if err := h.leftovers().cleanup(cctx); err != nil {
+			msg := fmt.Sprintf("cleanup: %v", err)
+			h.logf("%s", msg)
+			h.res.Errors = append(h.res.Errors, msg)
+		}
+	}()
+	if err := h.seed(ctx, !skipPGSync, !skipRust); err != nil {
 		return err
 	}
 	defer h.flussoPool.Close()
@@ -210,6 +237,17 @@ func (h *harness) run(ctx context.Context, skipPGSync bool) error {
 		}
 	}
 	_ = h.search.drop(ctx, singlePrefix)
+	if h.rustInstall != nil {
+		defer h.rustPool.Close()
+		rr, err := h.runRust(ctx, h.rustInstall)
+		h.res.Rust = rr
+		if err != nil {
+			msg := fmt.Sprintf("rust flusso: %v", err)
+			h.logf("%s", msg)
+			rr.Error = msg
+		}
+		_ = h.search.drop(ctx, rustPrefix)
+	}
 	if !skipPGSync {
 		defer h.pgsyncPool.Close()
 		pr, err := h.runPGSync(ctx)
@@ -247,7 +285,7 @@ func (h *harness) setup(ctx context.Context) error {
 	if u, err := url.Parse(h.osURL); err == nil && u.Port() != "" {
 		osPort = u.Port()
 	}
-	h.flussoDB, h.pgsyncDB = "bench_flusso", "bench_pgsync"
+	h.flussoDB, h.pgsyncDB, h.rustDB = "bench_flusso", "bench_pgsync", "bench_rust"
 	h.schemaPath = filepath.Join(h.repo, "bench", "schemas", "users.schema.yml")
 	if h.schema, err = schema.Load(h.schemaPath); err != nil {
 		return err
@@ -302,8 +340,8 @@ func (h *harness) build(ctx context.Context) error {
 // seed recreates the benchmark databases: the data set is generated once
 // into bench_flusso and copied to bench_pgsync, so both tools read the same
 // rows and neither sees the other's triggers or slots.
-func (h *harness) seed(ctx context.Context, withPGSync bool) error {
-	for _, db := range []string{h.flussoDB, h.pgsyncDB} {
+func (h *harness) seed(ctx context.Context, withPGSync, withRust bool) error {
+	for _, db := range []string{h.flussoDB, h.pgsyncDB, h.rustDB} {
 		if err := dropDatabase(ctx, h.admin, db); err != nil {
 			return err
 		}
@@ -330,18 +368,38 @@ func (h *harness) seed(ctx context.Context, withPGSync bool) error {
 	}
 	h.res.Dataset = ds
 	h.logf("seeded %d rows in %.1fs + %.1fs indexing; database %.0f MB", st.Rows, ds.CopySeconds, ds.IndexSeconds, ds.SizeMB)
-	if withPGSync {
+	// Each peer gets a copy made before flusso touches the data: the
+	// replica identities, publication and changes flusso leaves are not
+	// theirs to meet.
+	copyFor := func(db, who string) (*pgxpool.Pool, error) {
 		start := time.Now()
-		if _, err := h.admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", h.pgsyncDB, h.flussoDB)); err != nil {
-			return fmt.Errorf("copying the data set for PGSync: %w", err)
+		if _, err := h.admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", db, h.flussoDB)); err != nil {
+			return nil, fmt.Errorf("copying the data set for %s: %w", who, err)
 		}
-		h.logf("copied the data set to %s in %.1fs", h.pgsyncDB, time.Since(start).Seconds())
-		if h.pgsyncPool, err = pgxpool.New(ctx, h.dbURL(h.pgsyncDB)); err != nil {
+		h.logf("copied the data set to %s in %.1fs", db, time.Since(start).Seconds())
+		return pgxpool.New(ctx, h.dbURL(db))
+	}
+	if withPGSync {
+		if h.pgsyncPool, err = copyFor(h.pgsyncDB, "PGSync"); err != nil {
+			return err
+		}
+	}
+	if withRust {
+		if h.rustPool, err = copyFor(h.rustDB, "the Rust flusso"); err != nil {
 			return err
 		}
 	}
 	h.flussoPool, err = pgxpool.New(ctx, h.dbURL(h.flussoDB))
 	return err
+}
+
+// leftovers is what this run may create.
+func (h *harness) leftovers() leftovers {
+	prefixes := []string{singlePrefix, rustPrefix, pgsyncIndex, ceilingIndex}
+	for _, k := range h.scale {
+		prefixes = append(prefixes, fmt.Sprintf("bench_s%d_", k))
+	}
+	return leftovers{admin: h.admin, search: h.search, databases: []string{h.flussoDB, h.pgsyncDB, h.rustDB}, prefixes: prefixes}
 }
 
 func (h *harness) dbURL(db string) string {
@@ -413,7 +471,7 @@ func (h *harness) ceiling(ctx context.Context) error {
 	// of its speed while the JVM compiles, which would bias the first
 	// ceiling and flusso's backfill after it.
 	h.logf("ceiling: warming OpenSearch up with one unrecorded fill")
-	if _, err := ceiling.Bulk(ctx, h.osURL, "bench_ceiling_users", h.schema, 0, 1000, 2, docs, false); err != nil {
+	if _, err := ceiling.Bulk(ctx, h.osURL, ceilingIndex, h.schema, 0, 1000, 2, docs, false); err != nil {
 		return err
 	}
 	// Fill an empty index (the backfill's ceiling), then overwrite every
@@ -424,7 +482,7 @@ func (h *harness) ceiling(ctx context.Context) error {
 				continue
 			}
 			svc := services(h.flussoDB)
-			r, err := ceiling.Bulk(ctx, h.osURL, "bench_ceiling_users", h.schema, 0, 1000, c, docs, overwrite)
+			r, err := ceiling.Bulk(ctx, h.osURL, ceilingIndex, h.schema, 0, 1000, c, docs, overwrite)
 			if err != nil {
 				return err
 			}
@@ -432,7 +490,7 @@ func (h *harness) ceiling(ctx context.Context) error {
 			h.logf("ceiling: bulk (overwrite %v) with %d request(s) in flight: %d docs in %.1fs: %.0f docs/s", overwrite, c, r.Docs, r.Took.Seconds(), r.DocsPerSec)
 		}
 	}
-	_ = h.search.drop(ctx, "bench_ceiling_users")
+	_ = h.search.drop(ctx, ceilingIndex)
 	return nil
 }
 
@@ -445,10 +503,10 @@ func (h *harness) ceilingAgain(ctx context.Context) {
 	}
 	docs := filepath.Join(h.work, "docs.tsv")
 	defer os.Remove(docs)
-	defer h.search.drop(context.WithoutCancel(ctx), "bench_ceiling_users") //nolint:errcheck
+	defer h.search.drop(context.WithoutCancel(ctx), ceilingIndex) //nolint:errcheck
 	c := slices.Max(h.ceilingConc)
 	svc := services(h.flussoDB)
-	r, err := ceiling.Bulk(ctx, h.osURL, "bench_ceiling_users", h.schema, 0, 1000, c, docs, false)
+	r, err := ceiling.Bulk(ctx, h.osURL, ceilingIndex, h.schema, 0, 1000, c, docs, false)
 	if err != nil {
 		h.logf("ceiling after the backfill: %v", err)
 		return
@@ -479,8 +537,9 @@ type backfillRes struct {
 	LoadAvg    float64            `json:"loadavg_1m_at_end"`
 }
 
-// flussoConfig writes the flusso.toml of the benchmark into dir.
-func (h *harness) flussoConfig(dir string) (string, error) {
+// flussoConfig writes the flusso.toml of the benchmark on database db into
+// dir.
+func (h *harness) flussoConfig(dir, db string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
@@ -506,7 +565,7 @@ refresh_interval = "1s"
 name = "users"
 schema = "users.schema.yml"
 enabled = true
-`, h.dbURL(h.flussoDB), h.osURL)
+`, h.dbURL(db), h.osURL)
 	path := filepath.Join(dir, "flusso.toml")
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }
@@ -581,6 +640,9 @@ func (h *harness) waitSeeded(ctx context.Context, procs group, prefix string, st
 	return res, nil
 }
 
+// ceilingIndex is the index of the raw bulk ceiling runs.
+const ceilingIndex = "bench_ceiling_users"
+
 // singlePrefix is the index prefix of the one-process run, whose seeded
 // index the distributed runs reuse.
 const singlePrefix = "bench_f_"
@@ -593,14 +655,14 @@ func (h *harness) flussoSingle(ctx context.Context) error {
 		return err
 	}
 	dir := filepath.Join(h.work, "flusso")
-	cfg, err := h.flussoConfig(dir)
+	cfg, err := h.flussoConfig(dir, h.flussoDB)
 	if err != nil {
 		return err
 	}
 	h.logf("flusso: backfill of %d users (one process, embedded NATS)", h.users)
 	svc := services(h.flussoDB)
 	start := time.Now()
-	p, err := h.flussoProc("flusso", dir, cfg, slot, prefix, "", 19464)
+	p, err := h.flussoProc("flusso", dir, cfg, slot, prefix, "", singlePort)
 	if err != nil {
 		return err
 	}
@@ -619,27 +681,50 @@ func (h *harness) flussoSingle(ctx context.Context) error {
 		return err
 	}
 	h.ceilingAgain(ctx)
-	lives, err := h.liveSeries(ctx, "flusso", h.rates, 0, h.flussoPool, h.flussoDB, prefix+"users", procs)
+	status := "http://127.0.0.1:" + strconv.Itoa(singlePort)
+	lives, err := h.liveSeries(ctx, "flusso", h.rates, 0, false, status, h.flussoPool, h.flussoDB, prefix+"users", procs)
 	h.res.Live = lives
-	return err
+	if err != nil {
+		return err
+	}
+	if h.mix {
+		lives, err = h.liveSeries(ctx, "flusso", h.rates, 50, true, status, h.flussoPool, h.flussoDB, prefix+"users", procs)
+		h.res.LiveMix = lives
+		if err != nil {
+			return err
+		}
+	}
+	h.res.Wrong = h.compare(ctx, h.flussoDB, prefix+"users")
+	return nil
 }
 
-// liveSeries runs the live phases of one system in ascending rate order.
-// Each starts from a caught-up pipeline. Once a rate saturates the
-// pipeline (it needed longer to catch up than the load lasted), higher
-// rates would only measure the same saturation with a longer backlog to
-// wait out, so they are recorded as skipped.
-func (h *harness) liveSeries(ctx context.Context, system string, rates []int, stream uint64, db *pgxpool.Pool, dbName, index string, procs group) ([]*liveResult, error) {
+// singlePort is the public port of the one-process run (the private one
+// follows it).
+const singlePort = 19464
+
+// liveSeries runs the live phases of one system in ascending rate order:
+// a ramp. Each starts from a caught-up pipeline. Once a rate saturates the
+// pipeline (it needed longer to catch up than the load lasted) or its p99
+// exceeds maxRateP99, higher rates would only measure the same saturation
+// with a longer backlog to wait out, so they are recorded as skipped; the
+// highest rate before is the system's max rate (see maxRate).
+func (h *harness) liveSeries(ctx context.Context, system string, rates []int, stream uint64, mix bool, status string, db *pgxpool.Pool, dbName, index string, procs group) ([]*liveResult, error) {
 	var out []*liveResult
 	var saturated *liveResult
+	label := ""
+	if mix {
+		label = "realistic mix"
+	}
 	for i, rate := range rates {
 		if saturated != nil {
 			note := fmt.Sprintf("skipped: saturated at %d changes/s (end to end %.0f changes/s)", saturated.OfferedRate, saturated.PipelineRate)
 			if saturated.PipelineRate < 0 {
 				note = fmt.Sprintf("skipped: saturated at %d changes/s (not caught up %s after the load)", saturated.OfferedRate, h.drainLimit)
+			} else if !saturated.withinP99() {
+				note = fmt.Sprintf("skipped: p99 above %s at %d changes/s", maxRateP99, saturated.OfferedRate)
 			}
 			h.logf("%s: live at %d changes/s %s", system, rate, note)
-			out = append(out, &liveResult{System: system, OfferedRate: rate, TxSize: h.txSize, Skipped: note,
+			out = append(out, &liveResult{System: system, Label: label, OfferedRate: rate, TxSize: h.txSize, Skipped: note, Mix: mix,
 				P50ms: -1, P95ms: -1, P99ms: -1, MaxMs: -1, DrainSeconds: -1, PipelineRate: -1})
 			continue
 		}
@@ -648,15 +733,15 @@ func (h *harness) liveSeries(ctx context.Context, system string, rates []int, st
 		}
 		h.logf("%s: live at %d changes/s for %s", system, rate, h.liveFor)
 		lr, err := runLive(ctx, liveSpec{
-			system: system, db: db, admin: h.admin, dbName: dbName, search: h.search, index: index,
-			gen: h.gen, stream: stream + uint64(i), rate: rate, duration: h.liveFor, txSize: h.txSize, procs: procs, drainLimit: h.drainLimit,
+			system: system, label: label, db: db, admin: h.admin, dbName: dbName, search: h.search, index: index,
+			gen: h.gen, stream: stream + uint64(i), mix: mix, status: status, rate: rate, duration: h.liveFor, txSize: h.txSize, procs: procs, drainLimit: h.drainLimit,
 		})
 		if err != nil {
 			return out, fmt.Errorf("live at %d/s: %w", rate, err)
 		}
 		h.logLive(lr)
 		out = append(out, lr)
-		if lr.DrainSeconds < 0 || lr.DrainSeconds > lr.LoadSeconds {
+		if lr.DrainSeconds < 0 || lr.DrainSeconds > lr.LoadSeconds || !lr.withinP99() {
 			saturated = lr
 		}
 	}
@@ -701,7 +786,7 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 		}
 	}
 	dir := filepath.Join(h.work, fmt.Sprintf("scale-%d", k))
-	cfg, err := h.flussoConfig(dir)
+	cfg, err := h.flussoConfig(dir, h.flussoDB)
 	if err != nil {
 		return nil, err
 	}

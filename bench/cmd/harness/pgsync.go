@@ -85,6 +85,9 @@ func pgsyncSchema(ix *schema.Index, database, index string) ([]byte, error) {
 	return json.MarshalIndent(doc, "", "  ")
 }
 
+// pgsyncIndex is PGSync's index.
+const pgsyncIndex = "bench_pgsync_users"
+
 // pgsyncEnv is PGSync's environment: everything it reads comes from here.
 func (h *harness) pgsyncEnv() []string {
 	u := h.pgURL
@@ -141,7 +144,7 @@ type pgsyncResult struct {
 // runPGSync seeds and follows the PGSync copy of the database.
 func (h *harness) runPGSync(ctx context.Context) (*pgsyncResult, error) {
 	res := &pgsyncResult{Version: h.pgsyncVersion(), Redis: redisVersion()}
-	const index = "bench_pgsync_users"
+	const index = pgsyncIndex
 	if err := h.search.drop(ctx, index); err != nil {
 		return res, err
 	}
@@ -251,7 +254,7 @@ func (h *harness) runPGSync(ctx context.Context) (*pgsyncResult, error) {
 	if err := h.waitLive(ctx, procs, h.pgsyncPool, index); err != nil {
 		return res, err
 	}
-	res.Live, err = h.liveSeries(ctx, "pgsync", h.pgsyncRates, 100, h.pgsyncPool, h.pgsyncDB, index, procs)
+	res.Live, err = h.liveSeries(ctx, "pgsync", h.pgsyncRates, 100, false, "", h.pgsyncPool, h.pgsyncDB, index, procs)
 	if err != nil {
 		return res, err
 	}

@@ -41,6 +41,7 @@ func startProc(name, role, logPath string, env []string, argv ...string) (*proc,
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	p := &proc{name: name, role: role, cmd: cmd, log: logPath, done: make(chan struct{})}
+	track(p)
 	go func() {
 		p.err = cmd.Wait()
 		f.Close()

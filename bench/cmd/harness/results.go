@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flusso/flusso/bench/ceiling"
+	"github.com/flusso/flusso/bench/datagen"
 )
 
 // results is the JSON result file.
@@ -23,10 +24,15 @@ type results struct {
 	Ceiling  []bulkRun     `json:"bulk_ceiling,omitempty"`
 	Backfill *backfillRes  `json:"flusso_backfill,omitempty"`
 	Live     []*liveResult `json:"flusso_live,omitempty"`
-	Scale    []*scaleRes   `json:"flusso_distributed,omitempty"`
-	PGSync   *pgsyncResult `json:"pgsync,omitempty"`
-	Targets  []target      `json:"targets"`
-	Errors   []string      `json:"errors,omitempty"`
+	LiveMix  []*liveResult `json:"flusso_live_mix,omitempty"`
+	// Wrong compares flusso's documents after its live phases with a
+	// fresh build from Postgres.
+	Wrong   *wrongDocs    `json:"flusso_wrong_documents,omitempty"`
+	Rust    *rustResult   `json:"rust_flusso,omitempty"`
+	Scale   []*scaleRes   `json:"flusso_distributed,omitempty"`
+	PGSync  *pgsyncResult `json:"pgsync,omitempty"`
+	Targets []target      `json:"targets"`
+	Errors  []string      `json:"errors,omitempty"`
 }
 
 type buildRun struct {
@@ -58,6 +64,7 @@ type params struct {
 	Seed        uint64 `json:"seed"`
 	Rates       []int  `json:"rates"`
 	PGSyncRates []int  `json:"pgsync_rates"`
+	RustRates   []int  `json:"rust_flusso_rates"`
 	Scale       []int  `json:"assembler_processes"`
 	ScaleRate   int    `json:"distributed_live_rate"`
 	LiveSeconds int    `json:"live_seconds"`
@@ -106,6 +113,46 @@ func (r *results) overwriteCeiling() float64 {
 
 func ptr(b bool) *bool { return &b }
 
+// rawOpenSearchPer1k is OpenSearch's CPU per 1,000 documents of the fastest
+// raw fill, 0 when unknown.
+func (r *results) rawOpenSearchPer1k() float64 {
+	var best bulkRun
+	for _, c := range r.Ceiling {
+		if !c.Overwrite && c.DocsPerSec > best.DocsPerSec {
+			best = c
+		}
+	}
+	if best.Docs == 0 {
+		return 0
+	}
+	return best.ServiceCPU["opensearch"] / float64(best.Docs) * 1000
+}
+
+// maxRateP99 is the latency bound of a sustained rate: the max rate is the
+// highest rate of a ramp whose p99 stayed within it.
+const maxRateP99 = 2 * time.Second
+
+// withinP99 reports whether a phase ran, every probe showed and p99 stayed
+// within maxRateP99.
+func (l *liveResult) withinP99() bool {
+	return l.Skipped == "" && l.Lost == 0 && l.P99ms >= 0 && l.P99ms <= float64(maxRateP99.Milliseconds())
+}
+
+// maxRate is the highest offered rate of a ramp within maxRateP99, 0 when
+// none was; ok is false when the ramp did not run.
+func maxRate(ramp []*liveResult) (rate int, ok bool) {
+	for _, l := range ramp {
+		if l.Skipped != "" {
+			continue
+		}
+		ok = true
+		if l.withinP99() {
+			rate = max(rate, l.OfferedRate)
+		}
+	}
+	return rate, ok
+}
+
 func targets(r *results) []target {
 	var out []target
 	t := target{Name: "backfill vs raw bulk ceiling", Goal: ">= 70%"}
@@ -124,7 +171,23 @@ func targets(r *results) []target {
 			}
 			t.Value = fmt.Sprintf("%s (offered %d, achieved %.0f changes/s, %d of %d probes not visible)", p99, l.OfferedRate, l.AchievedRate, l.Lost, l.Probes)
 			t.Met = ptr(l.P99ms >= 0 && l.P99ms <= 2000 && l.Lost == 0)
+			if l.Skipped != "" {
+				t.Value, t.Met = "not run: the ramp "+strings.TrimPrefix(l.Skipped, "skipped: "), ptr(false)
+			}
 		}
+	}
+	out = append(out, t)
+
+	t = target{Name: "flusso's own CPU per 1k backfilled documents", Goal: "<= 0.08 CPU-s"}
+	if r.Backfill != nil && r.Backfill.Docs > 0 {
+		t.Value, t.Met = fmt.Sprintf("%.3f CPU-s", r.Backfill.CPUPer1kDocs), ptr(r.Backfill.CPUPer1kDocs <= 0.08)
+	}
+	out = append(out, t)
+
+	t = target{Name: "OpenSearch CPU per backfilled document vs the raw bulk loop", Goal: "<= 1.05x"}
+	if raw := r.rawOpenSearchPer1k(); r.Backfill != nil && r.Backfill.Docs > 0 && raw > 0 {
+		ratio := r.Backfill.ServiceCPU["opensearch"] / float64(r.Backfill.Docs) * 1000 / raw
+		t.Value, t.Met = fmt.Sprintf("%.2fx (%.2f vs %.2f CPU-s per 1k docs)", ratio, ratio*raw, raw), ptr(ratio <= 1.05)
 	}
 	out = append(out, t)
 
@@ -132,6 +195,33 @@ func targets(r *results) []target {
 	if r.PGSync != nil && r.PGSync.Backfill != nil && r.Backfill != nil && r.PGSync.Backfill.DocsPerSec > 0 {
 		ratio := r.Backfill.DocsPerSec / r.PGSync.Backfill.DocsPerSec
 		t.Value, t.Met = fmt.Sprintf("%.1fx (%.0f vs %.0f docs/s)", ratio, r.Backfill.DocsPerSec, r.PGSync.Backfill.DocsPerSec), ptr(ratio >= 5)
+	}
+	out = append(out, t)
+
+	t = target{Name: "backfill vs the Rust flusso", Goal: ">= 1.5x"}
+	if r.Rust != nil && r.Rust.Backfill != nil && r.Backfill != nil && r.Rust.Backfill.DocsPerSec > 0 {
+		ratio := r.Backfill.DocsPerSec / r.Rust.Backfill.DocsPerSec
+		t.Value, t.Met = fmt.Sprintf("%.1fx (%.0f vs %.0f docs/s)", ratio, r.Backfill.DocsPerSec, r.Rust.Backfill.DocsPerSec), ptr(ratio >= 1.5)
+	}
+	out = append(out, t)
+
+	flusso, ran := maxRate(r.Live)
+	t = target{Name: "max live rate at p99 <= 2 s vs the Rust flusso", Goal: ">= 1.5x"}
+	if rust, ok := maxRate(rustLive(r)); ran && ok {
+		t.Value = fmt.Sprintf("%d vs %d changes/s", flusso, rust)
+		t.Met = ptr(rust == 0 && flusso > 0 || rust > 0 && float64(flusso) >= 1.5*float64(rust))
+	}
+	out = append(out, t)
+
+	t = target{Name: "max live rate at p99 <= 2 s vs the raw overwrite ceiling", Goal: ">= 0.5x"}
+	if ow := r.overwriteCeiling(); ran && ow > 0 {
+		t.Value, t.Met = fmt.Sprintf("%.2fx (%d of %.0f docs/s)", float64(flusso)/ow, flusso, ow), ptr(float64(flusso) >= 0.5*ow)
+	}
+	out = append(out, t)
+
+	t = target{Name: "max live rate on the realistic mix vs the usual mix", Goal: ">= 2x"}
+	if mix, ok := maxRate(r.LiveMix); ran && ok && flusso > 0 {
+		t.Value, t.Met = fmt.Sprintf("%.2fx (%d vs %d changes/s)", float64(mix)/float64(flusso), mix, flusso), ptr(mix >= 2*flusso)
 	}
 	out = append(out, t)
 
@@ -246,13 +336,23 @@ func markdown(r *results) string {
 			row(fmt.Sprintf("flusso distributed, %d assembler process(es), %d writer(s)", s.Assemblers, s.Writers), s.Backfill)
 		}
 	}
+	if r.Rust != nil && r.Rust.Backfill != nil {
+		row(fmt.Sprintf("Rust flusso %s (%s), one process", r.Rust.Version, rustCrate), r.Rust.Backfill)
+	}
 	if r.PGSync != nil && r.PGSync.Backfill != nil {
 		row(fmt.Sprintf("PGSync %s (one-shot sync, after a %.1f s bootstrap)", r.PGSync.Version, r.PGSync.BootstrapSeconds), r.PGSync.Backfill)
 	}
 	p("\n")
+	if r.Rust != nil && r.Rust.Skipped != "" {
+		p("Rust flusso: not run (%s).\n\n", r.Rust.Skipped)
+	}
 
 	var live []*liveResult
 	live = append(live, r.Live...)
+	live = append(live, r.LiveMix...)
+	if r.Rust != nil {
+		live = append(live, r.Rust.Live...)
+	}
 	for _, s := range r.Scale {
 		if s.Live != nil {
 			live = append(live, s.Live)
@@ -280,6 +380,10 @@ func markdown(r *results) string {
 		}
 		p("\n")
 	}
+
+	maxRates(p, r)
+	mixTable(p, r)
+	wrongTable(p, r)
 
 	if len(r.Scale) > 0 {
 		p("### Scale: assembler processes (distributed mode, external nats-server)\n\n")
@@ -365,4 +469,131 @@ func budget(p func(string, ...any), r *results) {
 		p("| %s | %s | %s | %s | %.0f%% | %s |\n", w.what, f2(w.per1k), f0(capped), f0(w.rate), w.rate/capped*100, w.ceiling)
 	}
 	p("\n")
+}
+
+// ramps are the live ramps of a run, by system, in the order the tables
+// list them.
+func (r *results) ramps() []struct {
+	name string
+	ramp []*liveResult
+} {
+	type ramp = struct {
+		name string
+		ramp []*liveResult
+	}
+	out := []ramp{{"flusso", r.Live}}
+	if len(r.LiveMix) > 0 {
+		out = append(out, ramp{"flusso, realistic mix", r.LiveMix})
+	}
+	if r.Rust != nil && len(r.Rust.Live) > 0 {
+		out = append(out, ramp{"Rust flusso " + r.Rust.Version, r.Rust.Live})
+	}
+	if r.PGSync != nil && len(r.PGSync.Live) > 0 {
+		out = append(out, ramp{"PGSync " + r.PGSync.Version, r.PGSync.Live})
+	}
+	return out
+}
+
+// maxRates prints the highest rate of each ramp within maxRateP99.
+func maxRates(p func(string, ...any), r *results) {
+	ow := r.overwriteCeiling()
+	flusso, _ := maxRate(r.Live)
+	var rows []string
+	for _, rp := range r.ramps() {
+		rate, ok := maxRate(rp.ramp)
+		if !ok {
+			continue
+		}
+		shown := fmt.Sprintf("%d", rate)
+		if last := rp.ramp[len(rp.ramp)-1]; last.Skipped == "" && last.withinP99() {
+			shown = "≥ " + shown // the ramp ended within the bound
+		} else if rate == 0 {
+			shown = fmt.Sprintf("< %d", rp.ramp[0].OfferedRate) // its first step was above
+		}
+		of, vs := "—", "—"
+		if ow > 0 {
+			of = fmt.Sprintf("%.0f%%", float64(rate)/ow*100)
+		}
+		if rate > 0 {
+			vs = fmt.Sprintf("%.2fx", float64(flusso)/float64(rate))
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s |\n", rp.name, shown, of, vs))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	p("### Max sustained rate (highest rate of the ramp with p99 ≤ %s and every probe visible)\n\n", maxRateP99)
+	p("| system | changes/s | of the raw overwrite ceiling (%s docs/s) | flusso's (usual mix) ÷ this |\n|---|---:|---:|---:|\n", f0(ow))
+	for _, row := range rows {
+		p("%s", row)
+	}
+	p("\n")
+}
+
+// mixTable prints the work flusso avoided on the realistic mix.
+func mixTable(p func(string, ...any), r *results) {
+	if len(r.LiveMix) == 0 {
+		return
+	}
+	p("### Realistic mix: work avoided\n\n")
+	p("Half of the updates set `profiles.last_seen_at`, which no index reads; a quarter set a `users` column to its own value (the document is rebuilt to the same content); the rest are the usual mix.\n\n")
+	p("| offered/s | changes | of them: unread column | same content | changes dropped at capture | sink writes skipped (unchanged document) |\n|---:|---:|---:|---:|---:|---:|\n")
+	for _, l := range r.LiveMix {
+		if l.Skipped != "" {
+			continue
+		}
+		dropped, skipped := "—", "—"
+		if a := l.Avoided; a != nil {
+			dropped = fmt.Sprint(a.ChangesSkipped)
+			skipped = fmt.Sprint(a.WritesSkipped)
+			if !a.WritesReported {
+				skipped = "0 (not reported by this build)"
+			}
+		}
+		p("| %d | %d | %d | %d | %s | %s |\n", l.OfferedRate, l.Changes, l.Kinds[datagen.KindUnread], l.Kinds[datagen.KindRewrite], dropped, skipped)
+	}
+	p("\n")
+}
+
+// wrongTable prints how the indexes compared with Postgres after the live
+// phases.
+func wrongTable(p func(string, ...any), r *results) {
+	type row struct {
+		name string
+		w    *wrongDocs
+	}
+	var rows []row
+	if r.Wrong != nil {
+		rows = append(rows, row{"flusso", r.Wrong})
+	}
+	if r.Rust != nil && r.Rust.Wrong != nil {
+		rows = append(rows, row{"Rust flusso " + r.Rust.Version, r.Rust.Wrong})
+	}
+	if len(rows) == 0 {
+		return
+	}
+	p("### Documents compared with Postgres after the live phases\n\n")
+	p("| system | compared | missing | extra | different values | wrong | same values in another form (timestamp notation) |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	var examples []string
+	for _, w := range rows {
+		if w.w.Skipped != "" {
+			p("| %s | %s ||||||\n", w.name, w.w.Skipped)
+			continue
+		}
+		p("| %s | %d | %d | %d | %d | **%d** | %d |\n", w.name, w.w.Compared, w.w.Missing, w.w.Extra, w.w.Mismatched, w.w.total(), w.w.Rendered)
+		for _, e := range w.w.Examples {
+			examples = append(examples, fmt.Sprintf("- %s, document %s", w.name, e))
+		}
+	}
+	p("\n")
+	if len(examples) > 0 {
+		p("Examples of wrong documents:\n\n%s\n\n", strings.Join(examples, "\n"))
+	}
+}
+
+func rustLive(r *results) []*liveResult {
+	if r.Rust == nil {
+		return nil
+	}
+	return r.Rust.Live
 }
