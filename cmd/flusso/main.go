@@ -102,6 +102,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			reindexCommand(),
 			quarantineCommand(),
 			consumersCommand(),
+			auditCommand(),
 		},
 		// Errors are printed once, by execute, with the exit code it picks.
 		ExitErrHandler: func(*cli.Context, error) {},
