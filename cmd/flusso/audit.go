@@ -245,7 +245,7 @@ func printAudit(c *cli.Context, rep *audit.Report) error {
 // repair sends the drifted documents through the pipeline (audit.Repair)
 // over the deployment's NATS.
 func repair(c *cli.Context, dsn string, rep *audit.Report) error {
-	return withBroker(c, "flusso audit", func(ctx context.Context, conn *broker.Conn) error {
+	err := withBroker(c, "flusso audit", func(ctx context.Context, conn *broker.Conn) error {
 		res, err := audit.Repair(ctx, dsn, conn, rep)
 		if err != nil {
 			return err
@@ -253,6 +253,12 @@ func repair(c *cli.Context, dsn string, rep *audit.Report) error {
 		fmt.Fprintf(c.App.ErrWriter, "repair: asked the pipeline to rebuild %d documents (version %s); audit again once it caught up\n", res.Documents, res.Version)
 		return nil
 	})
+	// A broker that cannot be reached is an error of the audit (exit 2),
+	// not a finding.
+	if f := (*failure)(nil); errors.As(err, &f) {
+		return f.err
+	}
+	return err
 }
 
 // progressBar draws the audit's progress in place on w when it is a

@@ -37,6 +37,7 @@ const (
 type Reader interface {
 	Name() string
 	Served(ix flow.Index) string
+	Serves(ctx context.Context, ix flow.Index) error
 	Get(ctx context.Context, ix flow.Index, ids []string) (map[string]opensearch.Stored, error)
 	EachID(ctx context.Context, ix flow.Index, fn func(ids []string) error) error
 	SampleIDs(ctx context.Context, ix flow.Index, n int) ([]string, error)
@@ -258,7 +259,7 @@ const reachTimeout = 30 * time.Second
 func reachable(ctx context.Context, t *target) error {
 	ctx, cancel := context.WithTimeout(ctx, reachTimeout)
 	defer cancel()
-	if _, err := t.Sink.SampleIDs(ctx, t.Index, 1); err != nil {
+	if err := t.Sink.Serves(ctx, t.Index); err != nil {
 		return fmt.Errorf("sink %s, index %s: %w", t.Sink.Name(), t.Index.Name, err)
 	}
 	return nil

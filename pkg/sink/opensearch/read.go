@@ -26,6 +26,19 @@ type Stored struct {
 // Served is the name the sink serves index ix under: its hash alias.
 func (s *Sink) Served(ix flow.Index) string { return s.hashAlias(ix.Name, ix.Hash) }
 
+// Serves checks that the sink serves index ix: its hash alias exists.
+func (s *Sink) Serves(ctx context.Context, ix flow.Index) error {
+	target := s.Served(ix)
+	resp, err := s.callOK(ctx, http.MethodHead, request{path: "/" + url.PathEscape(target)}, http.StatusNotFound)
+	if err != nil {
+		return fmt.Errorf("looking up %s: %w", target, err)
+	}
+	if resp.status == http.StatusNotFound {
+		return fmt.Errorf("sink %s has no index %s (index %s with this schema): has the pipeline prepared it?", s.cfg.Name, target, ix.Name)
+	}
+	return nil
+}
+
 // Get reads the documents ids of index ix in real time (no refresh
 // needed); ids the index does not hold are absent from the map.
 func (s *Sink) Get(ctx context.Context, ix flow.Index, ids []string) (map[string]Stored, error) {
