@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flusso/flusso/internal/harness"
+	"github.com/flusso/flusso/internal/run"
 	"github.com/flusso/flusso/internal/testenv"
 	"github.com/flusso/flusso/pkg/audit"
 )
@@ -58,14 +59,31 @@ func newAuditDeployment(t *testing.T) *auditDeployment {
 
 // launch runs the one-process pipeline, its embedded NATS open on a port
 // for repairs, and waits until the index matches Postgres.
-func (d *auditDeployment) launch(listen string) *harness.Pipeline {
+func (d *auditDeployment) launch(listen string, tweaks ...func(*run.Options)) *harness.Pipeline {
 	d.T.Helper()
 	opts := d.Options(mustLoad(d.T.(*testing.T), d.config), d.data)
 	opts.NATSListen, opts.NATSListenUser, opts.NATSListenPassword = listen, "auditor", "pw"
+	for _, tw := range tweaks {
+		tw(&opts)
+	}
 	p := harness.Launch(d.T, opts)
 	p.Stages()
 	d.Converge("accounts", auditSchema, 60*time.Second)
-	return p
+	// An index still being seeded is not audited.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, rep, stderr := d.audit(d.T.(*testing.T))
+		if code == exitUsage {
+			d.T.Fatalf("audit: %s", stderr)
+		}
+		if rep.Indexes[0].Skipped == "" {
+			return p
+		}
+		if time.Now().After(deadline) {
+			d.T.Fatalf("index never seeded: %+v", rep.Indexes[0])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // audit runs flusso audit on the deployment and returns exit code, the
@@ -258,6 +276,61 @@ func TestAuditUnderLoad(t *testing.T) {
 		t.Fatalf("only %d writes in %d audits: the load did not run", writes.Load(), rounds)
 	}
 	t.Logf("%d audits during %d writes", rounds, writes.Load())
+}
+
+// TestContinuousAudit: flusso run --audit-every samples the indexes and
+// shows the drift on /status and in the metrics.
+func TestContinuousAudit(t *testing.T) {
+	d := newAuditDeployment(t)
+	p := d.launch(testenv.FreeAddr(t), func(o *run.Options) { o.AuditEvery, o.AuditSample = 300*time.Millisecond, 1000 })
+	status := func() (*int64, string) {
+		t.Helper()
+		code, body, err := testenv.OpenSearchDo(context.Background(), http.MethodGet, p.PublicURL()+"/status", nil)
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("/status: %d %v", code, err)
+		}
+		var st struct {
+			Audit *struct {
+				LastRun *time.Time       `json:"last_run"`
+				Drift   map[string]int64 `json:"drift_documents"`
+			} `json:"audit"`
+		}
+		if err := json.Unmarshal(body, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Audit == nil || st.Audit.LastRun == nil {
+			return nil, string(body)
+		}
+		n := st.Audit.Drift["accounts"]
+		return &n, string(body)
+	}
+	awaitDrift := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			n, body := status()
+			if n != nil && *n == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/status never showed drift %d: %s", want, body)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	awaitDrift(0)
+	d.os(http.MethodDelete, "/_doc/4", nil)
+	d.os(http.MethodPut, "/_doc/9999", map[string]any{"id": 9999, "name": "stray"})
+	awaitDrift(2)
+	code, metrics, err := testenv.OpenSearchDo(context.Background(), http.MethodGet, p.PublicURL()+"/metrics", nil)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("/metrics: %d %v", code, err)
+	}
+	for _, want := range []string{`flusso_audit_drift_documents{index="accounts"} 2`, "flusso_audit_last_run_timestamp_seconds "} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 // TestAuditBadInput: what the audit cannot do is a clear error, exit 2.

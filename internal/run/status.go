@@ -138,6 +138,9 @@ func (s *status) compute(ctx context.Context) server.Status {
 		st.DocumentsQuarantined += is.DocumentsQuarantined
 		st.Indexes = append(st.Indexes, is)
 	}
+	if s.p.audit != nil {
+		st.Audit = s.p.audit.status()
+	}
 	switch {
 	case s.failed.Load():
 		st.Phase = server.Failed

@@ -37,7 +37,7 @@ const (
 type Reader interface {
 	Name() string
 	Served(ix flow.Index) string
-	Serves(ctx context.Context, ix flow.Index) error
+	Serves(ctx context.Context, ix flow.Index) (seeded bool, err error)
 	Get(ctx context.Context, ix flow.Index, ids []string) (map[string]opensearch.Stored, error)
 	EachID(ctx context.Context, ix flow.Index, fn func(ids []string) error) error
 	SampleIDs(ctx context.Context, ix flow.Index, n int) ([]string, error)
@@ -222,10 +222,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Elapsed = time.Since(start)
 		return rep, nil
 	}
+	ready := targets[:0]
 	for _, t := range targets {
-		if err := reachable(ctx, t); err != nil {
+		seeded, err := reachable(ctx, t)
+		if err != nil {
 			return nil, err
 		}
+		if !seeded {
+			// Documents still on their way from a backfill are no drift.
+			t.report.Skipped = "not seeded yet: a backfill is filling it; audit it once that is done"
+			continue
+		}
+		ready = append(ready, t)
+	}
+	targets = ready
+	if len(targets) == 0 {
+		rep.Elapsed = time.Since(start)
+		return rep, nil
 	}
 	snap, err := inSnapshot(ctx, conn, func(tx pgx.Tx, lsn uint64) error {
 		for _, t := range targets {
@@ -255,14 +268,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // unreachable cluster without end, which suits the pipeline, not an audit.
 const reachTimeout = 30 * time.Second
 
-// reachable checks that the sink answers and serves the index.
-func reachable(ctx context.Context, t *target) error {
+// reachable checks that the sink answers and serves the index, and
+// reports whether the index is seeded there.
+func reachable(ctx context.Context, t *target) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, reachTimeout)
 	defer cancel()
-	if err := t.Sink.Serves(ctx, t.Index); err != nil {
-		return fmt.Errorf("sink %s, index %s: %w", t.Sink.Name(), t.Index.Name, err)
+	seeded, err := t.Sink.Serves(ctx, t.Index)
+	if err != nil {
+		return false, fmt.Errorf("sink %s, index %s: %w", t.Sink.Name(), t.Index.Name, err)
 	}
-	return nil
+	return seeded, nil
 }
 
 func (cfg *Config) defaults() {

@@ -26,17 +26,23 @@ type Stored struct {
 // Served is the name the sink serves index ix under: its hash alias.
 func (s *Sink) Served(ix flow.Index) string { return s.hashAlias(ix.Name, ix.Hash) }
 
-// Serves checks that the sink serves index ix: its hash alias exists.
-func (s *Sink) Serves(ctx context.Context, ix flow.Index) error {
+// Serves checks that the sink serves index ix, its hash alias, and
+// reports whether it holds a complete seed of it: until then a backfill is
+// still filling it.
+func (s *Sink) Serves(ctx context.Context, ix flow.Index) (seeded bool, err error) {
 	target := s.Served(ix)
 	resp, err := s.callOK(ctx, http.MethodHead, request{path: "/" + url.PathEscape(target)}, http.StatusNotFound)
 	if err != nil {
-		return fmt.Errorf("looking up %s: %w", target, err)
+		return false, fmt.Errorf("looking up %s: %w", target, err)
 	}
 	if resp.status == http.StatusNotFound {
-		return fmt.Errorf("sink %s has no index %s (index %s with this schema): has the pipeline prepared it?", s.cfg.Name, target, ix.Name)
+		return false, fmt.Errorf("sink %s has no index %s (index %s with this schema): has the pipeline prepared it?", s.cfg.Name, target, ix.Name)
 	}
-	return nil
+	m, v, err := s.readMeta(ctx, ix.Name)
+	if err != nil {
+		return false, err
+	}
+	return v.found && m.Hash == ix.Hash && m.Seeded, nil
 }
 
 // Get reads the documents ids of index ix in real time (no refresh
