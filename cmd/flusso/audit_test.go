@@ -241,7 +241,7 @@ func TestAuditUnderLoad(t *testing.T) {
 			var err error
 			switch i % 4 {
 			case 0:
-				_, err = d.DB.Exec(ctx, `UPDATE accounts SET balance = balance + 1, name = 'n' || $2 WHERE id = $1`, id, i)
+				_, err = d.DB.Exec(ctx, `UPDATE accounts SET balance = balance + 1, name = $2 WHERE id = $1`, id, fmt.Sprint("n", i))
 			case 1:
 				_, err = d.DB.Exec(ctx, `INSERT INTO notes VALUES ($1, $2, 'load') ON CONFLICT (id) DO UPDATE SET body = 'again'`, 10000+i%200, id)
 			case 2:

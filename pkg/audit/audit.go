@@ -183,6 +183,7 @@ type candidate struct {
 type target struct {
 	Target
 	x      *sqlbuild.Index
+	rows   *rootRows
 	report *IndexReport
 	cands  []candidate
 }
@@ -245,6 +246,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if err := t.x.Prepare(ctx, tx); err != nil {
 				return err
 			}
+			rows, err := newRootRows(ctx, tx, t.Index.Schema)
+			if err != nil {
+				return err
+			}
+			t.rows = rows
 			if err := cfg.walk(ctx, tx, lsn, t); err != nil {
 				return err
 			}
@@ -570,6 +576,8 @@ func (cfg *Config) recheck(ctx context.Context, conn *pgx.Conn, t *target) error
 			ids[i] = c.id
 		}
 		built := map[string]sqlbuild.Doc{}
+		var present []string       // keys whose document exists at the snapshot
+		var seen map[string]string // their root rows' versions then
 		lsn, err := inSnapshot(ctx, conn, func(tx pgx.Tx, _ uint64) error {
 			for chunk := range slices.Chunk(ids, batch) {
 				docs, err := t.x.Build(ctx, tx, chunk)
@@ -578,9 +586,14 @@ func (cfg *Config) recheck(ctx context.Context, conn *pgx.Conn, t *target) error
 				}
 				for _, d := range docs {
 					built[d.ID] = d
+					if d.Body != nil {
+						present = append(present, d.ID)
+					}
 				}
 			}
-			return nil
+			var err error
+			seen, err = t.rows.versions(ctx, tx, present)
+			return err
 		})
 		if err != nil {
 			return err
@@ -589,6 +602,7 @@ func (cfg *Config) recheck(ctx context.Context, conn *pgx.Conn, t *target) error
 			return err
 		}
 		var next []candidate
+		var missing []string
 		for chunk := range slices.Chunk(ids, batch) {
 			stored, err := t.Sink.Get(ctx, t.Index, chunk)
 			if err != nil {
@@ -613,10 +627,25 @@ func (cfg *Config) recheck(ctx context.Context, conn *pgx.Conn, t *target) error
 				case found && s.Version > lsn:
 					// Rewritten by a change after the snapshot: look again.
 					next = append(next, candidate{id: id, kind: kind})
+				case kind == Missing:
+					missing = append(missing, id)
 				default:
 					cfg.drift(t, d, s, kind)
 				}
 			}
+		}
+		// Read after the sink was: a root row changed since the snapshot
+		// may have deleted its document, a delete the sink holds.
+		now, err := t.rows.versions(ctx, conn, missing)
+		if err != nil {
+			return err
+		}
+		for _, id := range missing {
+			if x, ok := now[id]; !ok || x != seen[id] {
+				next = append(next, candidate{id: id, kind: Missing})
+				continue
+			}
+			cfg.drift(t, built[id], opensearch.Stored{}, Missing)
 		}
 		cands = next
 	}
