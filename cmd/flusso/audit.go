@@ -77,6 +77,11 @@ func auditCommand() *cli.Command {
 			if rep.Drifted() {
 				return fail(errors.New("the indexes drifted from Postgres (see the report)"))
 			}
+			for _, ir := range rep.Indexes {
+				if ir.Seeding {
+					return fmt.Errorf("index %s in sink %s is not seeded yet (a backfill is filling it): nothing to prove until it is done", ir.Index, ir.Sink)
+				}
+			}
 			return nil
 		},
 	}

@@ -104,8 +104,10 @@ type IndexReport struct {
 	Index  string `json:"index"`
 	Sink   string `json:"sink"`
 	Served string `json:"served,omitempty"` // the name the sink serves it under
-	// Skipped says why the index was not audited in this sink.
+	// Skipped says why the index was not audited in this sink; Seeding
+	// that it is because a backfill is still filling it.
 	Skipped   string `json:"skipped,omitempty"`
+	Seeding   bool   `json:"seeding,omitempty"`
 	Compared  int    `json:"compared"`
 	Equal     int    `json:"equal"`
 	Missing   int    `json:"missing"`
@@ -231,7 +233,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		if !seeded {
 			// Documents still on their way from a backfill are no drift.
-			t.report.Skipped = "not seeded yet: a backfill is filling it; audit it once that is done"
+			t.report.Skipped, t.report.Seeding = "not seeded yet: a backfill is filling it; audit it once that is done", true
 			continue
 		}
 		ready = append(ready, t)
