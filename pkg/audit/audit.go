@@ -9,6 +9,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -243,7 +244,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Elapsed = time.Since(start)
 		return rep, nil
 	}
-	snap, err := inSnapshot(ctx, conn, func(tx pgx.Tx, lsn uint64) error {
+	snap, err := inSnapshot(ctx, conn, func(tx pgx.Tx, _ uint64) error {
 		for _, t := range targets {
 			if err := t.x.Prepare(ctx, tx); err != nil {
 				return err
@@ -253,7 +254,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				return err
 			}
 			t.rows = rows
-			if err := cfg.walk(ctx, tx, lsn, t); err != nil {
+			if err := cfg.walk(ctx, tx, t); err != nil {
 				return err
 			}
 		}
@@ -322,10 +323,10 @@ func inSnapshot(ctx context.Context, conn *pgx.Conn, fn func(tx pgx.Tx, lsn uint
 	return lsn, fn(tx, lsn)
 }
 
-// walk compares the selected documents of one target at the snapshot
-// (position lsn), counting the equal ones and keeping the others as
-// candidates for the recheck.
-func (cfg *Config) walk(ctx context.Context, tx pgx.Tx, lsn uint64, t *target) error {
+// walk compares the selected documents of one target at the snapshot,
+// counting the equal ones and keeping the others as candidates for the
+// recheck.
+func (cfg *Config) walk(ctx context.Context, tx pgx.Tx, t *target) error {
 	started := time.Now()
 	p := Progress{Index: t.Index.Name, Sink: t.Sink.Name()}
 	logged := time.Now()
@@ -343,13 +344,24 @@ func (cfg *Config) walk(ctx context.Context, tx pgx.Tx, lsn uint64, t *target) e
 		p.Final, p.Elapsed = true, time.Since(started)
 		cfg.Progress(p)
 	}()
+	chk := newChecker(ctx, t)
 	compare := func(keys []string, fromIndex bool) error {
-		if err := cfg.compare(ctx, tx, lsn, t, keys, fromIndex); err != nil {
+		if err := t.compare(ctx, tx, chk, keys, fromIndex); err != nil {
 			return err
 		}
 		step(len(keys))
 		return nil
 	}
+	err := cfg.walkKeys(ctx, tx, t, &p, compare)
+	if werr := chk.wait(); err == nil {
+		err = werr
+	}
+	return err
+}
+
+// walkKeys hands compare the selected keys, a batch at a time, then the
+// ids of the sink that were not among them.
+func (cfg *Config) walkKeys(ctx context.Context, tx pgx.Tx, t *target, p *Progress, compare func(keys []string, fromIndex bool) error) error {
 	switch sel := cfg.Select; {
 	case len(sel.Keys) > 0:
 		p.Total = int64(len(sel.Keys))
@@ -396,6 +408,7 @@ func (cfg *Config) walk(ctx context.Context, tx pgx.Tx, lsn uint64, t *target) e
 	}
 	// Every key of the snapshot, then whatever else the sink holds.
 	seen := map[string]struct{}{}
+	var err error
 	after, first := "", true
 	for {
 		keys, err := t.x.Keys(ctx, tx, after, first, batch)
@@ -414,7 +427,7 @@ func (cfg *Config) walk(ctx context.Context, tx pgx.Tx, lsn uint64, t *target) e
 		after, first = keys[len(keys)-1], false
 	}
 	var others []string
-	err := t.Sink.EachID(ctx, t.Index, func(ids []string) error {
+	err = t.Sink.EachID(ctx, t.Index, func(ids []string) error {
 		for _, id := range ids {
 			if _, ok := seen[id]; !ok {
 				others = append(others, id)
@@ -473,11 +486,93 @@ func sample(ctx context.Context, tx pgx.Tx, x *sqlbuild.Index, n int) ([]string,
 	return out, nil
 }
 
-// compare builds keys in tx, reads them from the sink and sorts them into
-// equal and candidates. fromIndex says the ids came from the sink: one
-// that is no key of the root table at all is extra.
-func (cfg *Config) compare(ctx context.Context, tx pgx.Tx, lsn uint64, t *target, keys []string, fromIndex bool) error {
-	built, stored, err := t.fetch(ctx, tx, keys, fromIndex)
+// compare builds keys in tx and hands them to the checker, which reads
+// them from the sink and sorts them into equal and candidates while the
+// next keys are built. fromIndex says the ids came from the sink: one that
+// is no key of the root table at all is extra.
+func (t *target) compare(ctx context.Context, tx pgx.Tx, chk *checker, keys []string, fromIndex bool) error {
+	built, err := t.build(ctx, tx, keys, fromIndex)
+	if err != nil {
+		return err
+	}
+	return chk.send(ctx, built)
+}
+
+// unbuildable is the kind of a document the builder cannot build.
+const unbuildable = "unbuildable"
+
+// build builds keys in tx.
+func (t *target) build(ctx context.Context, tx pgx.Tx, keys []string, fromIndex bool) ([]sqlbuild.Doc, error) {
+	built, err := t.x.Build(ctx, tx, keys)
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range built {
+		var derr *sqlbuild.DocError
+		if errors.As(d.Err, &derr) && derr.Field == "" && !keyOK(ctx, tx, t.x, d.ID) {
+			if !fromIndex {
+				return nil, &BadKeyError{Index: t.Index.Name, Key: d.ID, Err: d.Err}
+			}
+			// An id the pipeline never wrote: Postgres has no such row.
+			built[i] = sqlbuild.Doc{ID: d.ID}
+		}
+	}
+	return built, nil
+}
+
+// checker reads built documents' ids from the sink and compares, in a
+// goroutine of its own: the sink's reads and the comparisons overlap the
+// next builds. It alone updates the target's report until wait returns.
+type checker struct {
+	t    *target
+	in   chan []sqlbuild.Doc
+	done chan error
+}
+
+func newChecker(ctx context.Context, t *target) *checker {
+	c := &checker{t: t, in: make(chan []sqlbuild.Doc, 1), done: make(chan error, 1)}
+	go func() {
+		var err error
+		for built := range c.in {
+			if err == nil {
+				err = t.check(ctx, built)
+			}
+		}
+		c.done <- err
+	}()
+	return c
+}
+
+// send queues built documents; it fails once the checker failed.
+func (c *checker) send(ctx context.Context, built []sqlbuild.Doc) error {
+	select {
+	case c.in <- built:
+		return nil
+	case err := <-c.done:
+		c.done <- err // for wait
+		close(c.in)
+		c.in = nil
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// wait ends the checker once it checked what was sent.
+func (c *checker) wait() error {
+	if c.in != nil {
+		close(c.in)
+	}
+	return <-c.done
+}
+
+// check reads built documents' ids from the sink and compares.
+func (t *target) check(ctx context.Context, built []sqlbuild.Doc) error {
+	ids := make([]string, len(built))
+	for i, d := range built {
+		ids[i] = d.ID
+	}
+	stored, err := t.Sink.Get(ctx, t.Index, ids)
 	if err != nil {
 		return err
 	}
@@ -497,32 +592,6 @@ func (cfg *Config) compare(ctx context.Context, tx pgx.Tx, lsn uint64, t *target
 		}
 	}
 	return nil
-}
-
-// unbuildable is the kind of a document the builder cannot build.
-const unbuildable = "unbuildable"
-
-// fetch builds keys in q and reads the same ids from the sink.
-func (t *target) fetch(ctx context.Context, q pgx.Tx, keys []string, fromIndex bool) ([]sqlbuild.Doc, map[string]opensearch.Stored, error) {
-	built, err := t.x.Build(ctx, q, keys)
-	if err != nil {
-		return nil, nil, err
-	}
-	for i, d := range built {
-		var derr *sqlbuild.DocError
-		if errors.As(d.Err, &derr) && derr.Field == "" && !keyOK(ctx, q, t.x, d.ID) {
-			if !fromIndex {
-				return nil, nil, &BadKeyError{Index: t.Index.Name, Key: d.ID, Err: d.Err}
-			}
-			// An id the pipeline never wrote: Postgres has no such row.
-			built[i] = sqlbuild.Doc{ID: d.ID}
-		}
-	}
-	stored, err := t.Sink.Get(ctx, t.Index, keys)
-	if err != nil {
-		return nil, nil, err
-	}
-	return built, stored, nil
 }
 
 // keyOK reports whether key reads as a key of the index's root table: the
@@ -552,6 +621,10 @@ func (t *target) classify(d sqlbuild.Doc, stored map[string]opensearch.Stored) (
 		return Extra, nil
 	case !ok:
 		return Missing, nil
+	}
+	if bytes.Equal(d.Body, s.Body) {
+		// The sink keeps the bytes the pipeline wrote: no need to parse.
+		return "", nil
 	}
 	same, err := equal(d.Body, s.Body)
 	if err != nil {

@@ -1,0 +1,132 @@
+package system
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/flusso/flusso/bench/datagen"
+	"github.com/flusso/flusso/internal/harness"
+	"github.com/flusso/flusso/internal/testenv"
+	"github.com/flusso/flusso/pkg/schema"
+	"github.com/flusso/flusso/pkg/sqlbuild"
+)
+
+// TestAuditRate measures `flusso audit --all` on the benchmark data set
+// (FLUSSO_AUDIT_BENCH_USERS users, e.g. 50000; skipped when unset): its
+// rate and peak RSS as a process of its own, next to the rate of the build
+// alone (the same keys walk and builds in one snapshot, without reading the
+// sink). It prints figures; it asserts only that the audit found no drift.
+func TestAuditRate(t *testing.T) {
+	users, _ := strconv.Atoi(os.Getenv("FLUSSO_AUDIT_BENCH_USERS"))
+	if users <= 0 {
+		t.Skip("set FLUSSO_AUDIT_BENCH_USERS (e.g. 50000) to measure the audit rate")
+	}
+	ctx := context.Background()
+	d := harness.NewDeployment(t, "SELECT 1")
+	start := time.Now()
+	if _, err := (datagen.Gen{Users: users, Seed: datagen.DefaultSeed}).Load(ctx, d.DB, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("loaded %d users in %v", users, time.Since(start).Round(time.Second))
+	body, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "bench", "schemas", "users.schema.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := d.WriteConfig(harness.Config{Indexes: []harness.Index{{Name: "users", Schema: string(body)}}})
+
+	data := t.TempDir()
+	p := harness.Launch(t, d.Options(cfg, data))
+	p.Stages()
+	start = time.Now()
+	audit := func() (int, time.Duration, int64, string) {
+		cmd := exec.Command(harness.Binary(t), "audit", "--config", filepath.Join(d.Dir, "flusso.toml"), "--slot", d.Slot())
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		began := time.Now()
+		err := cmd.Run()
+		took := time.Since(began)
+		code := 0
+		if err != nil {
+			ee, ok := err.(*exec.ExitError)
+			if !ok {
+				t.Fatal(err)
+			}
+			code = ee.ExitCode()
+		}
+		rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB on Linux
+		return code, took, rss, out.String()
+	}
+	for {
+		code, _, _, out := audit()
+		if code == 0 {
+			break
+		}
+		if time.Since(start) > 30*time.Minute {
+			t.Fatalf("the backfill did not end: %s", out)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	t.Logf("seeded in about %v", time.Since(start).Round(time.Second))
+	p.StopClean() // the audit of a stopped deployment: nothing else competes for the cores
+
+	ix, err := schema.Parse("users.schema.yml", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buildRate := buildAlone(t, d.DBURL, ix)
+	code, took, rss, out := audit()
+	if code != 0 {
+		t.Fatalf("audit: exit %d\n%s", code, out)
+	}
+	rate := float64(users) / took.Seconds()
+	t.Logf("build alone: %.0f docs/s", buildRate)
+	t.Logf("audit --all: %d docs in %v: %.0f docs/s (%.2f x the build rate), peak RSS %.0f MiB", users, took.Round(time.Millisecond), rate, rate/buildRate, float64(rss)/1024)
+	fmt.Print(out)
+}
+
+// buildAlone walks the keys and builds every document in one snapshot, in
+// batches of the audit's size: the build rate the audit is measured against.
+func buildAlone(t *testing.T, dbURL string, ix *schema.Index) float64 {
+	ctx := context.Background()
+	conn := testenv.Conn(t, dbURL)
+	x, err := sqlbuild.Compile("users", ix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // read-only
+	if err := x.Prepare(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	start, n := time.Now(), 0
+	after, first := "", true
+	for {
+		keys, err := x.Keys(ctx, tx, after, first, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) == 0 {
+			break
+		}
+		docs, err := x.Build(ctx, tx, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(docs)
+		after, first = keys[len(keys)-1], false
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
