@@ -245,8 +245,13 @@ func TestAuditDistributed(t *testing.T) {
 	d.os(http.MethodDelete, "/_doc/30", nil)
 	d.os(http.MethodPut, "/_doc/31", map[string]any{"id": 31, "name": "edited", "balance": 46.5, "notes": []any{}})
 	d.Exec(`UPDATE accounts SET deleted = true WHERE id = 32`) // the pipeline follows it: no drift
+	// A row written while the publication lacks its table never reaches
+	// the pipeline.
+	d.Exec(`ALTER PUBLICATION flusso DROP TABLE notes`)
+	d.Exec(`INSERT INTO notes VALUES (2000, 33, 'unpublished')`)
+	d.Exec(`ALTER PUBLICATION flusso ADD TABLE notes`)
 	code, rep, stderr := d.audit(t, "--repair", "--nats-url", url)
-	if code != exitFailure || !mapsEqual(kinds(t, rep), map[string]string{"30": audit.Missing, "31": audit.Stale}) {
+	if code != exitFailure || !mapsEqual(kinds(t, rep), map[string]string{"30": audit.Missing, "31": audit.Stale, "33": audit.Stale}) {
 		t.Fatalf("audit: exit %d, drift %v\n%s", code, kinds(t, rep), stderr)
 	}
 	d.awaitClean(t)
