@@ -69,8 +69,8 @@ type Config struct {
 	Slot    string
 	Targets []Target
 	Select  Selection
-	// MaxReport is how many drifted ids per index get a field-level diff
-	// in the report (default 10).
+	// MaxReport is how many drifted documents per index the report shows,
+	// with their differing fields; the counts and IDs cover them all.
 	MaxReport int
 	// Settle bounds the wait for the pipeline to confirm past a snapshot
 	// (default 2 minutes); a running pipeline that does not get there in
@@ -290,9 +290,6 @@ func reachable(ctx context.Context, t *target) (bool, error) {
 }
 
 func (cfg *Config) defaults() {
-	if cfg.MaxReport <= 0 {
-		cfg.MaxReport = 10
-	}
 	if cfg.Settle <= 0 {
 		cfg.Settle = 2 * time.Minute
 	}
