@@ -76,7 +76,10 @@ func (cfg *Config) settle(ctx context.Context, conn *pgx.Conn, lsn uint64) error
 			return err
 		}
 		switch {
-		case !st.exists || !st.active:
+		case !st.exists:
+			cfg.Log.Warn("no replication slot of that name: taking the pipeline for stopped; pass the pipeline's slot to audit a running one without false alarms", "slot", cfg.Slot)
+			return nil
+		case !st.active:
 			return nil
 		case st.confirmed >= lsn:
 			return nil
