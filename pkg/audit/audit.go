@@ -222,10 +222,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		targets = append(targets, &target{Target: t, x: x, report: &rep.Indexes[i]})
 	}
-	if len(targets) == 0 {
-		rep.Elapsed = time.Since(start)
-		return rep, nil
-	}
 	ready := targets[:0]
 	for _, t := range targets {
 		seeded, err := reachable(ctx, t)
@@ -244,7 +240,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Elapsed = time.Since(start)
 		return rep, nil
 	}
-	snap, err := inSnapshot(ctx, conn, func(tx pgx.Tx, _ uint64) error {
+	snap, err := inSnapshot(ctx, conn, func(tx pgx.Tx) error {
 		for _, t := range targets {
 			if err := t.x.Prepare(ctx, tx); err != nil {
 				return err
@@ -307,7 +303,7 @@ func (cfg *Config) defaults() {
 // inSnapshot runs fn in a read-only repeatable-read transaction with the
 // WAL position its snapshot was taken at (read by its first statement, so
 // every commit before it is in the snapshot), and returns that position.
-func inSnapshot(ctx context.Context, conn *pgx.Conn, fn func(tx pgx.Tx, lsn uint64) error) (uint64, error) {
+func inSnapshot(ctx context.Context, conn *pgx.Conn, fn func(tx pgx.Tx) error) (uint64, error) {
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return 0, fmt.Errorf("opening a snapshot: %w", err)
@@ -317,7 +313,7 @@ func inSnapshot(ctx context.Context, conn *pgx.Conn, fn func(tx pgx.Tx, lsn uint
 	if err != nil {
 		return 0, err
 	}
-	return lsn, fn(tx, lsn)
+	return lsn, fn(tx)
 }
 
 // walk compares the selected documents of one target at the snapshot,
@@ -405,7 +401,6 @@ func (cfg *Config) walkKeys(ctx context.Context, tx pgx.Tx, t *target, p *Progre
 	}
 	// Every key of the snapshot, then whatever else the sink holds.
 	seen := map[string]struct{}{}
-	var err error
 	after, first := "", true
 	for {
 		keys, err := t.x.Keys(ctx, tx, after, first, batch)
@@ -424,7 +419,7 @@ func (cfg *Config) walkKeys(ctx context.Context, tx pgx.Tx, t *target, p *Progre
 		after, first = keys[len(keys)-1], false
 	}
 	var others []string
-	err = t.Sink.EachID(ctx, t.Index, func(ids []string) error {
+	err := t.Sink.EachID(ctx, t.Index, func(ids []string) error {
 		for _, id := range ids {
 			if _, ok := seen[id]; !ok {
 				others = append(others, id)
@@ -650,7 +645,7 @@ func (cfg *Config) recheck(ctx context.Context, conn *pgx.Conn, t *target) error
 		built := map[string]sqlbuild.Doc{}
 		var present []string       // keys whose document exists at the snapshot
 		var seen map[string]string // their root rows' versions then
-		lsn, err := inSnapshot(ctx, conn, func(tx pgx.Tx, _ uint64) error {
+		lsn, err := inSnapshot(ctx, conn, func(tx pgx.Tx) error {
 			for chunk := range slices.Chunk(ids, batch) {
 				docs, err := t.x.Build(ctx, tx, chunk)
 				if err != nil {
