@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -185,6 +186,7 @@ type candidate struct {
 // target is one Target under audit.
 type target struct {
 	Target
+	mu     sync.Mutex // the report and cands, while checkers run
 	x      *sqlbuild.Index
 	rows   *rootRows
 	report *IndexReport
@@ -512,39 +514,46 @@ func (t *target) build(ctx context.Context, tx pgx.Tx, keys []string, fromIndex 
 	return built, nil
 }
 
-// checker reads built documents' ids from the sink and compares, in a
-// goroutine of its own: the sink's reads and the comparisons overlap the
-// next builds. It alone updates the target's report until wait returns.
+// checker reads built documents' ids from the sink and compares them in
+// goroutines of its own: the sink's reads and the comparisons overlap the
+// next builds. Its workers alone update the target's report (under mu)
+// until wait returns.
 type checker struct {
-	t    *target
-	in   chan []sqlbuild.Doc
-	done chan error
+	in     chan []sqlbuild.Doc
+	failed chan struct{} // closed at the first failure, kept in err
+	once   sync.Once
+	err    error
+	done   sync.WaitGroup
 }
 
+// checkers is how many reads of the sink are in flight at once.
+const checkers = 2
+
 func newChecker(ctx context.Context, t *target) *checker {
-	c := &checker{t: t, in: make(chan []sqlbuild.Doc, 1), done: make(chan error, 1)}
-	go func() {
-		var err error
-		for built := range c.in {
-			if err == nil {
-				err = t.check(ctx, built)
+	c := &checker{in: make(chan []sqlbuild.Doc, checkers), failed: make(chan struct{})}
+	for range checkers {
+		c.done.Add(1)
+		go func() {
+			defer c.done.Done()
+			for built := range c.in {
+				if err := t.check(ctx, built); err != nil {
+					c.once.Do(func() { c.err = err; close(c.failed) })
+					for range c.in { // until wait closes it
+					}
+				}
 			}
-		}
-		c.done <- err
-	}()
+		}()
+	}
 	return c
 }
 
-// send queues built documents; it fails once the checker failed.
+// send queues built documents; it fails once a check failed.
 func (c *checker) send(ctx context.Context, built []sqlbuild.Doc) error {
 	select {
 	case c.in <- built:
 		return nil
-	case err := <-c.done:
-		c.done <- err // for wait
-		close(c.in)
-		c.in = nil
-		return err
+	case <-c.failed:
+		return c.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -552,10 +561,9 @@ func (c *checker) send(ctx context.Context, built []sqlbuild.Doc) error {
 
 // wait ends the checker once it checked what was sent.
 func (c *checker) wait() error {
-	if c.in != nil {
-		close(c.in)
-	}
-	return <-c.done
+	close(c.in)
+	c.done.Wait()
+	return c.err
 }
 
 // check reads built documents' ids from the sink and compares.
@@ -568,13 +576,17 @@ func (t *target) check(ctx context.Context, built []sqlbuild.Doc) error {
 	if err != nil {
 		return err
 	}
-	for _, d := range built {
-		t.report.Compared++
-		kind, err := t.classify(d, stored)
-		if err != nil {
+	kinds := make([]string, len(built))
+	for i, d := range built {
+		if kinds[i], err = t.classify(d, stored); err != nil {
 			return err
 		}
-		switch {
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, d := range built {
+		t.report.Compared++
+		switch kind := kinds[i]; {
 		case kind == "":
 			t.report.Equal++
 		case kind == unbuildable:
