@@ -409,6 +409,13 @@ func TestAuditBadInput(t *testing.T) {
 			}
 		})
 	}
+	t.Run("unreachable sink", func(t *testing.T) {
+		t.Setenv("PRIMARY_OPENSEARCH_URL", "http://127.0.0.1:1")
+		code, _, stderr := d.audit(t)
+		if code != exitUsage || !strings.Contains(stderr, "sink primary, index accounts: looking up") || !strings.Contains(stderr, "connection refused") {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+	})
 	d.launch(testenv.FreeAddr(t))
 	code, _, stderr := d.audit(t, "--keys", bad)
 	if code != exitUsage || !strings.Contains(stderr, `"not-a-number" is not a key of its root table`) {
