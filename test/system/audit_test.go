@@ -105,14 +105,19 @@ func TestAuditRate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	buildRate := buildAlone(t, d.DBURL, ix)
-	code, took, rss, out := audit()
-	if code != 0 {
-		t.Fatalf("audit: exit %d\n%s", code, out)
+	// Alternated, since the machine's other load comes and goes.
+	var out string
+	for round := 1; round <= 2; round++ {
+		buildRate := buildAlone(t, d.DBURL, ix)
+		code, took, rss, o := audit()
+		if code != 0 {
+			t.Fatalf("audit: exit %d\n%s", code, o)
+		}
+		out = o
+		rate := float64(users) / took.Seconds()
+		t.Logf("round %d: build alone %.0f docs/s; audit --all %d docs in %v: %.0f docs/s (%.2f x the build rate), peak RSS %.0f MiB",
+			round, buildRate, users, took.Round(time.Millisecond), rate, rate/buildRate, float64(rss)/1024)
 	}
-	rate := float64(users) / took.Seconds()
-	t.Logf("build alone: %.0f docs/s", buildRate)
-	t.Logf("audit --all: %d docs in %v: %.0f docs/s (%.2f x the build rate), peak RSS %.0f MiB", users, took.Round(time.Millisecond), rate, rate/buildRate, float64(rss)/1024)
 	fmt.Print(out)
 }
 
