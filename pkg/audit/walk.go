@@ -116,6 +116,7 @@ func (cfg *Config) walkKeys(ctx context.Context, tx pgx.Tx, t *target, p *Progre
 		after, first = keys[len(keys)-1], false
 	}
 	var others []string
+	scan := time.Now()
 	err := t.Sink.EachID(ctx, t.Index, func(ids []string) error {
 		for _, id := range ids {
 			if _, ok := seen[id]; !ok {
@@ -127,6 +128,7 @@ func (cfg *Config) walkKeys(ctx context.Context, tx pgx.Tx, t *target, p *Progre
 	if err != nil {
 		return err
 	}
+	cfg.Log.Debug("listed the sink's ids", "index", t.Index.Name, "sink", t.Sink.Name(), "ids_not_in_postgres", len(others), "took", time.Since(scan))
 	clear(seen)
 	for chunk := range slices.Chunk(others, batch) {
 		if err := compare(chunk, true); err != nil {
