@@ -92,7 +92,7 @@ func (p *purger) target(ctx context.Context, target string) error {
 // refresh, newer than the truncate: eachShardID leaves them out, so the
 // scan ends under steady writes.
 func (p *purger) shard(ctx context.Context, target string, shard int) error {
-	return p.s.eachShardID(ctx, target, shard, func(ids []string) error {
+	return p.s.eachShardID(ctx, target, shard, min(p.s.cfg.BatchSize, maxPage), func(ids []string) error {
 		if err := p.delete(ctx, target, ids); err != nil {
 			return err
 		}

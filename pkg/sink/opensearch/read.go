@@ -100,18 +100,20 @@ func (s *Sink) EachID(ctx context.Context, ix flow.Index, fn func(ids []string) 
 		return fmt.Errorf("listing ids of %s: %w", target, err)
 	}
 	for shard := range all.Shards.Total {
-		if err := s.eachShardID(ctx, target, shard, fn); err != nil {
+		// Ids alone are small: the largest page a search returns.
+		if err := s.eachShardID(ctx, target, shard, maxPage, fn); err != nil {
 			return fmt.Errorf("listing ids of %s shard %d: %w", target, shard, err)
 		}
 	}
 	return nil
 }
 
-// eachShardID pages through one shard's ids in _seq_no order, up to the
+// eachShardID pages through one shard's ids in _seq_no order, page at a
+// time (at most maxPage), up to the
 // highest sequence number when it starts, so that steady writes cannot keep
 // it going: what is written after the start was written by the pipeline
 // after it, and callers that need it look again.
-func (s *Sink) eachShardID(ctx context.Context, target string, shard int, fn func(ids []string) error) error {
+func (s *Sink) eachShardID(ctx context.Context, target string, shard, page int, fn func(ids []string) error) error {
 	preference := "_shards:" + strconv.Itoa(shard)
 	top, err := s.search(ctx, target, preference, map[string]any{
 		"size": 1, "_source": false, "track_total_hits": false,
@@ -127,7 +129,6 @@ func (s *Sink) eachShardID(ctx context.Context, target string, shard int, fn fun
 	if err != nil {
 		return err
 	}
-	page := min(s.cfg.BatchSize, maxPage)
 	for after := int64(-1); ; {
 		got, err := s.search(ctx, target, preference, map[string]any{
 			"size": page, "_source": false, "track_total_hits": false,
