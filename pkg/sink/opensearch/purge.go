@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/flusso/flusso/pkg/sink"
@@ -87,18 +88,51 @@ func (p *purger) target(ctx context.Context, target string) error {
 	return nil
 }
 
-// shard deletes the documents of one shard page by page. Higher sequence
-// numbers than the shard's highest at the start went to writes after the
-// refresh, newer than the truncate: eachShardID leaves them out, so the
-// scan ends under steady writes.
+// shard deletes the documents of one shard page by page.
 func (p *purger) shard(ctx context.Context, target string, shard int) error {
-	return p.s.eachShardID(ctx, target, shard, min(p.s.cfg.BatchSize, maxPage), func(ids []string) error {
+	preference := "_shards:" + strconv.Itoa(shard)
+	top, err := p.s.search(ctx, target, preference, map[string]any{
+		"size": 1, "_source": false, "track_total_hits": false,
+		"sort": []any{map[string]any{"_seq_no": "desc"}},
+	})
+	if err != nil {
+		return fmt.Errorf("find the highest sequence number: %w", err)
+	}
+	if len(top.Hits.Hits) == 0 {
+		return nil
+	}
+	// Higher sequence numbers went to writes after the refresh, newer than
+	// the truncate: leaving them out lets the scan end under steady writes.
+	ceiling, err := top.Hits.Hits[0].seqNo()
+	if err != nil {
+		return err
+	}
+	page := min(p.s.cfg.BatchSize, maxPage)
+	for after := int64(-1); ; {
+		got, err := p.s.search(ctx, target, preference, map[string]any{
+			"size": page, "_source": false, "track_total_hits": false,
+			"query": map[string]any{"range": map[string]any{"_seq_no": map[string]any{"gt": after, "lte": ceiling}}},
+			"sort":  []any{map[string]any{"_seq_no": "asc"}},
+		})
+		if err != nil {
+			return fmt.Errorf("list ids after sequence number %d: %w", after, err)
+		}
+		hits := got.Hits.Hits
+		if len(hits) == 0 {
+			return nil
+		}
+		ids := make([]string, len(hits))
+		for i, h := range hits {
+			ids[i] = h.ID
+		}
 		if err := p.delete(ctx, target, ids); err != nil {
 			return err
 		}
+		if after, err = hits[len(hits)-1].seqNo(); err != nil {
+			return err
+		}
 		p.progress(len(ids))
-		return nil
-	})
+	}
 }
 
 // delete sends versioned deletes of ids to target. A 409 (the document is

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 
 	"github.com/flusso/flusso/pkg/flow"
 )
@@ -87,71 +86,66 @@ func (s *Sink) Get(ctx context.Context, ix flow.Index, ids []string) (map[string
 	return out, nil
 }
 
+// scrollPage is how many ids one page of EachID's scroll holds.
+const scrollPage = 5000
+
 // EachID hands fn the ids index ix holds, a page at a time, after a
-// refresh made everything written so far searchable. Ids come shard by
-// shard in _seq_no order, like a purge's.
+// refresh made everything written so far searchable. It scrolls in index
+// order, the cheapest listing, over the point in time of its first page.
+// A page is asked for once: a retry after a lost answer would skip one,
+// so any failure ends the listing (a purge, which must not fail, pages by
+// _seq_no instead).
 func (s *Sink) EachID(ctx context.Context, ix flow.Index, fn func(ids []string) error) error {
 	target := s.Served(ix)
 	if _, err := s.callOK(ctx, http.MethodPost, request{path: "/" + url.PathEscape(target) + "/_refresh"}); err != nil {
 		return fmt.Errorf("refreshing %s: %w", target, err)
 	}
-	all, err := s.search(ctx, target, "", map[string]any{"size": 0, "track_total_hits": false})
-	if err != nil {
-		return fmt.Errorf("listing ids of %s: %w", target, err)
-	}
-	for shard := range all.Shards.Total {
-		// Ids alone are small: the largest page a search returns.
-		if err := s.eachShardID(ctx, target, shard, maxPage, fn); err != nil {
-			return fmt.Errorf("listing ids of %s shard %d: %w", target, shard, err)
-		}
-	}
-	return nil
-}
-
-// eachShardID pages through one shard's ids in _seq_no order, page at a
-// time (at most maxPage), up to the
-// highest sequence number when it starts, so that steady writes cannot keep
-// it going: what is written after the start was written by the pipeline
-// after it, and callers that need it look again.
-func (s *Sink) eachShardID(ctx context.Context, target string, shard, page int, fn func(ids []string) error) error {
-	preference := "_shards:" + strconv.Itoa(shard)
-	top, err := s.search(ctx, target, preference, map[string]any{
-		"size": 1, "_source": false, "track_total_hits": false,
-		"sort": []any{map[string]any{"_seq_no": "desc"}},
-	})
-	if err != nil {
-		return fmt.Errorf("find the highest sequence number: %w", err)
-	}
-	if len(top.Hits.Hits) == 0 {
-		return nil
-	}
-	ceiling, err := top.Hits.Hits[0].seqNo()
+	body, err := json.Marshal(map[string]any{"size": scrollPage, "_source": false, "sort": []string{"_doc"}, "track_total_hits": false})
 	if err != nil {
 		return err
 	}
-	for after := int64(-1); ; {
-		got, err := s.search(ctx, target, preference, map[string]any{
-			"size": page, "_source": false, "track_total_hits": false,
-			"query": map[string]any{"range": map[string]any{"_seq_no": map[string]any{"gt": after, "lte": ceiling}}},
-			"sort":  []any{map[string]any{"_seq_no": "asc"}},
-		})
-		if err != nil {
-			return fmt.Errorf("list ids after sequence number %d: %w", after, err)
+	q := url.Values{"scroll": {"1m"}, "filter_path": {"_scroll_id,timed_out,_shards,hits.hits._id"}}
+	r := request{path: "/" + url.PathEscape(target) + "/_search", query: q, body: body}
+	var scrollID string
+	defer func() {
+		if scrollID != "" {
+			b, _ := json.Marshal(map[string]any{"scroll_id": scrollID})
+			_, _ = s.send(context.WithoutCancel(ctx), http.MethodDelete, request{path: "/_search/scroll", body: b})
 		}
-		hits := got.Hits.Hits
-		if len(hits) == 0 {
+	}()
+	for {
+		resp, err := s.send(ctx, http.MethodPost, r)
+		if err != nil {
+			return fmt.Errorf("listing ids of %s: %w", target, err)
+		}
+		if !resp.ok() {
+			return fmt.Errorf("listing ids of %s: %w", target, resp.errorOf())
+		}
+		var page struct {
+			searchResult
+			ScrollID string `json:"_scroll_id"`
+		}
+		if err := json.Unmarshal(resp.body, &page); err != nil {
+			return fmt.Errorf("decoding ids of %s: %w", target, err)
+		}
+		scrollID = page.ScrollID
+		if err := incomplete(page.searchResult, false); err != nil {
+			return fmt.Errorf("listing ids of %s: %w", target, err)
+		}
+		if len(page.Hits.Hits) == 0 {
 			return nil
 		}
-		ids := make([]string, len(hits))
-		for i, h := range hits {
+		ids := make([]string, len(page.Hits.Hits))
+		for i, h := range page.Hits.Hits {
 			ids[i] = h.ID
 		}
 		if err := fn(ids); err != nil {
 			return err
 		}
-		if after, err = hits[len(hits)-1].seqNo(); err != nil {
+		if body, err = json.Marshal(map[string]any{"scroll": "1m", "scroll_id": scrollID}); err != nil {
 			return err
 		}
+		r = request{path: "/_search/scroll", query: url.Values{"filter_path": {"_scroll_id,timed_out,_shards,hits.hits._id"}}, body: body}
 	}
 }
 
