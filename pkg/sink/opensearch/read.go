@@ -100,7 +100,7 @@ func (s *Sink) EachID(ctx context.Context, ix flow.Index, fn func(ids []string) 
 	if _, err := s.callOK(ctx, http.MethodPost, request{path: "/" + url.PathEscape(target) + "/_refresh"}); err != nil {
 		return fmt.Errorf("refreshing %s: %w", target, err)
 	}
-	body, err := json.Marshal(map[string]any{"size": scrollPage, "_source": false, "sort": []string{"_doc"}, "track_total_hits": false})
+	body, err := json.Marshal(map[string]any{"size": scrollPage, "_source": false, "sort": []string{"_doc"}})
 	if err != nil {
 		return err
 	}
