@@ -105,6 +105,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			genCommand(),
 			initCommand(),
 			designCommand(),
+			auditCommand(),
 		},
 		// Errors are printed once, by execute, with the exit code it picks.
 		ExitErrHandler: func(*cli.Context, error) {},

@@ -97,7 +97,8 @@ func TestHelpShowsEnvVars(t *testing.T) {
 		"run": {"$FLUSSO_CONFIG", "$FLUSSO_LOCK", "$FLUSSO_LOCKED", "$FLUSSO_SLOT", "$FLUSSO_PUBLICATION",
 			"$FLUSSO_MANAGE_PUBLICATION", "$FLUSSO_SKIP_BACKFILL", "$FLUSSO_PRETTY", "$FLUSSO_QUEUE_CAPACITY",
 			"$FLUSSO_PUBLIC_ADDRESS", "$FLUSSO_PRIVATE_ADDRESS", "$FLUSSO_ADMIN_USER", "$FLUSSO_ADMIN_PASSWORD",
-			"$FLUSSO_LAG_POLL_SECS", "$FLUSSO_INDEX_PREFIX", "$FLUSSO_NATS_URL", "$FLUSSO_DATA_DIR", "$FLUSSO_ROLE", "$FLUSSO_SINK"},
+			"$FLUSSO_LAG_POLL_SECS", "$FLUSSO_INDEX_PREFIX", "$FLUSSO_NATS_URL", "$FLUSSO_DATA_DIR", "$FLUSSO_ROLE", "$FLUSSO_SINK",
+			"$FLUSSO_AUDIT_EVERY", "$FLUSSO_AUDIT_SAMPLE"},
 	} {
 		code, stdout, _ := flusso(t, cmd, "--help")
 		if code != exitOK {
@@ -299,7 +300,8 @@ func TestRunOptions(t *testing.T) {
 	t.Setenv("FLUSSO_ROLE", "assembler,writer")
 	t.Setenv("FLUSSO_QUARANTINE_MAX_BYTES", "4096")
 	t.Setenv("FLUSSO_NATS_REPLICAS", "3")
-	code, _, stderr := flusso(t, "run", "-c", path, "--lock", lock,
+	t.Setenv("FLUSSO_AUDIT_EVERY", "1h")
+	code, _, stderr := flusso(t, "run", "-c", path, "--lock", lock, "--audit-sample", "50",
 		"--slot", "flag_slot", "--index-prefix", "flag_", "--manage-publication", "false",
 		"--sink", "primary", "--lag-poll-secs", "2", "--nats-url", "nats://nats-0:4222,nats://nats-1:4222", "--quarantine-max-age", "1h",
 		"--nats-placement-tags", "ssd,eu")
@@ -324,6 +326,8 @@ func TestRunOptions(t *testing.T) {
 		Version:           buildVersion(), // stamped on stdout envelopes
 		Quarantine:        broker.QuarantineLimits{MaxBytes: 4096, MaxAge: time.Hour},
 		Placement:         broker.Placement{Replicas: 3, Tags: []string{"ssd", "eu"}}, // env; flag
+		AuditEvery:        time.Hour,                                                  // env
+		AuditSample:       50,                                                         // flag
 	}
 	if got.Config == nil || len(got.Config.Indexes) != 1 {
 		t.Fatalf("config = %+v", got.Config)
@@ -414,6 +418,7 @@ func TestRunRefuses(t *testing.T) {
 		{"empty placement tag", []string{"run", "-c", path, "--lock", stale, "--nats-url", "nats://nats:4222", "--nats-placement-tags", "ssd,,eu"}, "flusso: --nats-placement-tags (FLUSSO_NATS_PLACEMENT_TAGS) \"ssd,,eu\": a tag must not be empty\n"},
 		{"bad nats-listen", []string{"run", "-c", path, "--lock", stale, "--nats-listen", "4222"}, "flusso: --nats-listen: \"4222\" is not a host:port address (e.g. 0.0.0.0:9464)\n"},
 		{"bad queue capacity", []string{"run", "-c", path, "--lock", stale, "--queue-capacity", "0"}, "flusso: --queue-capacity must be at least 1, not 0\n"},
+		{"bad audit sample", []string{"run", "-c", path, "--lock", stale, "--audit-every", "1h", "--audit-sample", "0"}, "flusso: --audit-every (FLUSSO_AUDIT_EVERY) must not be negative and --audit-sample (FLUSSO_AUDIT_SAMPLE) must be at least 1, not 1h0m0s and 0\n"},
 		{"bad bool", []string{"run", "-c", path, "--lock", stale, "--manage-publication", "maybe"}, "flusso: invalid value \"maybe\" for flag -manage-publication: \"maybe\" is not true or false (see flusso run --help)\n"},
 	}
 	for _, tt := range tests {

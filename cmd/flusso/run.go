@@ -69,6 +69,8 @@ func runCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "role", Usage: "`ROLE` to run: capture, assembler or writer; repeatable (default: all)", EnvVars: []string{"FLUSSO_ROLE"}},
 			&cli.StringSliceFlag{Name: "sink", Usage: "`NAME` of a sink this process writes; repeatable (default: all)", EnvVars: []string{"FLUSSO_SINK"}},
 			&cli.Int64Flag{Name: "quarantine-max-bytes", Usage: "`BYTES` the quarantine stream keeps; past that its oldest entries go", EnvVars: []string{"FLUSSO_QUARANTINE_MAX_BYTES"}, Value: broker.DefaultQuarantineMaxBytes},
+			&cli.DurationFlag{Name: "audit-every", Usage: "audit a sample of each index this often (e.g. 1h; default: never): flusso_audit_drift_documents and /status show the drift", EnvVars: []string{"FLUSSO_AUDIT_EVERY"}},
+			&cli.IntFlag{Name: "audit-sample", Usage: "documents of each index one continuous audit compares", EnvVars: []string{"FLUSSO_AUDIT_SAMPLE"}, Value: 1000},
 			&cli.DurationFlag{Name: "quarantine-max-age", Usage: "how long the quarantine stream keeps an entry (e.g. 720h)", EnvVars: []string{"FLUSSO_QUARANTINE_MAX_AGE"}, Value: broker.DefaultQuarantineMaxAge},
 		},
 		Action: func(c *cli.Context) error {
@@ -190,6 +192,8 @@ func runOptions(c *cli.Context, cfg *config.Config) (run.Options, error) {
 		Quarantine:         broker.QuarantineLimits{MaxBytes: c.Int64("quarantine-max-bytes"), MaxAge: c.Duration("quarantine-max-age")},
 		Placement:          broker.Placement{Replicas: c.Int("nats-replicas"), Tags: c.StringSlice("nats-placement-tags")},
 		Version:            c.App.Version,
+		AuditEvery:         c.Duration("audit-every"),
+		AuditSample:        c.Int("audit-sample"),
 	}
 	if c.IsSet("manage-publication") {
 		opts.ManagePublication = c.Generic("manage-publication").(*boolValue).v

@@ -81,6 +81,11 @@ type Options struct {
 	// ReadyGrace is how long a stage may stay degraded before /readyz
 	// answers 503; zero is DefaultReadyGrace.
 	ReadyGrace time.Duration
+
+	// AuditEvery, when positive, audits AuditSample documents of each
+	// index this often in the capture's process (pkg/audit).
+	AuditEvery  time.Duration
+	AuditSample int
 }
 
 // DefaultReadyGrace is how long a stage may stay degraded before /readyz
@@ -96,6 +101,9 @@ func (o Options) Validate() error {
 	}
 	if err := publication.CheckName(o.Publication); err != nil {
 		return fmt.Errorf("--publication (FLUSSO_PUBLICATION) %w", err)
+	}
+	if o.AuditEvery < 0 || (o.AuditEvery > 0 && o.AuditSample < 1) {
+		return fmt.Errorf("--audit-every (FLUSSO_AUDIT_EVERY) must not be negative and --audit-sample (FLUSSO_AUDIT_SAMPLE) must be at least 1, not %v and %d", o.AuditEvery, o.AuditSample)
 	}
 	if o.ReadyGrace < 0 {
 		return fmt.Errorf("--ready-grace-secs (FLUSSO_READY_GRACE_SECS) must not be negative, not %v", o.ReadyGrace)

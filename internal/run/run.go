@@ -43,6 +43,7 @@ type Pipeline struct {
 	// metrics both read them.
 	Meters Meters
 	roles  []Role
+	audit  *auditing // nil unless this process audits
 }
 
 // runs reports whether this process runs role.
@@ -103,6 +104,9 @@ func Start(ctx context.Context, opts Options, ready func(*Pipeline)) error {
 		return err
 	}
 	stages = append(stages, st.refresher)
+	if opts.AuditEvery > 0 && p.runs(Capture) {
+		stages = append(stages, p.auditor(opts, dsn, st.jobs, log))
+	}
 	if ready != nil {
 		ready(p)
 	}

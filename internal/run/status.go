@@ -141,6 +141,9 @@ func (s *status) compute(ctx context.Context) server.Status {
 		st.DocumentsQuarantined += is.DocumentsQuarantined
 		st.Indexes = append(st.Indexes, is)
 	}
+	if s.p.audit != nil {
+		st.Audit = s.p.audit.status()
+	}
 	switch {
 	case s.failed.Load():
 		st.Phase = server.Failed
@@ -302,6 +305,9 @@ func (s *status) sources() telemetry.Sources {
 			}
 			if q := st.Quarantine; q != nil {
 				out.Quarantine = &telemetry.QuarantineUse{Bytes: q.Bytes, MaxBytes: q.MaxBytes}
+			}
+			if a := st.Audit; a != nil && a.LastRun != nil {
+				out.Audit = &telemetry.AuditResult{LastRun: *a.LastRun, Drift: a.Drift}
 			}
 			return out
 		},

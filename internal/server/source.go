@@ -109,6 +109,18 @@ type Status struct {
 	// Unready are the stages degraded for longer than the readiness grace:
 	// /readyz answers 503 naming them.
 	Unready []health.Report `json:"-"`
+	// Audit is the continuous audit's latest outcome; nil when this
+	// process does not audit (flusso run --audit-every).
+	Audit *Audit `json:"audit,omitempty"`
+}
+
+// Audit is the continuous audit in /status.
+type Audit struct {
+	// LastRun is when the latest audit ended; nil before the first.
+	LastRun *time.Time `json:"last_run"`
+	// Drift is the drifted documents each index had then, over its sinks.
+	Drift     map[string]int64 `json:"drift_documents"`
+	LastError string           `json:"last_error,omitempty"`
 }
 
 // IndexStatus is one index in /status.

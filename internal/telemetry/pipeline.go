@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -41,6 +42,14 @@ type State struct {
 	Backlog map[string]uint64
 	// Quarantine is nil until the quarantine stream was read.
 	Quarantine *QuarantineUse
+	// Audit is nil until a continuous audit ended.
+	Audit *AuditResult
+}
+
+// AuditResult is the latest continuous audit.
+type AuditResult struct {
+	LastRun time.Time
+	Drift   map[string]int64 // drifted documents by index
 }
 
 // QuarantineUse is the quarantine stream's bytes against its limit.
@@ -66,6 +75,8 @@ type QuarantineUse struct {
 //	flusso.stage.failures        counter  flusso_stage_failures_total{stage}
 //	flusso.quarantine.size       gauge    flusso_quarantine_size_bytes
 //	flusso.quarantine.limit      gauge    flusso_quarantine_limit_bytes (absent without a limit)
+//	flusso.audit.drift_documents gauge    flusso_audit_drift_documents{index}
+//	flusso.audit.last_run_timestamp gauge flusso_audit_last_run_timestamp_seconds
 func (p *Provider) Register(src Sources) error {
 	m := p.meter
 	var err error
@@ -97,6 +108,8 @@ func (p *Provider) Register(src Sources) error {
 	failures := counter("flusso.stage.failures", "{failure}", "Failures a stage retried after (for a sink, its retries)")
 	qSize := gauge("flusso.quarantine.size", "By", "Bytes the quarantine stream holds")
 	qLimit := gauge("flusso.quarantine.limit", "By", "Bytes the quarantine stream holds before it drops its oldest entries")
+	auditDrift := gauge("flusso.audit.drift_documents", "{document}", "Documents the latest continuous audit found drifted from Postgres, per index")
+	auditLast := gauge("flusso.audit.last_run_timestamp", "s", "When the latest continuous audit ended, in seconds since the epoch")
 	if err != nil {
 		return err
 	}
@@ -145,8 +158,14 @@ func (p *Provider) Register(src Sources) error {
 				o.ObserveInt64(qLimit, q.MaxBytes)
 			}
 		}
+		if a := s.Audit; a != nil {
+			o.ObserveInt64(auditLast, a.LastRun.Unix())
+			for index, n := range a.Drift {
+				o.ObserveInt64(auditDrift, n, metric.WithAttributes(attribute.String("index", index)))
+			}
+		}
 		return nil
-	}, captured, committed, inFlight, skipped, built, quarantined, batches, errs, slotLag, backlog, degraded, failures, qSize, qLimit)
+	}, captured, committed, inFlight, skipped, built, quarantined, batches, errs, slotLag, backlog, degraded, failures, qSize, qLimit, auditDrift, auditLast)
 	if err != nil {
 		return fmt.Errorf("registering the pipeline metrics: %w", err)
 	}

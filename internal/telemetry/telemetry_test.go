@@ -70,6 +70,7 @@ func sources() Sources {
 				SlotLagBytes: lag(8192),
 				Backlog:      map[string]uint64{"assembler": 6, "writer": 2},
 				Quarantine:   &QuarantineUse{Bytes: 900, MaxBytes: 1000},
+				Audit:        &AuditResult{LastRun: time.Unix(1700000000, 0), Drift: map[string]int64{"users": 3}},
 			}
 		},
 	}
@@ -112,6 +113,8 @@ func TestPrometheusNames(t *testing.T) {
 		`flusso_stage_failures_total{stage="sink.primary"} 4`,
 		"flusso_quarantine_size_bytes 900",
 		"flusso_quarantine_limit_bytes 1000",
+		`flusso_audit_drift_documents{index="users"} 3`,
+		"flusso_audit_last_run_timestamp_seconds 1.7e+09",
 		`flusso_flush_duration_seconds_bucket{sink="primary",le="0.005"} 1`,
 		`flusso_flush_duration_seconds_bucket{sink="primary",le="2.5"} 2`,
 		`flusso_flush_duration_seconds_count{sink="primary"} 2`,

@@ -1,0 +1,225 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/flusso/flusso/pkg/sqlbuild"
+)
+
+// walk compares the selected documents of one target at the snapshot,
+// counting the equal ones and keeping the others as candidates for the
+// recheck.
+func (cfg *Config) walk(ctx context.Context, tx pgx.Tx, t *target) error {
+	started := time.Now()
+	p := Progress{Index: t.Index.Name, Sink: t.Sink.Name()}
+	logged := time.Now()
+	step := func(n int) {
+		p.Done += int64(n)
+		p.Elapsed = time.Since(started)
+		cfg.Progress(p)
+		if time.Since(logged) >= 10*time.Second {
+			logged = time.Now()
+			cfg.Log.Info("auditing", "index", p.Index, "sink", p.Sink, "rows_done", p.Done, "rows_total", p.Total,
+				"rate", fmt.Sprintf("%.0f/s", p.Rate()), "eta", p.ETA().Round(time.Second).String())
+		}
+	}
+	defer func() {
+		p.Final, p.Elapsed = true, time.Since(started)
+		cfg.Progress(p)
+	}()
+	chk := newChecker(ctx, t)
+	compare := func(keys []string, fromIndex bool) error {
+		if err := t.compare(ctx, tx, chk, keys, fromIndex); err != nil {
+			return err
+		}
+		step(len(keys))
+		return nil
+	}
+	err := cfg.walkKeys(ctx, tx, t, &p, compare)
+	if werr := chk.wait(); err == nil {
+		err = werr
+	}
+	return err
+}
+
+// walkKeys hands compare the selected keys, a batch at a time, then the
+// ids of the sink that were not among them.
+func (cfg *Config) walkKeys(ctx context.Context, tx pgx.Tx, t *target, p *Progress, compare func(keys []string, fromIndex bool) error) error {
+	switch sel := cfg.Select; {
+	case len(sel.Keys) > 0:
+		p.Total = int64(len(sel.Keys))
+		for chunk := range slices.Chunk(sel.Keys, batch) {
+			if err := compare(chunk, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	case sel.Sample > 0:
+		keys, err := sample(ctx, tx, t.x, sel.Sample)
+		if err != nil {
+			return err
+		}
+		ids, err := t.Sink.SampleIDs(ctx, t.Index, sel.Sample)
+		if err != nil {
+			return err
+		}
+		picked := map[string]bool{}
+		for _, k := range keys {
+			picked[k] = true
+		}
+		var others []string
+		for _, id := range ids {
+			if !picked[id] {
+				others = append(others, id)
+			}
+		}
+		p.Total = int64(len(keys) + len(others))
+		for chunk := range slices.Chunk(keys, batch) {
+			if err := compare(chunk, false); err != nil {
+				return err
+			}
+		}
+		for chunk := range slices.Chunk(others, batch) {
+			if err := compare(chunk, true); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if n, err := t.x.Count(ctx, tx); err == nil {
+		p.Total = n
+	}
+	// Every key of the snapshot, then whatever else the sink holds.
+	seen := map[string]struct{}{}
+	after, first := "", true
+	for {
+		keys, err := t.x.Keys(ctx, tx, after, first, batch)
+		if err != nil {
+			return err
+		}
+		if len(keys) == 0 {
+			break
+		}
+		for _, k := range keys {
+			seen[k] = struct{}{}
+		}
+		if err := compare(keys, false); err != nil {
+			return err
+		}
+		after, first = keys[len(keys)-1], false
+	}
+	var others []string
+	scan := time.Now()
+	err := t.Sink.EachID(ctx, t.Index, func(ids []string) error {
+		for _, id := range ids {
+			if _, ok := seen[id]; !ok {
+				others = append(others, id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	cfg.Log.Debug("listed the sink's ids", "index", t.Index.Name, "sink", t.Sink.Name(), "ids_not_in_postgres", len(others), "took", time.Since(scan))
+	clear(seen)
+	for chunk := range slices.Chunk(others, batch) {
+		if err := compare(chunk, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sample picks n root keys at random (reservoir sampling over the keys in
+// key order), returned in key order.
+func sample(ctx context.Context, tx pgx.Tx, x *sqlbuild.Index, n int) ([]string, error) {
+	type pick struct {
+		pos int
+		key string
+	}
+	var picks []pick
+	pos := 0
+	after, first := "", true
+	for {
+		keys, err := x.Keys(ctx, tx, after, first, 5000)
+		if err != nil {
+			return nil, err
+		}
+		if len(keys) == 0 {
+			break
+		}
+		for _, k := range keys {
+			switch {
+			case len(picks) < n:
+				picks = append(picks, pick{pos, k})
+			default:
+				if j := rand.IntN(pos + 1); j < n {
+					picks[j] = pick{pos, k}
+				}
+			}
+			pos++
+		}
+		after, first = keys[len(keys)-1], false
+	}
+	slices.SortFunc(picks, func(a, b pick) int { return a.pos - b.pos })
+	out := make([]string, len(picks))
+	for i, p := range picks {
+		out[i] = p.key
+	}
+	return out, nil
+}
+
+// compare builds keys in tx and hands them to the checker, which reads
+// them from the sink and sorts them into equal and candidates while the
+// next keys are built. fromIndex says the ids came from the sink: one that
+// is no key of the root table at all is extra.
+func (t *target) compare(ctx context.Context, tx pgx.Tx, chk *checker, keys []string, fromIndex bool) error {
+	built, err := t.build(ctx, tx, keys, fromIndex)
+	if err != nil {
+		return err
+	}
+	return chk.send(ctx, built)
+}
+
+// unbuildable is the kind of a document the builder cannot build.
+const unbuildable = "unbuildable"
+
+// build builds keys in tx.
+func (t *target) build(ctx context.Context, tx pgx.Tx, keys []string, fromIndex bool) ([]sqlbuild.Doc, error) {
+	built, err := t.x.Build(ctx, tx, keys)
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range built {
+		var derr *sqlbuild.DocError
+		if errors.As(d.Err, &derr) && derr.Field == "" && !keyOK(ctx, tx, t.x, d.ID) {
+			if !fromIndex {
+				return nil, &BadKeyError{Index: t.Index.Name, Key: d.ID, Err: d.Err}
+			}
+			// An id the pipeline never wrote: Postgres has no such row.
+			built[i] = sqlbuild.Doc{ID: d.ID}
+		}
+	}
+	return built, nil
+}
+
+// keyOK reports whether key reads as a key of the index's root table: the
+// builder's key listing accepts it as a position. It asks under a
+// savepoint, so that a refusal leaves tx usable.
+func keyOK(ctx context.Context, tx pgx.Tx, x *sqlbuild.Index, key string) bool {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return false
+	}
+	defer sp.Rollback(ctx) //nolint:errcheck // read-only
+	_, err = x.Keys(ctx, sp, key, false, 1)
+	return err == nil
+}

@@ -1,0 +1,173 @@
+package system
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/flusso/flusso/bench/datagen"
+	"github.com/flusso/flusso/internal/harness"
+	"github.com/flusso/flusso/internal/testenv"
+	"github.com/flusso/flusso/pkg/schema"
+	"github.com/flusso/flusso/pkg/sqlbuild"
+)
+
+// TestAuditRate measures `flusso audit --all` on the benchmark data set
+// (FLUSSO_AUDIT_BENCH_USERS users, e.g. 50000; skipped when unset): its
+// rate and peak RSS (VmHWM, sampled) as a process of its own, next to the rate of the build
+// alone (the same keys walk and builds in one snapshot, without reading the
+// sink). It prints figures; it asserts only that the audit found no drift.
+func TestAuditRate(t *testing.T) {
+	users, _ := strconv.Atoi(os.Getenv("FLUSSO_AUDIT_BENCH_USERS"))
+	if users <= 0 {
+		t.Skip("set FLUSSO_AUDIT_BENCH_USERS (e.g. 50000) to measure the audit rate")
+	}
+	ctx := context.Background()
+	d := harness.NewDeployment(t, "SELECT 1")
+	start := time.Now()
+	if _, err := (datagen.Gen{Users: users, Seed: datagen.DefaultSeed}).Load(ctx, d.DB, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("loaded %d users in %v", users, time.Since(start).Round(time.Second))
+	body, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "bench", "schemas", "users.schema.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := d.WriteConfig(harness.Config{Indexes: []harness.Index{{Name: "users", Schema: string(body)}}})
+
+	data := t.TempDir()
+	p := harness.Launch(t, d.Options(cfg, data))
+	p.Stages()
+	start = time.Now()
+	audit := func() (int, time.Duration, int64, string) {
+		cmd := exec.Command(harness.Binary(t), "audit", "--config", filepath.Join(d.Dir, "flusso.toml"), "--slot", d.Slot())
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.Env = append(os.Environ(), "RUST_LOG=debug")
+		began := time.Now()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// The child's rusage would count the test process's own peak (the
+		// child shares its memory until exec), so its VmHWM is sampled.
+		var peak int64
+		sampled := make(chan struct{})
+		stop := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			for {
+				if kib := vmHWM(cmd.Process.Pid); kib > peak {
+					peak = kib
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}()
+		err := cmd.Wait()
+		took := time.Since(began)
+		close(stop)
+		<-sampled
+		code := 0
+		if err != nil {
+			ee, ok := err.(*exec.ExitError)
+			if !ok {
+				t.Fatal(err)
+			}
+			code = ee.ExitCode()
+		}
+		return code, took, peak, out.String()
+	}
+	for {
+		code, _, _, out := audit()
+		if code == 0 {
+			break
+		}
+		if time.Since(start) > 30*time.Minute {
+			t.Fatalf("the backfill did not end: %s", out)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	t.Logf("seeded in about %v", time.Since(start).Round(time.Second))
+	p.StopClean() // the audit of a stopped deployment: nothing else competes for the cores
+
+	ix, err := schema.Parse("users.schema.yml", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Alternated, since the machine's other load comes and goes.
+	for round := 1; round <= 2; round++ {
+		buildRate := buildAlone(t, d.DBURL, ix)
+		code, took, rss, out := audit()
+		if code != 0 {
+			t.Fatalf("audit: exit %d\n%s", code, out)
+		}
+		t.Log(out) // the report, and the debug log timing the sink's id scan
+		rate := float64(users) / took.Seconds()
+		t.Logf("round %d: build alone %.0f docs/s; audit --all %d docs in %v: %.0f docs/s (%.2f x the build rate), peak RSS %.0f MiB",
+			round, buildRate, users, took.Round(time.Millisecond), rate, rate/buildRate, float64(rss)/1024)
+	}
+}
+
+// buildAlone walks the keys and builds every document in one snapshot, in
+// batches of the audit's size: the build rate the audit is measured against.
+func buildAlone(t *testing.T, dbURL string, ix *schema.Index) float64 {
+	ctx := context.Background()
+	conn := testenv.Conn(t, dbURL)
+	x, err := sqlbuild.Compile("users", ix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // read-only
+	if err := x.Prepare(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	start, n := time.Now(), 0
+	after, first := "", true
+	for {
+		keys, err := x.Keys(ctx, tx, after, first, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) == 0 {
+			break
+		}
+		docs, err := x.Build(ctx, tx, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(docs)
+		after, first = keys[len(keys)-1], false
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// vmHWM is the peak resident set of process pid in KiB, 0 once it is gone.
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
