@@ -42,16 +42,16 @@ func auditCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			configFlag(),
 			&cli.StringFlag{Name: "lock", Usage: "the lock `FILE` to audit without --config", EnvVars: []string{"FLUSSO_LOCK"}, Value: defaultLock},
-			&cli.StringSliceFlag{Name: "index", Usage: "`NAME` of an index to audit; repeatable (default: every enabled index)", EnvVars: []string{"FLUSSO_INDEX"}},
-			&cli.BoolFlag{Name: "all", Usage: "compare every document (the default)", EnvVars: []string{"FLUSSO_ALL"}},
-			&cli.IntFlag{Name: "sample", Usage: "compare `N` root keys picked at random, and N ids picked at random from each sink", EnvVars: []string{"FLUSSO_SAMPLE"}},
-			&cli.StringFlag{Name: "keys", Usage: "compare the ids in `FILE`, one per line (# comments and blank lines skipped)", EnvVars: []string{"FLUSSO_KEYS"}},
+			&cli.StringSliceFlag{Name: "index", Usage: "`NAME` of an index to audit; repeatable (default: every enabled index)", EnvVars: []string{"FLUSSO_AUDIT_INDEX"}},
+			&cli.BoolFlag{Name: "all", Usage: "compare every document (the default)", EnvVars: []string{"FLUSSO_AUDIT_ALL"}},
+			&cli.IntFlag{Name: "sample", Usage: "compare `N` root keys picked at random, and N ids picked at random from each sink", EnvVars: []string{"FLUSSO_AUDIT_SAMPLE_SIZE"}},
+			&cli.StringFlag{Name: "keys", Usage: "compare the ids in `FILE`, one per line (# comments and blank lines skipped)", EnvVars: []string{"FLUSSO_AUDIT_KEYS"}},
 			&cli.StringFlag{Name: "format", Usage: "output `FORMAT`: text or json", EnvVars: []string{"FLUSSO_FORMAT"}, Value: "text"},
-			&cli.IntFlag{Name: "max-report", Usage: "show the first `K` drifted documents of each index, with their differing fields", EnvVars: []string{"FLUSSO_MAX_REPORT"}, Value: 10},
-			&cli.BoolFlag{Name: "repair", Usage: "ask the pipeline to rebuild every drifted document", EnvVars: []string{"FLUSSO_REPAIR"}},
+			&cli.IntFlag{Name: "max-report", Usage: "show the first `K` drifted documents of each index, with their differing fields", EnvVars: []string{"FLUSSO_AUDIT_MAX_REPORT"}, Value: 10},
+			&cli.BoolFlag{Name: "repair", Usage: "ask the pipeline to rebuild every drifted document", EnvVars: []string{"FLUSSO_AUDIT_REPAIR"}},
 			&cli.StringFlag{Name: "slot", Usage: "the pipeline's replication slot `NAME`", EnvVars: []string{"FLUSSO_SLOT"}, Value: "flusso"},
 			&cli.StringFlag{Name: "index-prefix", Usage: "`PREFIX` of every index name flusso owns (default: the config's prefix)", EnvVars: []string{"FLUSSO_INDEX_PREFIX"}},
-			&cli.IntFlag{Name: "settle-secs", Usage: "`SECS` to wait for a running pipeline to confirm past the audit's snapshot", EnvVars: []string{"FLUSSO_SETTLE_SECS"}, Value: 120},
+			&cli.IntFlag{Name: "settle-secs", Usage: "`SECS` to wait for a running pipeline to confirm past the audit's snapshot", EnvVars: []string{"FLUSSO_AUDIT_SETTLE_SECS"}, Value: 120},
 		}, brokerFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {

@@ -426,7 +426,7 @@ func TestAuditBadInput(t *testing.T) {
 		t.Errorf("missing config: exit %d, stderr %q", code, stderr)
 	}
 	code, help, _ := flusso(t, "audit", "--help")
-	for _, v := range []string{"$FLUSSO_CONFIG", "$FLUSSO_INDEX", "$FLUSSO_ALL", "$FLUSSO_SAMPLE", "$FLUSSO_KEYS", "$FLUSSO_FORMAT", "$FLUSSO_MAX_REPORT", "$FLUSSO_REPAIR", "$FLUSSO_INDEX_PREFIX", "$FLUSSO_SETTLE_SECS", "$FLUSSO_LOCK", "$FLUSSO_SLOT", "$FLUSSO_NATS_URL", "$FLUSSO_DATA_DIR"} {
+	for _, v := range []string{"$FLUSSO_CONFIG", "$FLUSSO_AUDIT_INDEX", "$FLUSSO_AUDIT_ALL", "$FLUSSO_AUDIT_SAMPLE_SIZE", "$FLUSSO_AUDIT_KEYS", "$FLUSSO_FORMAT", "$FLUSSO_AUDIT_MAX_REPORT", "$FLUSSO_AUDIT_REPAIR", "$FLUSSO_INDEX_PREFIX", "$FLUSSO_AUDIT_SETTLE_SECS", "$FLUSSO_LOCK", "$FLUSSO_SLOT", "$FLUSSO_NATS_URL", "$FLUSSO_DATA_DIR"} {
 		if code != exitOK || !strings.Contains(help, v) {
 			t.Errorf("audit --help does not show %s", v)
 		}
