@@ -29,10 +29,10 @@ func decode(raw []byte) (any, error) {
 	return v, nil
 }
 
-// diff compares two documents by content: object members in any order,
+// Diff compares two documents by content: object members in any order,
 // numbers by value (1.50 equals 1.5, 1e2 equals 100). It returns the paths
 // that differ, at most limit of them (limit < 0: all); none when equal.
-func diff(want, got []byte, limit int) ([]FieldDiff, error) {
+func Diff(want, got []byte, limit int) ([]FieldDiff, error) {
 	w, err := decode(want)
 	if err != nil {
 		return nil, fmt.Errorf("decoding the built document: %w", err)
@@ -56,9 +56,9 @@ func diff(want, got []byte, limit int) ([]FieldDiff, error) {
 	return out, nil
 }
 
-// equal reports whether two documents have the same content (see diff).
+// equal reports whether two documents have the same content (see Diff).
 func equal(want, got []byte) (bool, error) {
-	d, err := diff(want, got, 1)
+	d, err := Diff(want, got, 1)
 	return len(d) == 0, err
 }
 

@@ -30,7 +30,7 @@ func TestDiff(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := diff([]byte(tt.want), []byte(tt.got), -1)
+			got, err := Diff([]byte(tt.want), []byte(tt.got), -1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -43,7 +43,7 @@ func TestDiff(t *testing.T) {
 			}
 		})
 	}
-	if _, err := diff([]byte(`{"a":`), []byte(`{}`), -1); err == nil {
+	if _, err := Diff([]byte(`{"a":`), []byte(`{}`), -1); err == nil {
 		t.Error("a broken document compared without error")
 	}
 }

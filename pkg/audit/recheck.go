@@ -123,7 +123,7 @@ func (cfg *Config) drift(t *target, d sqlbuild.Doc, s opensearch.Stored, kind st
 	}
 	dr := Drift{ID: d.ID, Kind: kind, Version: s.Version}
 	if kind == Stale {
-		dr.Diff, _ = diff(d.Body, s.Body, -1) // both decoded once already
+		dr.Diff, _ = Diff(d.Body, s.Body, -1) // both decoded once already
 	}
 	r.Drift = append(r.Drift, dr)
 }

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	verify "github.com/flusso/flusso/internal/harness"
+	"github.com/flusso/flusso/pkg/audit"
 	"github.com/flusso/flusso/pkg/schema"
 )
 
@@ -383,7 +383,20 @@ func mismatch(s string) (diff string, same bool) {
 	if reflect.DeepEqual(a, b) {
 		return id + ": same values", true
 	}
-	return id + ": " + firstDiff(a, b, ""), false
+	wa, errA := json.Marshal(a)
+	gb, errB := json.Marshal(b)
+	d, err := audit.Diff(wa, gb, 1)
+	if errA != nil || errB != nil || err != nil || len(d) == 0 {
+		return s[:min(len(s), 300)], false
+	}
+	switch f := d[0]; {
+	case f.Want == nil:
+		return fmt.Sprintf("%s: %s: not expected, got %.120s", id, f.Path, f.Got), false
+	case f.Got == nil:
+		return fmt.Sprintf("%s: %s: want %.120s, missing", id, f.Path, f.Want), false
+	default:
+		return fmt.Sprintf("%s: %s: want %.120s, got %.120s", id, f.Path, f.Want, f.Got), false
+	}
 }
 
 // canonical writes every timestamp of a decoded JSON value in one form
@@ -404,54 +417,4 @@ func canonical(v any) any {
 		}
 	}
 	return v
-}
-
-// firstDiff names the first path where two decoded JSON values differ.
-func firstDiff(a, b any, path string) string {
-	show := func(v any) string {
-		out, _ := json.Marshal(v)
-		return string(out[:min(len(out), 120)])
-	}
-	switch x := a.(type) {
-	case map[string]any:
-		y, ok := b.(map[string]any)
-		if !ok {
-			break
-		}
-		keys := make([]string, 0, len(x)+len(y))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		for k := range y {
-			if _, ok := x[k]; !ok {
-				keys = append(keys, k)
-			}
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			xv, xok := x[k]
-			yv, yok := y[k]
-			switch {
-			case !xok:
-				return fmt.Sprintf("%s.%s: not expected, got %s", path, k, show(yv))
-			case !yok:
-				return fmt.Sprintf("%s.%s: want %s, missing", path, k, show(xv))
-			case !reflect.DeepEqual(xv, yv):
-				return firstDiff(xv, yv, path+"."+k)
-			}
-		}
-		return path + ": equal"
-	case []any:
-		y, ok := b.([]any)
-		if !ok || len(x) != len(y) {
-			break
-		}
-		for i := range x {
-			if !reflect.DeepEqual(x[i], y[i]) {
-				return firstDiff(x[i], y[i], fmt.Sprintf("%s[%d]", path, i))
-			}
-		}
-		return path + ": equal"
-	}
-	return fmt.Sprintf("%s: want %s, got %s", path, show(a), show(b))
 }

@@ -55,12 +55,12 @@ func TestMismatch(t *testing.T) {
 		in, want string
 		same     bool
 	}{
-		{`7: want {"a":1,"b":{"c":[1,2]}}, got {"a":1,"b":{"c":[1,3]}}`, `7: .b.c[1]: want 2, got 3`, false},
-		{`7: want {"a":1}, got {"a":1,"z":true}`, `7: .z: not expected, got true`, false},
-		{`7: want {"a":1,"d":"x"}, got {"a":1}`, `7: .d: want "x", missing`, false},
-		{`7: want {"a":[1]}, got {"a":[1,2]}`, `7: .a: want [1], got [1,2]`, false},
+		{`7: want {"a":1,"b":{"c":[1,2]}}, got {"a":1,"b":{"c":[1,3]}}`, `7: b.c[1]: want 2, got 3`, false},
+		{`7: want {"a":1}, got {"a":1,"z":true}`, `7: z: not expected, got true`, false},
+		{`7: want {"a":1,"d":"x"}, got {"a":1}`, `7: d: want "x", missing`, false},
+		{`7: want {"a":[1]}, got {"a":[1,2]}`, `7: a: want [1], got [1,2]`, false},
 		{`7: want {"t":["2020-07-15T22:50:51Z"]}, got {"t":["2020-07-15T22:50:51+00:00"]}`, `7: same values`, true},
-		{`7: want {"t":"2020-07-15T22:50:51Z"}, got {"t":"2020-07-15T22:50:52+00:00"}`, `7: .t: want "2020-07-15T22:50:51Z", got "2020-07-15T22:50:52Z"`, false},
+		{`7: want {"t":"2020-07-15T22:50:51Z"}, got {"t":"2020-07-15T22:50:52+00:00"}`, `7: t: want "2020-07-15T22:50:51Z", got "2020-07-15T22:50:52Z"`, false},
 	} {
 		if got, same := mismatch(tt.in); got != tt.want || same != tt.same {
 			t.Errorf("mismatch(%s) = %s, %v; want %s, %v", tt.in, got, same, tt.want, tt.same)
