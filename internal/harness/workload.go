@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,4 +142,24 @@ func (d *Deployment) StartWorkload(seed uint64) *Workload {
 func (w *Workload) Stop() {
 	w.cancel()
 	w.wg.Wait()
+}
+
+// ChaosRoles makes the chaos tests' processes with proc: two captures,
+// three assemblers and two writers of sink primary, each with its role.
+func ChaosRoles(proc func(name string, args ...string) *Proc) (procs []*Proc, role map[*Proc]string) {
+	role = map[*Proc]string{}
+	add := func(name, r string, args ...string) {
+		p := proc(name, append([]string{"--role", r}, args...)...)
+		procs = append(procs, p)
+		role[p] = r
+	}
+	add("capture-1", "capture")
+	add("capture-2", "capture")
+	for i := 1; i <= 3; i++ {
+		add("assembler-"+strconv.Itoa(i), "assembler")
+	}
+	for i := 1; i <= 2; i++ {
+		add("writer-"+strconv.Itoa(i), "writer", "--sink", "primary")
+	}
+	return procs, role
 }

@@ -55,23 +55,11 @@ func TestChaosCluster(t *testing.T) {
 	d.WriteConfig(harness.Config{OnError: "stop", MaxRetries: 8, Nodes: nodes, Replicas: 1,
 		Indexes: []harness.Index{{Name: "customers", Schema: harness.CustomersSchema}}})
 
-	var procs []*harness.Proc
-	role := map[*harness.Proc]string{}
-	add := func(name, r string, args ...string) {
+	procs, role := harness.ChaosRoles(func(name string, args ...string) *harness.Proc {
 		args = append([]string{"--config", "flusso.toml", "--nats-url", nats.URL, "--nats-replicas", "3",
 			"--lock", name + ".lock", "--slot", d.Slot()}, args...)
-		p := harness.NewProc(t, name, d.Dir, args...)
-		procs = append(procs, p)
-		role[p] = r
-	}
-	add("capture-1", "capture", "--role", "capture")
-	add("capture-2", "capture", "--role", "capture")
-	for i := 1; i <= 3; i++ {
-		add("assembler-"+strconv.Itoa(i), "assembler", "--role", "assembler")
-	}
-	for i := 1; i <= 2; i++ {
-		add("writer-"+strconv.Itoa(i), "writer", "--role", "writer", "--sink", "primary")
-	}
+		return harness.NewProc(t, name, d.Dir, args...)
+	})
 	for _, p := range procs {
 		p.Start()
 	}

@@ -35,21 +35,7 @@ func TestChaos(t *testing.T) {
 	d := newDeployment(t, customersDDL)
 	d.writeConfig(map[string]string{"customers": customersSchema}, "stop")
 
-	var procs []*harness.Proc
-	role := map[*harness.Proc]string{}
-	add := func(name, r string, args ...string) {
-		p := d.proc(name, args...)
-		procs = append(procs, p)
-		role[p] = r
-	}
-	add("capture-1", "capture", "--role", "capture")
-	add("capture-2", "capture", "--role", "capture")
-	for i := 1; i <= 3; i++ {
-		add("assembler-"+strconv.Itoa(i), "assembler", "--role", "assembler")
-	}
-	for i := 1; i <= 2; i++ {
-		add("writer-"+strconv.Itoa(i), "writer", "--role", "writer", "--sink", "primary")
-	}
+	procs, role := harness.ChaosRoles(d.proc)
 	for _, p := range procs {
 		p.Start()
 	}
