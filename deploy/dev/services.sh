@@ -338,7 +338,7 @@ os_start() {
 	local t0 pid
 	t0="$(now)"
 	port_busy "$OS_PORT" && die "port $OS_PORT is taken by another process (another checkout's services? stop them first)"
-	mkdir -p "$OS_DIR/home/tmp"
+	mkdir -p "$OS_DIR/home/tmp" "$OS_DIR/snapshots"
 	(
 		cd "$OS_DIR"
 		exec setsid java \
@@ -349,7 +349,7 @@ os_start() {
 			-Dlog4j2.disable.jmx=true -Dio.netty.noUnsafe=true -Dfile.encoding=UTF-8 \
 			-Dflusso.dev.opensearch=1 \
 			-cp "$OS_BUILD_DIR/classes:$OS_BUILD_DIR/lib/*" Main \
-			path.home="$OS_DIR/home" \
+			path.home="$OS_DIR/home" path.repo="$OS_DIR/snapshots" \
 			http.port="$OS_PORT" transport.port="$OS_TRANSPORT_PORT"
 	) >>"$OS_DIR/opensearch.log" 2>&1 </dev/null &
 	pid=$!
