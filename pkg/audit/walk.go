@@ -96,7 +96,22 @@ func (cfg *Config) walkKeys(ctx context.Context, tx pgx.Tx, t *target, p *Progre
 	if n, err := t.x.Count(ctx, tx); err == nil {
 		p.Total = n
 	}
-	// Every key of the snapshot, then whatever else the sink holds.
+	// Every key of the snapshot, then whatever else the sink holds. The
+	// sink's ids are listed meanwhile (a tenth of an audit's time when it
+	// came after); the two lists only meet at the end.
+	listCtx, stopListing := context.WithCancel(ctx)
+	defer stopListing()
+	listed := make(chan sinkIDs, 1)
+	scan := time.Now()
+	go func() {
+		var l sinkIDs
+		l.err = t.Sink.EachID(listCtx, t.Index, func(ids []string) error {
+			l.ids = append(l.ids, ids...)
+			return nil
+		})
+		l.took = time.Since(scan)
+		listed <- l
+	}()
 	seen := map[string]struct{}{}
 	after, first := "", true
 	for {
@@ -115,20 +130,17 @@ func (cfg *Config) walkKeys(ctx context.Context, tx pgx.Tx, t *target, p *Progre
 		}
 		after, first = keys[len(keys)-1], false
 	}
-	var others []string
-	scan := time.Now()
-	err := t.Sink.EachID(ctx, t.Index, func(ids []string) error {
-		for _, id := range ids {
-			if _, ok := seen[id]; !ok {
-				others = append(others, id)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
+	l := <-listed
+	if l.err != nil {
+		return l.err
 	}
-	cfg.Log.Debug("listed the sink's ids", "index", t.Index.Name, "sink", t.Sink.Name(), "ids_not_in_postgres", len(others), "took", time.Since(scan))
+	var others []string
+	for _, id := range l.ids {
+		if _, ok := seen[id]; !ok {
+			others = append(others, id)
+		}
+	}
+	cfg.Log.Debug("listed the sink's ids", "index", t.Index.Name, "sink", t.Sink.Name(), "ids_not_in_postgres", len(others), "took", l.took)
 	clear(seen)
 	for chunk := range slices.Chunk(others, batch) {
 		if err := compare(chunk, true); err != nil {
@@ -136,6 +148,13 @@ func (cfg *Config) walkKeys(ctx context.Context, tx pgx.Tx, t *target, p *Progre
 		}
 	}
 	return nil
+}
+
+// sinkIDs is the listing of every id a sink holds for an index.
+type sinkIDs struct {
+	ids  []string
+	err  error
+	took time.Duration
 }
 
 // sample picks n root keys at random (reservoir sampling over the keys in
