@@ -202,7 +202,8 @@ func (s *status) refreshStates(ctx context.Context) {
 	read := time.Now()
 	defer func() {
 		s.mu.Lock()
-		s.statesAt = read
+		// The cached status was computed from the states before these.
+		s.statesAt, s.at = read, time.Time{}
 		s.mu.Unlock()
 	}()
 	for _, ix := range s.p.Indexes {
