@@ -30,6 +30,7 @@ import (
 
 	"github.com/flusso/flusso/bench/ceiling"
 	"github.com/flusso/flusso/bench/datagen"
+	"github.com/flusso/flusso/internal/latencyproxy"
 	"github.com/flusso/flusso/pkg/schema"
 	"github.com/flusso/flusso/pkg/sqlbuild"
 )
@@ -54,6 +55,15 @@ type harness struct {
 	scaleBackfill bool
 	// writers is the writer processes of a distributed run.
 	writers int
+	// scaleWriters are more writer counts, run at the assembler count
+	// that did best.
+	scaleWriters []int
+	// scalePGLatency, when set, puts the assemblers of the distributed
+	// runs behind a proxy delaying Postgres's traffic by it each way.
+	scalePGLatency time.Duration
+	// pgProxy is the latency proxy of the distributed runs; nil when
+	// they read Postgres directly.
+	pgProxy *latencyproxy.Proxy
 	// rev is the commit flusso is built from ("": the work tree); commit
 	// is its short hash.
 	rev, commit string
@@ -95,10 +105,10 @@ func main() {
 	log.SetFlags(0)
 	h := &harness{}
 	var (
-		rates, pgRates, rustRates, scale, ceilConc string
-		liveSecs                                   int
-		out                                        string
-		skipPGSync, skipRust                       bool
+		rates, pgRates, rustRates, scale, ceilConc, scaleWriters string
+		liveSecs                                                 int
+		out                                                      string
+		skipPGSync, skipRust                                     bool
 	)
 	repo, _ := os.Getwd()
 	flag.StringVar(&h.repo, "repo", repo, "repository root")
@@ -116,6 +126,8 @@ func main() {
 	flag.BoolVar(&h.overwriteCeiling, "overwrite-ceiling", true, "also measure the ceiling of overwriting every document (live updates)")
 	flag.StringVar(&h.rev, "rev", "HEAD", "commit to build flusso from; empty builds the work tree as it is")
 	flag.IntVar(&h.writers, "writers", 1, "writer processes of each distributed run")
+	flag.StringVar(&scaleWriters, "scale-writers", "", "more writer counts of distributed runs, each run at the -scale count with the best throughput (e.g. \"2\")")
+	flag.DurationVar(&h.scalePGLatency, "scale-pg-latency", 0, "one-way delay the assemblers of the distributed runs see on every Postgres round trip, through a TCP proxy on loopback, like a database on another host (e.g. 2ms; 0: direct). The capture and the writers stay direct")
 	flag.BoolVar(&h.scaleBackfill, "scale-backfill", false, "seed a fresh index in every distributed run too (slow)")
 	flag.IntVar(&h.scaleRate, "scale-rate", 2000, "live rate of each distributed run (0: backfill only)")
 	flag.IntVar(&liveSecs, "live-secs", 30, "seconds of each live phase")
@@ -137,7 +149,9 @@ func main() {
 		if h.pgsyncRates, err = ints(pgRates); err == nil {
 			if h.scale, err = ints(scale); err == nil {
 				if h.ceilingConc, err = ints(ceilConc); err == nil {
-					h.rustRates, err = ints(rustRates)
+					if h.rustRates, err = ints(rustRates); err == nil {
+						h.scaleWriters, err = ints(scaleWriters)
+					}
 				}
 			}
 		}
@@ -153,7 +167,8 @@ func main() {
 	defer stop()
 	start := time.Now()
 	h.res = &results{Started: start.UTC(), Params: params{Users: h.users, Seed: *seed, Rates: h.rates,
-		PGSyncRates: h.pgsyncRates, RustRates: h.rustRates, Scale: h.scale, ScaleRate: h.scaleRate, LiveSeconds: liveSecs, TxSize: h.txSize}}
+		PGSyncRates: h.pgsyncRates, RustRates: h.rustRates, Scale: h.scale, ScaleRate: h.scaleRate, LiveSeconds: liveSecs, TxSize: h.txSize,
+		ScaleWriters: h.scaleWriters, ScaleBackfill: h.scaleBackfill, ScalePGLatencyMs: float64(h.scalePGLatency) / float64(time.Millisecond)}}
 	runErr := h.run(ctx, skipPGSync, skipRust)
 	if runErr != nil {
 		h.res.Errors = append(h.res.Errors, runErr.Error())
@@ -223,18 +238,8 @@ func (h *harness) run(ctx context.Context, skipPGSync, skipRust bool) error {
 			return fmt.Errorf("flusso: %w", err)
 		}
 	}
-	for _, k := range h.scale {
-		sr, err := h.flussoDistributed(ctx, k)
-		if sr != nil {
-			h.res.Scale = append(h.res.Scale, sr)
-		}
-		if err != nil {
-			// The distributed mode may not work yet: say so and go on.
-			msg := fmt.Sprintf("distributed run with %d assembler(s): %v", k, err)
-			h.logf("%s", msg)
-			h.res.Errors = append(h.res.Errors, msg)
-			break
-		}
+	if err := h.scaleSweep(ctx); err != nil {
+		return err
 	}
 	_ = h.search.drop(ctx, singlePrefix)
 	if h.rustInstall != nil {
@@ -540,6 +545,12 @@ type backfillRes struct {
 // flussoConfig writes the flusso.toml of the benchmark on database db into
 // dir.
 func (h *harness) flussoConfig(dir, db string) (string, error) {
+	return h.flussoConfigAt(dir, "flusso.toml", h.dbURL(db))
+}
+
+// flussoConfigAt writes the benchmark's config, reading Postgres at
+// dbURL, into dir as file.
+func (h *harness) flussoConfigAt(dir, file, dbURL string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
@@ -565,8 +576,8 @@ refresh_interval = "1s"
 name = "users"
 schema = "users.schema.yml"
 enabled = true
-`, h.dbURL(db), h.osURL)
-	path := filepath.Join(dir, "flusso.toml")
+`, dbURL, h.osURL)
+	path := filepath.Join(dir, file)
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }
 
@@ -755,9 +766,11 @@ func (h *harness) logLive(lr *liveResult) {
 
 // scaleRes is one distributed run.
 type scaleRes struct {
-	Assemblers int          `json:"assemblers"`
-	Writers    int          `json:"writers"`
-	Backfill   *backfillRes `json:"backfill,omitempty"`
+	Assemblers int `json:"assemblers"`
+	Writers    int `json:"writers"`
+	// PGLatencyMs is the one-way delay the assemblers saw on Postgres.
+	PGLatencyMs float64      `json:"assembler_pg_latency_ms,omitempty"`
+	Backfill    *backfillRes `json:"backfill,omitempty"`
 	// AssemblerCPUPer1kDocs is the CPU the assembler processes spent per
 	// 1,000 documents, summed over them: flat when coordination is cheap.
 	AssemblerCPUPer1kDocs float64     `json:"assembler_cpu_seconds_per_1k_docs,omitempty"`
@@ -777,7 +790,9 @@ type scaleRes struct {
 // run seeded (same prefix, so the sink reports it seeded and no backfill
 // runs) and the comparison is the live phase alone: a backfill per process
 // count costs minutes per run on two cores.
-func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, error) {
+//
+// With -scale-pg-latency the assemblers read Postgres through h.pgProxy.
+func (h *harness) flussoDistributed(ctx context.Context, k, writers int) (*scaleRes, error) {
 	prefix, slot := singlePrefix, fmt.Sprintf("bench_s%d", k)
 	if h.scaleBackfill {
 		prefix = fmt.Sprintf("bench_s%d_", k)
@@ -785,14 +800,20 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 			return nil, err
 		}
 	}
-	dir := filepath.Join(h.work, fmt.Sprintf("scale-%d", k))
+	dir := filepath.Join(h.work, fmt.Sprintf("scale-%d-w%d", k, writers))
 	cfg, err := h.flussoConfig(dir, h.flussoDB)
 	if err != nil {
 		return nil, err
 	}
-	res := &scaleRes{Assemblers: k, Writers: h.writers, NATSVersion: natsVersion(h.natsBin)}
+	assemblerCfg := cfg
+	if h.pgProxy != nil {
+		if assemblerCfg, err = h.flussoConfigAt(dir, "assembler.toml", h.proxiedURL(h.flussoDB)); err != nil {
+			return nil, err
+		}
+	}
+	res := &scaleRes{Assemblers: k, Writers: writers, PGLatencyMs: float64(h.scalePGLatency) / float64(time.Millisecond), NATSVersion: natsVersion(h.natsBin)}
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", h.natsPort)
-	h.logf("flusso distributed: capture+writer, %d more writer(s) and %d assembler process(es) on %s", h.writers-1, k, natsURL)
+	h.logf("flusso distributed: capture+writer, %d more writer(s) and %d assembler process(es) on %s; assemblers see Postgres at +%s each way", writers-1, k, natsURL, h.scalePGLatency)
 	svc := services(h.flussoDB)
 	start := time.Now()
 	ns, err := startProc("nats-server", "broker", filepath.Join(dir, "nats.log"), nil,
@@ -821,7 +842,7 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 	port := 19500
 	var assemblers group
 	for i := 1; i <= k; i++ {
-		a, err := h.flussoProc(fmt.Sprintf("assembler-%d", i), dir, cfg, slot, prefix, natsURL, port, "assembler")
+		a, err := h.flussoProc(fmt.Sprintf("assembler-%d", i), dir, assemblerCfg, slot, prefix, natsURL, port, "assembler")
 		if err != nil {
 			return nil, err
 		}
@@ -833,7 +854,7 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 	// process; more are processes of their own sharing the sink's consumer,
 	// which is how the distributed mode puts several bulk requests in
 	// flight.
-	for i := 2; i <= h.writers; i++ {
+	for i := 2; i <= writers; i++ {
 		w, err := h.flussoProc(fmt.Sprintf("writer-%d", i), dir, cfg, slot, prefix, natsURL, port, "writer")
 		if err != nil {
 			return nil, err
@@ -855,8 +876,8 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 				cpu += bf.CPU[a.name].CPUSeconds
 			}
 			res.AssemblerCPUPer1kDocs = cpu / float64(max(bf.Docs, 1)) * 1000
-			h.logf("flusso distributed (%d): seeded %d docs in %.1fs: %.0f docs/s; %.2f CPU-s per 1k docs (assemblers %.2f)",
-				k, bf.Docs, bf.Seconds, bf.DocsPerSec, bf.CPUPer1kDocs, res.AssemblerCPUPer1kDocs)
+			h.logf("flusso distributed (%s): seeded %d docs in %.1fs: %.0f docs/s; %.2f CPU-s per 1k docs (assemblers %.2f)",
+				res.label(), bf.Docs, bf.Seconds, bf.DocsPerSec, bf.CPUPer1kDocs, res.AssemblerCPUPer1kDocs)
 		}
 		if err != nil {
 			return res, err
@@ -866,7 +887,7 @@ func (h *harness) flussoDistributed(ctx context.Context, k int) (*scaleRes, erro
 	}
 	if h.scaleRate > 0 {
 		lr, err := runLive(ctx, liveSpec{
-			system: "flusso", label: fmt.Sprintf("%d assemblers", k), db: h.flussoPool, admin: h.admin, dbName: h.flussoDB,
+			system: "flusso", label: res.label(), db: h.flussoPool, admin: h.admin, dbName: h.flussoDB,
 			search: h.search, index: prefix + "users", gen: h.gen, stream: uint64(10 + k), rate: h.scaleRate,
 			duration: h.liveFor, txSize: h.txSize, procs: procs, drainLimit: h.drainLimit,
 		})

@@ -67,8 +67,14 @@ type params struct {
 	RustRates   []int  `json:"rust_flusso_rates"`
 	Scale       []int  `json:"assembler_processes"`
 	ScaleRate   int    `json:"distributed_live_rate"`
-	LiveSeconds int    `json:"live_seconds"`
-	TxSize      int    `json:"changes_per_transaction"`
+	// ScaleWriters, ScaleBackfill and ScalePGLatencyMs are the other
+	// choices of the distributed runs (-scale-writers, -scale-backfill,
+	// -scale-pg-latency).
+	ScaleWriters     []int   `json:"writer_processes,omitempty"`
+	ScaleBackfill    bool    `json:"distributed_backfill,omitempty"`
+	ScalePGLatencyMs float64 `json:"assembler_pg_latency_ms,omitempty"`
+	LiveSeconds      int     `json:"live_seconds"`
+	TxSize           int     `json:"changes_per_transaction"`
 }
 
 type dataset struct {
@@ -401,6 +407,7 @@ func markdown(r *results) string {
 		}
 		p("\n")
 	}
+	scalingTable(p, r)
 
 	budget(p, r)
 

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func backfillRun(assemblers int, docsPerSec float64) *scaleRes {
+	return &scaleRes{Assemblers: assemblers, Writers: 1, Backfill: &backfillRes{DocsPerSec: docsPerSec}}
+}
+
+func TestFlattens(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		rates []float64 // docs/s at 1, 2, 3... assemblers
+		want  int
+	}{
+		{"every assembler pays", []float64{1000, 1900, 2700, 3400}, 0},
+		{"the third adds under 10%", []float64{1000, 1900, 2000, 2050}, 2},
+		{"no gain from the second", []float64{1000, 1020, 990}, 1},
+		{"a drop counts as flat", []float64{1000, 1800, 1500}, 2},
+		{"a failed run is flat", []float64{1000, 1800, 0}, 2},
+		{"one run", []float64{1000}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var runs []*scaleRes
+			for i, r := range tt.rates {
+				runs = append(runs, backfillRun(i+1, r))
+			}
+			if got := flattens(runs); got != tt.want {
+				t.Errorf("flattens = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFewestNearBest(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		rates []float64
+		want  int
+	}{
+		{"the best", []float64{1000, 1900, 2700, 2400}, 3},
+		{"fewer within 5% of the best", []float64{1000, 1900, 1960, 2000}, 2},
+		{"none finished", []float64{0, 0}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var runs []*scaleRes
+			for i, r := range tt.rates {
+				runs = append(runs, backfillRun(i+1, r))
+			}
+			if got := fewestNearBest(runs); got != tt.want {
+				t.Errorf("fewestNearBest = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+// The live figure counts when there is no backfill, and a live phase that
+// did not catch up counts as nothing.
+func TestThroughput(t *testing.T) {
+	live := &scaleRes{Live: &liveResult{PipelineRate: 1234}}
+	if got := live.throughput(); got != 1234 {
+		t.Errorf("live throughput = %v, want 1234", got)
+	}
+	stuck := &scaleRes{Live: &liveResult{PipelineRate: -1}}
+	if got := stuck.throughput(); got != 0 {
+		t.Errorf("throughput of a live phase that did not catch up = %v, want 0", got)
+	}
+}
+
+func TestBusyGroupsProcesses(t *testing.T) {
+	cpu := map[string]usage{
+		"assembler-1": {CPUSeconds: 4}, "assembler-2": {CPUSeconds: 6},
+		"capture-writer": {CPUSeconds: 3}, "writer-2": {CPUSeconds: 1},
+		"nats-server": {CPUSeconds: 2},
+	}
+	got := busy(cpu, map[string]float64{"postgres": 5, "opensearch": 8}, 10)
+	if want := "1.00 / 0.40 / 0.20 / 0.50 / 0.80"; got != want {
+		t.Errorf("busy = %q, want %q", got, want)
+	}
+}
+
+func TestScalingTable(t *testing.T) {
+	r := &results{Params: params{ScalePGLatencyMs: 2}, Scale: []*scaleRes{
+		backfillRun(1, 1000), backfillRun(2, 1900), backfillRun(3, 2000),
+		{Assemblers: 2, Writers: 2, Backfill: &backfillRes{DocsPerSec: 2100}},
+	}}
+	var b strings.Builder
+	scalingTable(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, r)
+	out := b.String()
+	for _, want := range []string{"2 ms away", "| 2 | 1 | 1900 | 1.90 |", "| 2 | 2 | 2100 | 2.10 |", "Flattens after 2 assembler(s)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the table lacks %q:\n%s", want, out)
+		}
+	}
+}
