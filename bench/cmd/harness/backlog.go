@@ -17,6 +17,18 @@ type backlogPoint struct {
 	T         float64 `json:"t"`
 	Assembler uint64  `json:"assembler"`
 	Writer    uint64  `json:"writer"`
+	// ChangesStream and DocsStream are what the two streams held: the
+	// broker's share of memory and disk.
+	ChangesStream streamState `json:"changes_stream"`
+	DocsStream    streamState `json:"docs_stream"`
+}
+
+// streamState is a stream's state as JetStream reports it: messages and
+// bytes stored now, and the sequence of the last message ever stored.
+type streamState struct {
+	Msgs    uint64 `json:"msgs"`
+	Bytes   uint64 `json:"bytes"`
+	LastSeq uint64 `json:"last_seq"`
 }
 
 // sampleBacklog reads the stage consumers of an external NATS once a
@@ -47,6 +59,17 @@ func sampleBacklog(ctx context.Context, natsURL string, start time.Time) <-chan 
 			}
 			return info.NumPending + uint64(info.NumAckPending)
 		}
+		state := func(name string) streamState {
+			s, err := js.Stream(ctx, name)
+			if err != nil {
+				return streamState{}
+			}
+			info, err := s.Info(ctx)
+			if err != nil {
+				return streamState{}
+			}
+			return streamState{Msgs: info.State.Msgs, Bytes: info.State.Bytes, LastSeq: info.State.LastSeq}
+		}
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
@@ -56,9 +79,11 @@ func sampleBacklog(ctx context.Context, natsURL string, start time.Time) <-chan 
 			case <-t.C:
 			}
 			pts = append(pts, backlogPoint{
-				T:         time.Since(start).Seconds(),
-				Assembler: pending(broker.ChangesStream, broker.AssemblerConsumer),
-				Writer:    pending(broker.DocsStream, broker.WriterConsumer("primary")),
+				T:             time.Since(start).Seconds(),
+				Assembler:     pending(broker.ChangesStream, broker.AssemblerConsumer),
+				Writer:        pending(broker.DocsStream, broker.WriterConsumer("primary")),
+				ChangesStream: state(broker.ChangesStream),
+				DocsStream:    state(broker.DocsStream),
 			})
 		}
 	}()

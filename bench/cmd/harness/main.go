@@ -779,8 +779,12 @@ type scaleRes struct {
 	AssemblerCPUPer1kChanges float64 `json:"assembler_cpu_seconds_per_1k_changes,omitempty"`
 	// Backlog is the work waiting at each stage, once a second, over the
 	// whole run.
-	Backlog     []backlogPoint `json:"backlog"`
-	NATSVersion string         `json:"nats_version"`
+	Backlog []backlogPoint `json:"backlog"`
+	// LiveFrom and LiveTo bound the live phase, in seconds on the
+	// backlog's clock.
+	LiveFrom    float64 `json:"live_from_seconds,omitempty"`
+	LiveTo      float64 `json:"live_to_seconds,omitempty"`
+	NATSVersion string  `json:"nats_version"`
 }
 
 // flussoDistributed runs flusso as separate processes around an external
@@ -886,6 +890,7 @@ func (h *harness) flussoDistributed(ctx context.Context, k, writers int) (*scale
 		return res, err
 	}
 	if h.scaleRate > 0 {
+		res.LiveFrom = time.Since(start).Seconds()
 		lr, err := runLive(ctx, liveSpec{
 			system: "flusso", label: res.label(), db: h.flussoPool, admin: h.admin, dbName: h.flussoDB,
 			search: h.search, index: prefix + "users", gen: h.gen, stream: uint64(10 + k), rate: h.scaleRate,
@@ -896,6 +901,7 @@ func (h *harness) flussoDistributed(ctx context.Context, k, writers int) (*scale
 		}
 		h.logLive(lr)
 		res.Live = lr
+		res.LiveTo = time.Since(start).Seconds()
 		var cpu float64
 		for _, a := range assemblers {
 			cpu += lr.CPU[a.name].CPUSeconds

@@ -408,6 +408,7 @@ func markdown(r *results) string {
 		p("\n")
 	}
 	scalingTable(p, r)
+	footprintTable(p, r)
 
 	budget(p, r)
 

@@ -96,3 +96,30 @@ func TestScalingTable(t *testing.T) {
 		}
 	}
 }
+
+// The messages of a phase are the sequences stored between the samples
+// around it, and the bytes per message are those of its largest backlog;
+// samples outside the phase count for neither.
+func TestPhaseFootprint(t *testing.T) {
+	pt := func(t float64, cMsgs, cBytes, cSeq, dMsgs, dBytes, dSeq uint64) backlogPoint {
+		return backlogPoint{T: t, ChangesStream: streamState{cMsgs, cBytes, cSeq}, DocsStream: streamState{dMsgs, dBytes, dSeq}}
+	}
+	pts := []backlogPoint{
+		pt(1, 900, 900_000, 1000, 0, 0, 10), // before: a larger backlog that must not count
+		pt(2, 0, 0, 1000, 0, 0, 10),
+		pt(3, 50, 10_000, 1100, 4, 40_000, 20),
+		pt(4, 80, 24_000, 1200, 2, 10_000, 30),
+		pt(5, 0, 0, 1300, 0, 0, 40),
+		pt(6, 700, 700_000, 2000, 90, 900_000, 90), // after
+	}
+	f := phaseFootprint("live", 500, pts, 2.5, 4.5)
+	if f.ChangeMsgs != 300 || f.DocMsgs != 30 {
+		t.Errorf("messages = %d changes, %d docs; want 300, 30", f.ChangeMsgs, f.DocMsgs)
+	}
+	if f.ChangeMsgBytes != 300 || f.DocMsgBytes != 10_000 {
+		t.Errorf("bytes per message = %v changes, %v docs; want 300, 10000", f.ChangeMsgBytes, f.DocMsgBytes)
+	}
+	if got := perUnit(f.ChangeMsgBytes, f.ChangeMsgs, f.Units); got != 180 {
+		t.Errorf("bytes per change = %v, want 180", got)
+	}
+}
