@@ -55,7 +55,7 @@ test-short: ## run the tests that need no services (go test -short)
 	$(GO) test -short -count=1 ./... ./query/...
 
 # --- benchmarks (bench/, results in bench/results/, write-up in docs/benchmarks.md) ---
-.PHONY: bench-full bench-sink
+.PHONY: bench-full bench-sink bench-scale
 
 # Extra harness flags, e.g. BENCH_FLAGS="-skip-pgsync -scale ''"; go run ./bench/cmd/harness -help lists them.
 BENCH_FLAGS ?=
@@ -64,6 +64,11 @@ bench: services ## quick benchmark (50,000 users): flusso vs the bulk ceiling, t
 	@bench/pgsync/setup.sh
 	@source .dev/env && $(GO) run ./bench/cmd/harness -users 50000 -live-secs 20 -drain-secs 60 \
 		-ceiling-concurrency 2 -scale-rate 1000 $(BENCH_FLAGS)
+
+bench-scale: services ## assemblers 1-4, then 2 writers, with the assemblers' Postgres 2 ms away each way (latency proxy); results in bench/results/scale/
+	@source .dev/env && $(GO) run ./bench/cmd/harness -users 50000 -skip-pgsync -skip-rust -skip-ceiling -skip-single -mix=false -rates '' \
+		-scale 1,2,3,4 -scale-writers 2 -scale-backfill -scale-rate 1500 -live-secs 15 -drain-secs 90 -scale-pg-latency 2ms \
+		-out bench/results/scale $(BENCH_FLAGS)
 
 bench-sink: services ## the OpenSearch sink vs a minimal direct bulk loop, same documents, same node
 	@source .dev/env && $(GO) test -run '^$$' -bench WriteVsRawBulk -benchtime=1x -count=3 ./pkg/sink/opensearch/ | grep -E '^Benchmark|^ok'
