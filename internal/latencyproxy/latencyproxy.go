@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,6 +25,9 @@ type Proxy struct {
 	delay  time.Duration
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// requests counts the reads from clients: each a request the client
+	// sent before it waited for an answer, so about one per round trip.
+	requests atomic.Int64
 }
 
 // Start listens on listen ("127.0.0.1:0" picks a free port) and forwards
@@ -54,6 +58,12 @@ func Start(ctx context.Context, listen, target string, delay time.Duration) (*Pr
 
 // Addr is the address clients connect to instead of the target.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// Requests is how many times a client sent data since the proxy started:
+// about the round trips through it (a request larger than one read counts
+// more than once, requests a client pipelines without waiting may count
+// once).
+func (p *Proxy) Requests() int64 { return p.requests.Load() }
 
 // Close stops accepting, closes every connection and waits until all of the
 // proxy's goroutines ended.
@@ -103,8 +113,8 @@ func (p *Proxy) serve(ctx context.Context, client, server net.Conn) {
 	}()
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); p.pipe(ctx, cancel, server, client) }()
-	go func() { defer wg.Done(); p.pipe(ctx, cancel, client, server) }()
+	go func() { defer wg.Done(); p.pipe(ctx, cancel, server, client, &p.requests) }()
+	go func() { defer wg.Done(); p.pipe(ctx, cancel, client, server, nil) }()
 	wg.Wait()
 	close(ended)
 	<-closed
@@ -121,8 +131,8 @@ type chunk struct {
 // read. Reading goes on while earlier chunks wait, so the delay adds to
 // the latency and not to the transfer time of a large answer. An error
 // on either side ends the whole connection (cancel); a clean end of src
-// half-closes dst, as the peer did.
-func (p *Proxy) pipe(ctx context.Context, cancel context.CancelFunc, dst, src net.Conn) {
+// half-closes dst, as the peer did. reads, when set, counts src's reads.
+func (p *Proxy) pipe(ctx context.Context, cancel context.CancelFunc, dst, src net.Conn, reads *atomic.Int64) {
 	// Bounded: a reader far ahead of a slow writer waits, as TCP would.
 	queue := make(chan chunk, 256)
 	read := make(chan struct{})
@@ -136,6 +146,9 @@ func (p *Proxy) pipe(ctx context.Context, cancel context.CancelFunc, dst, src ne
 			buf := make([]byte, 32<<10)
 			n, err := src.Read(buf)
 			if n > 0 {
+				if reads != nil {
+					reads.Add(1)
+				}
 				select {
 				case queue <- chunk{buf[:n], time.Now().Add(p.delay)}:
 				case <-ctx.Done():

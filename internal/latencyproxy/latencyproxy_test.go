@@ -91,6 +91,28 @@ func TestRoundTripCostsTwiceTheDelay(t *testing.T) {
 	}
 }
 
+// Each query a client sends and waits for counts as one request.
+func TestRequestsCountRoundTrips(t *testing.T) {
+	db := testenv.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, conn := through(t, ctx, db, 0)
+	var one int
+	// The first run of a statement prepares it: a round trip of its own.
+	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		t.Fatal(err)
+	}
+	before := p.Requests()
+	for range 10 {
+		if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := p.Requests() - before; got != 10 {
+		t.Errorf("10 queries counted as %d requests", got)
+	}
+}
+
 // An answer far larger than one read arrives whole and in order: the
 // chunks of a direction are delayed, never reordered.
 func TestLargeAnswerArrivesInOrder(t *testing.T) {

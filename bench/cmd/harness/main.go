@@ -769,8 +769,13 @@ type scaleRes struct {
 	Assemblers int `json:"assemblers"`
 	Writers    int `json:"writers"`
 	// PGLatencyMs is the one-way delay the assemblers saw on Postgres.
-	PGLatencyMs float64      `json:"assembler_pg_latency_ms,omitempty"`
-	Backfill    *backfillRes `json:"backfill,omitempty"`
+	PGLatencyMs float64 `json:"assembler_pg_latency_ms,omitempty"`
+	// BackfillPGRequests and LivePGRequests are the requests the
+	// assemblers sent through the latency proxy in each phase: about
+	// their round trips to Postgres.
+	BackfillPGRequests int64        `json:"backfill_pg_requests,omitempty"`
+	LivePGRequests     int64        `json:"live_pg_requests,omitempty"`
+	Backfill           *backfillRes `json:"backfill,omitempty"`
 	// AssemblerCPUPer1kDocs is the CPU the assembler processes spent per
 	// 1,000 documents, summed over them: flat when coordination is cheap.
 	AssemblerCPUPer1kDocs float64     `json:"assembler_cpu_seconds_per_1k_docs,omitempty"`
@@ -871,8 +876,16 @@ func (h *harness) flussoDistributed(ctx context.Context, k, writers int) (*scale
 		return nil, err
 	}
 	procs = append(procs, cw)
+	requests := func() int64 {
+		if h.pgProxy == nil {
+			return 0
+		}
+		return h.pgProxy.Requests()
+	}
+	startRequests := requests()
 	if h.scaleBackfill {
 		bf, err := h.waitSeeded(ctx, procs, prefix, start, svc)
+		res.BackfillPGRequests = requests() - startRequests
 		if bf != nil {
 			res.Backfill = bf
 			var cpu float64
@@ -891,6 +904,7 @@ func (h *harness) flussoDistributed(ctx context.Context, k, writers int) (*scale
 	}
 	if h.scaleRate > 0 {
 		res.LiveFrom = time.Since(start).Seconds()
+		liveRequests := requests()
 		lr, err := runLive(ctx, liveSpec{
 			system: "flusso", label: res.label(), db: h.flussoPool, admin: h.admin, dbName: h.flussoDB,
 			search: h.search, index: prefix + "users", gen: h.gen, stream: uint64(10 + k), rate: h.scaleRate,
@@ -902,6 +916,7 @@ func (h *harness) flussoDistributed(ctx context.Context, k, writers int) (*scale
 		h.logLive(lr)
 		res.Live = lr
 		res.LiveTo = time.Since(start).Seconds()
+		res.LivePGRequests = requests() - liveRequests
 		var cpu float64
 		for _, a := range assemblers {
 			cpu += lr.CPU[a.name].CPUSeconds

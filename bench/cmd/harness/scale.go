@@ -165,9 +165,9 @@ func scalingTable(p func(string, ...any), r *results) {
 		where = fmt.Sprintf("the assemblers' Postgres %g ms away each way (latency proxy)", r.Params.ScalePGLatencyMs)
 	}
 	p("### Scaling factor (%s)\n\n", where)
-	p("Throughput ÷ that of the first run. Cores busy = CPU-s per wall second of: assemblers / capture+writers / nats-server / Postgres / OpenSearch.\n\n")
-	p("| assemblers | writers | backfill docs/s | × | cores busy (backfill) | live end-to-end/s | × | p50 / p99 ms | cores busy (live) | load avg |\n")
-	p("|---:|---:|---:|---:|---|---:|---:|---:|---|---:|\n")
+	p("Throughput ÷ that of the first run. Cores busy = CPU-s per wall second of: assemblers / capture+writers / nats-server / Postgres / OpenSearch. Round trips = the assemblers' requests through the latency proxy per 1,000 documents or changes.\n\n")
+	p("| assemblers | writers | backfill docs/s | × | cores busy (backfill) | round trips / 1k docs | live end-to-end/s | × | p50 / p99 ms | cores busy (live) | round trips / 1k changes | load avg |\n")
+	p("|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|\n")
 	first := r.Scale[0]
 	factor := func(v, base float64) string {
 		if v <= 0 || base <= 0 {
@@ -177,12 +177,16 @@ func scalingTable(p func(string, ...any), r *results) {
 	}
 	for _, s := range r.Scale {
 		bf, bx, bb, e2e, lx, lat, lb, load := "—", "—", "—", "—", "—", "—", "—", "—"
+		brt, lrt := "—", "—"
 		if b := s.Backfill; b != nil {
 			bf, bb = f0(b.DocsPerSec), busy(b.CPU, b.ServiceCPU, b.Seconds)
 			if first.Backfill != nil {
 				bx = factor(b.DocsPerSec, first.Backfill.DocsPerSec)
 			}
 			load = fmt.Sprintf("%.1f", b.LoadAvg)
+			if s.BackfillPGRequests > 0 {
+				brt = fmt.Sprintf("%.0f", float64(s.BackfillPGRequests)/float64(max(b.Docs, 1))*1000)
+			}
 		}
 		if l := s.Live; l != nil {
 			e2e, lat = f0(l.PipelineRate), f0(l.P50ms)+" / "+f0(l.P99ms)
@@ -193,8 +197,11 @@ func scalingTable(p func(string, ...any), r *results) {
 				lb = busy(l.CPU, l.ServiceCPU, l.LoadSeconds+l.DrainSeconds)
 			}
 			load = fmt.Sprintf("%.1f", l.LoadAvg)
+			if s.LivePGRequests > 0 {
+				lrt = fmt.Sprintf("%.0f", float64(s.LivePGRequests)/float64(max(l.Changes, 1))*1000)
+			}
 		}
-		p("| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Assemblers, s.Writers, bf, bx, bb, e2e, lx, lat, lb, load)
+		p("| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Assemblers, s.Writers, bf, bx, bb, brt, e2e, lx, lat, lb, lrt, load)
 	}
 	var sweep []*scaleRes
 	for _, s := range r.Scale {

@@ -85,12 +85,12 @@ func TestBusyGroupsProcesses(t *testing.T) {
 func TestScalingTable(t *testing.T) {
 	r := &results{Params: params{ScalePGLatencyMs: 2}, Scale: []*scaleRes{
 		backfillRun(1, 1000), backfillRun(2, 1900), backfillRun(3, 2000),
-		{Assemblers: 2, Writers: 2, Backfill: &backfillRes{DocsPerSec: 2100}},
+		{Assemblers: 2, Writers: 2, Backfill: &backfillRes{Docs: 50000, DocsPerSec: 2100}, BackfillPGRequests: 2000},
 	}}
 	var b strings.Builder
 	scalingTable(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, r)
 	out := b.String()
-	for _, want := range []string{"2 ms away", "| 2 | 1 | 1900 | 1.90 |", "| 2 | 2 | 2100 | 2.10 |", "Flattens after 2 assembler(s)"} {
+	for _, want := range []string{"2 ms away", "| 2 | 1 | 1900 | 1.90 |", "| 2 | 2 | 2100 | 2.10 | — | 40 |", "Flattens after 2 assembler(s)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the table lacks %q:\n%s", want, out)
 		}
