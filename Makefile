@@ -65,9 +65,9 @@ bench: services ## quick benchmark (50,000 users): flusso vs the bulk ceiling, t
 	@source .dev/env && $(GO) run ./bench/cmd/harness -users 50000 -live-secs 20 -drain-secs 60 \
 		-ceiling-concurrency 2 -scale-rate 1000 $(BENCH_FLAGS)
 
-bench-scale: services ## assemblers 1-4, then 2 writers, with the assemblers' Postgres 2 ms away each way (latency proxy); results in bench/results/scale/
+bench-scale: services ## assemblers 1-4, then 2 writers, with the assemblers' Postgres 5 ms away each way (latency proxy); results in bench/results/scale/
 	@source .dev/env && $(GO) run ./bench/cmd/harness -users 50000 -skip-pgsync -skip-rust -skip-ceiling -skip-single -mix=false -rates '' \
-		-scale 1,2,3,4 -scale-writers 2 -scale-backfill -scale-rate 1500 -live-secs 15 -drain-secs 90 -scale-pg-latency 2ms \
+		-scale 1,2,3,4 -scale-writers 2 -scale-backfill -scale-rate 1500 -live-secs 15 -drain-secs 90 -scale-pg-latency 5ms \
 		-out bench/results/scale $(BENCH_FLAGS)
 
 bench-sink: services ## the OpenSearch sink vs a minimal direct bulk loop, same documents, same node

@@ -23,25 +23,21 @@ func perUnit(msgBytes float64, msgs uint64, units int64) float64 {
 	return msgBytes * float64(msgs) / float64(units)
 }
 
-// phaseFootprint reads the backlog samples from the last one at or before
-// from to the first one at or after to.
+// phaseFootprint reads the backlog samples of a phase: the messages
+// stored are counted from the last sample at or before from (none: the
+// streams, created with the run, start empty) to the last one at or
+// before to (each phase ends once all it published is consumed).
 func phaseFootprint(phase string, units int64, pts []backlogPoint, from, to float64) footprint {
 	f := footprint{Phase: phase, Units: units}
-	if len(pts) == 0 {
-		return f
-	}
-	first, last := &pts[0], &pts[len(pts)-1]
+	var first, last backlogPoint
 	var changesTop, docsTop uint64
-	for i := range pts {
-		pt := &pts[i]
-		if pt.T <= from {
-			first = pt
-		}
-		if pt.T >= to {
-			last = pt
+	for _, pt := range pts {
+		if pt.T > to {
 			break
 		}
-		if pt.T < from {
+		last = pt
+		if pt.T <= from {
+			first = pt
 			continue
 		}
 		if c := pt.ChangesStream; c.Msgs > changesTop {
@@ -51,7 +47,7 @@ func phaseFootprint(phase string, units int64, pts []backlogPoint, from, to floa
 			docsTop, f.DocMsgBytes = d.Msgs, float64(d.Bytes)/float64(d.Msgs)
 		}
 	}
-	if last.ChangesStream.LastSeq >= first.ChangesStream.LastSeq {
+	if last.ChangesStream.LastSeq >= first.ChangesStream.LastSeq && last.DocsStream.LastSeq >= first.DocsStream.LastSeq {
 		f.ChangeMsgs = last.ChangesStream.LastSeq - first.ChangesStream.LastSeq
 		f.DocMsgs = last.DocsStream.LastSeq - first.DocsStream.LastSeq
 	}

@@ -97,29 +97,42 @@ func TestScalingTable(t *testing.T) {
 	}
 }
 
-// The messages of a phase are the sequences stored between the samples
-// around it, and the bytes per message are those of its largest backlog;
-// samples outside the phase count for neither.
+// The messages of a phase are the sequences stored between the last
+// samples at or before its start and its end (from empty streams when it
+// starts the run), and the bytes per message are those of its largest
+// backlog; samples outside the phase count for neither.
 func TestPhaseFootprint(t *testing.T) {
 	pt := func(t float64, cMsgs, cBytes, cSeq, dMsgs, dBytes, dSeq uint64) backlogPoint {
 		return backlogPoint{T: t, ChangesStream: streamState{cMsgs, cBytes, cSeq}, DocsStream: streamState{dMsgs, dBytes, dSeq}}
 	}
 	pts := []backlogPoint{
-		pt(1, 900, 900_000, 1000, 0, 0, 10), // before: a larger backlog that must not count
+		pt(1, 900, 900_000, 1000, 1, 100, 10), // before the live phase: a larger backlog that must not count for it
 		pt(2, 0, 0, 1000, 0, 0, 10),
 		pt(3, 50, 10_000, 1100, 4, 40_000, 20),
 		pt(4, 80, 24_000, 1200, 2, 10_000, 30),
-		pt(5, 0, 0, 1300, 0, 0, 40),
-		pt(6, 700, 700_000, 2000, 90, 900_000, 90), // after
+		pt(5, 700, 700_000, 2000, 90, 900_000, 90), // after
 	}
-	f := phaseFootprint("live", 500, pts, 2.5, 4.5)
-	if f.ChangeMsgs != 300 || f.DocMsgs != 30 {
-		t.Errorf("messages = %d changes, %d docs; want 300, 30", f.ChangeMsgs, f.DocMsgs)
-	}
-	if f.ChangeMsgBytes != 300 || f.DocMsgBytes != 10_000 {
-		t.Errorf("bytes per message = %v changes, %v docs; want 300, 10000", f.ChangeMsgBytes, f.DocMsgBytes)
-	}
-	if got := perUnit(f.ChangeMsgBytes, f.ChangeMsgs, f.Units); got != 180 {
-		t.Errorf("bytes per change = %v, want 180", got)
+	for _, tt := range []struct {
+		name               string
+		from, to           float64
+		changeMsgs, docMsg uint64
+		changeB, docB      float64
+		perChange          float64
+	}{
+		{"live", 2.5, 4.5, 200, 20, 300, 10_000, 120},
+		{"from the start", 0, 2.5, 1000, 10, 1000, 100, 2000},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := phaseFootprint(tt.name, 500, pts, tt.from, tt.to)
+			if f.ChangeMsgs != tt.changeMsgs || f.DocMsgs != tt.docMsg {
+				t.Errorf("messages = %d changes, %d docs; want %d, %d", f.ChangeMsgs, f.DocMsgs, tt.changeMsgs, tt.docMsg)
+			}
+			if f.ChangeMsgBytes != tt.changeB || f.DocMsgBytes != tt.docB {
+				t.Errorf("bytes per message = %v changes, %v docs; want %v, %v", f.ChangeMsgBytes, f.DocMsgBytes, tt.changeB, tt.docB)
+			}
+			if got := perUnit(f.ChangeMsgBytes, f.ChangeMsgs, f.Units); got != tt.perChange {
+				t.Errorf("bytes per change = %v, want %v", got, tt.perChange)
+			}
+		})
 	}
 }
