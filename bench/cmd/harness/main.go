@@ -126,7 +126,7 @@ func main() {
 	flag.BoolVar(&h.overwriteCeiling, "overwrite-ceiling", true, "also measure the ceiling of overwriting every document (live updates)")
 	flag.StringVar(&h.rev, "rev", "HEAD", "commit to build flusso from; empty builds the work tree as it is")
 	flag.IntVar(&h.writers, "writers", 1, "writer processes of each distributed run")
-	flag.StringVar(&scaleWriters, "scale-writers", "", "more writer counts of distributed runs, each run at the -scale count with the best throughput (e.g. \"2\")")
+	flag.StringVar(&scaleWriters, "scale-writers", "", "more writer counts of distributed runs, each run at the fewest -scale assemblers within 5% of the best throughput (backfill docs/s, else live end to end) (e.g. \"2\")")
 	flag.DurationVar(&h.scalePGLatency, "scale-pg-latency", 0, "one-way delay the assemblers of the distributed runs see on every Postgres round trip, through a TCP proxy on loopback, like a database on another host (e.g. 2ms; 0: direct). The capture and the writers stay direct")
 	flag.BoolVar(&h.scaleBackfill, "scale-backfill", false, "seed a fresh index in every distributed run too (slow)")
 	flag.IntVar(&h.scaleRate, "scale-rate", 2000, "live rate of each distributed run (0: backfill only)")

@@ -1,9 +1,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/flusso/flusso/internal/latencyproxy"
 )
 
 func backfillRun(assemblers int, docsPerSec float64) *scaleRes {
@@ -134,5 +141,47 @@ func TestPhaseFootprint(t *testing.T) {
 				t.Errorf("bytes per change = %v, want %v", got, tt.perChange)
 			}
 		})
+	}
+}
+
+// With a latency proxy the assemblers' config reads Postgres through it,
+// with the same credentials and parameters, while the others' reads it
+// directly.
+func TestAssemblersReadThroughTheProxy(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	admin, err := url.Parse("postgres://u:secret@127.0.0.1:54329/postgres?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := latencyproxy.Start(ctx, "127.0.0.1:0", admin.Host, time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	repo, _ := filepath.Abs("../../..")
+	h := &harness{pgURL: admin, pgProxy: p, osURL: "http://127.0.0.1:59200",
+		schemaPath: filepath.Join(repo, "bench", "schemas", "users.schema.yml")}
+	want := "postgres://u:secret@" + p.Addr() + "/bench_flusso?sslmode=disable"
+	if got := h.proxiedURL("bench_flusso"); got != want {
+		t.Fatalf("proxiedURL = %s, want %s", got, want)
+	}
+	dir := t.TempDir()
+	direct, err := h.flussoConfig(dir, "bench_flusso")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxied, err := h.flussoConfigAt(dir, "assembler.toml", h.proxiedURL("bench_flusso"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, host := range map[string]string{direct: "127.0.0.1:54329", proxied: p.Addr()} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "@"+host+"/bench_flusso") {
+			t.Errorf("%s does not read Postgres at %s:\n%s", filepath.Base(path), host, b)
+		}
 	}
 }
