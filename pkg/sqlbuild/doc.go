@@ -22,8 +22,9 @@
 //
 // Build runs one statement per batch of keys. The root rows are selected by
 // `pk = ANY($1::text[]::<pk type>[])`, so the primary key index is used
-// whatever the key's type, and each document is assembled by Postgres with
-// json_build_object. Joins and aggregates are read a batch at a time: each
+// whatever the key's type, and each document is assembled by Postgres: an
+// object is the row_to_json of a row joined LATERAL whose columns are its
+// fields (json_build_object where raw filter SQL is in scope). Joins and aggregates are read a batch at a time: each
 // is a table of the related rows of every document of the batch, grouped by
 // the parent's key (json_agg for to-many joins, DISTINCT ON for has_one) and
 // LEFT JOINed to the parent's rows, nested to any depth; a belongs_to on the

@@ -135,11 +135,42 @@ func (g *gen) rootConditions(alias string) string {
 // Postgres functions take at most 100 arguments.
 const maxPairs = 50
 
+// maxColumnName is the longest column name Postgres keeps whole
+// (NAMEDATALEN - 1 bytes); a longer alias is cut.
+const maxColumnName = 63
+
 // object renders fields of the row alias (a row of lvl) as a JSON object.
+//
+// Where the query being written takes joins, the values are the columns of
+// a row joined LATERAL, named for the fields, and the object is that row's
+// row_to_json: it writes the same JSON as json_build_object, at about a
+// quarter less of Postgres's CPU for the benchmark's documents (see
+// TestRenderCost), since json_build_object looks up the type of every
+// argument at every call. The lateral row refers only to what the query
+// already reads, so Postgres pulls it up: its values are computed for the
+// rows the query returns, as before. A query that takes no joins (raw filter
+// SQL could see the row's column names) or a name Postgres would cut keeps
+// json_build_object.
 func (g *gen) object(fields []*fnode, alias string, lvl *level) string {
+	values := make([]string, len(fields))
+	row := g.joins != nil && len(fields) > 0 && len(fields) <= maxPairs
+	for i, n := range fields {
+		values[i] = g.value(n, alias, lvl)
+		row = row && len(n.def.Name) <= maxColumnName
+	}
+	if row {
+		cols := make([]string, len(fields))
+		for i, n := range fields {
+			cols[i] = values[i] + " AS " + schema.QuoteIdent(n.def.Name)
+		}
+		// After the joins the values added, which it refers to.
+		d := g.alias("d")
+		*g.joins = append(*g.joins, fmt.Sprintf(" CROSS JOIN LATERAL (SELECT %s) AS %s", strings.Join(cols, ", "), d))
+		return "row_to_json(" + d + ")"
+	}
 	pairs := make([]string, len(fields))
 	for i, n := range fields {
-		pairs[i] = quoteLiteral(n.def.Name) + ", " + g.value(n, alias, lvl)
+		pairs[i] = quoteLiteral(n.def.Name) + ", " + values[i]
 	}
 	if len(pairs) <= maxPairs {
 		return "json_build_object(" + strings.Join(pairs, ", ") + ")"
