@@ -20,8 +20,8 @@ import (
 )
 
 // TestRenderCost measures what building documents costs Postgres and this
-// process with today's statement and with alternative ways of rendering the
-// same documents, on a seeded benchmark database:
+// process with the builder's statement and with alternative ways of
+// rendering the same documents, on a seeded benchmark database:
 //
 //	go run ./bench/cmd/benchgen -db bench_render
 //	FLUSSO_BENCH_RENDER_DB=postgres://flusso:flusso@127.0.0.1:54329/bench_render \
@@ -31,7 +31,7 @@ import (
 // does, in rounds that alternate the variants (the machine is shared: load
 // comes and goes), each on its own connection whose backend's CPU time is
 // read from /proc. Every document a variant builds must be byte-identical
-// to today's; the test fails otherwise. It prints figures and asserts no
+// to the builder's; the test fails otherwise. It prints figures and asserts no
 // timing. Skipped without FLUSSO_BENCH_RENDER_DB.
 func TestRenderCost(t *testing.T) {
 	url := os.Getenv("FLUSSO_BENCH_RENDER_DB")
@@ -157,14 +157,14 @@ type renderVariant struct {
 
 func renderVariants(t *testing.T, x *Index) []renderVariant {
 	vs := []renderVariant{
-		{name: "today", build: func(ctx context.Context, c *pgx.Conn, keys []string) ([]Doc, error) {
+		{name: "sqlbuild", build: func(ctx context.Context, c *pgx.Conn, keys []string) ([]Doc, error) {
 			return x.Build(ctx, c, keys)
 		}},
 	}
 	// The statement is prepared once per connection; Postgres then plans it
 	// for every call's keys (custom) or once for any keys (generic).
 	for _, mode := range []string{"generic", "custom"} {
-		vs = append(vs, renderVariant{name: "today, " + mode + " plan", session: []string{"SET plan_cache_mode = force_" + mode + "_plan"}, build: vs[0].build})
+		vs = append(vs, renderVariant{name: "sqlbuild, " + mode + " plan", session: []string{"SET plan_cache_mode = force_" + mode + "_plan"}, build: vs[0].build})
 	}
 	vs = append(vs, renderVariant{name: "rendered in Go (prototype)", build: goRender})
 	files, err := filepath.Glob("testdata/render/*.sql")
@@ -194,11 +194,11 @@ func renderVariants(t *testing.T, x *Index) []renderVariant {
 func identical(t *testing.T, name string, want, got map[string][]byte) {
 	t.Helper()
 	if len(got) != len(want) {
-		t.Fatalf("%s: %d documents, today %d", name, len(got), len(want))
+		t.Fatalf("%s: %d documents, the builder %d", name, len(got), len(want))
 	}
 	for id, w := range want {
 		if g, ok := got[id]; !ok || !bytes.Equal(g, w) {
-			t.Fatalf("%s: document %s differs from today's:\n got %s\nwant %s", name, id, g, w)
+			t.Fatalf("%s: document %s differs from the builder's:\n got %s\nwant %s", name, id, g, w)
 		}
 	}
 }
