@@ -192,10 +192,10 @@ const maxColumnName = 63
 //
 // Where the query being written takes joins, the values are the columns of
 // a row joined LATERAL, named for the fields, and the object is that row's
-// row_to_json: it writes the same JSON as json_build_object, at about a
-// quarter less of Postgres's CPU for the benchmark's documents (see
-// TestRenderCost), since json_build_object looks up the type of every
-// argument at every call. The lateral row refers only to what the query
+// row_to_json: it writes the same JSON as json_build_object for about a
+// quarter less of Postgres's CPU on the benchmark's documents (see
+// TestRenderCost); json_build_object converts every key, an argument like
+// the values, at every call. The lateral row refers only to what the query
 // already reads, so Postgres pulls it up: its values are computed for the
 // rows the query returns, as before. A query that takes no joins (raw filter
 // SQL could see the row's column names) or a name Postgres would cut keeps
