@@ -68,6 +68,10 @@ bench: services ## quick benchmark (50,000 users): flusso vs the bulk ceiling, t
 bench-sink: services ## the OpenSearch sink vs a minimal direct bulk loop, same documents, same node
 	@source .dev/env && $(GO) test -run '^$$' -bench WriteVsRawBulk -benchtime=1x -count=3 ./pkg/sink/opensearch/ | grep -E '^Benchmark|^ok'
 
+bench-render: services ## Postgres and flusso CPU of building documents: the builder vs other renderings of the same bytes (seeds database bench_render)
+	@source .dev/env && $(GO) run ./bench/cmd/benchgen -db bench_render && \
+		FLUSSO_BENCH_RENDER_DB="$${FLUSSO_TEST_PG_URL/\/postgres?//bench_render?}" $(GO) test -count=1 -run TestRenderCost -v ./pkg/sqlbuild/
+
 bench-full: services ## full benchmark (1,000,000 users; takes hours on 2 cores)
 	@bench/pgsync/setup.sh
 	@source .dev/env && $(GO) run ./bench/cmd/harness -users 1000000 -live-secs 60 -drain-secs 300 \
