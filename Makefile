@@ -55,15 +55,24 @@ test-short: ## run the tests that need no services (go test -short)
 	$(GO) test -short -count=1 ./... ./query/...
 
 # --- benchmarks (bench/, results in bench/results/, write-up in docs/benchmarks.md) ---
-.PHONY: bench-full bench-sink bench-scale
+.PHONY: bench-full bench-sink bench-3 bench-scale
 
 # Extra harness flags, e.g. BENCH_FLAGS="-skip-pgsync -scale ''"; go run ./bench/cmd/harness -help lists them.
 BENCH_FLAGS ?=
 
+# The quick benchmark's settings, shared by bench and bench-3.
+BENCH_QUICK = -users 50000 -live-secs 20 -drain-secs 60 -ceiling-concurrency 2 -scale-rate 1000
+
 bench: services ## quick benchmark (50,000 users): flusso vs the bulk ceiling, the Rust flusso and PGSync, in one run
 	@bench/pgsync/setup.sh
-	@source .dev/env && $(GO) run ./bench/cmd/harness -users 50000 -live-secs 20 -drain-secs 60 \
-		-ceiling-concurrency 2 -scale-rate 1000 $(BENCH_FLAGS)
+	@source .dev/env && $(GO) run ./bench/cmd/harness $(BENCH_QUICK) $(BENCH_FLAGS)
+
+bench-3: services ## make bench three times and the medians of its figures (what docs/benchmarks.md reports), in bench/results/medians
+	@bench/pgsync/setup.sh
+	@source .dev/env && for i in 1 2 3; do \
+		$(GO) run ./bench/cmd/harness $(BENCH_QUICK) -out bench/results/medians/run$$i $(BENCH_FLAGS) || exit 1; done
+	@$(GO) run ./bench/cmd/harness -out bench/results/medians \
+		-medians $$(ls bench/results/medians/run1/*.json bench/results/medians/run2/*.json bench/results/medians/run3/*.json | paste -sd,)
 
 bench-scale: services ## assemblers 1-4, then 2 writers, with the assemblers' Postgres 5 ms away each way (latency proxy); results in bench/results/scale/
 	@source .dev/env && $(GO) run ./bench/cmd/harness -users 50000 -skip-pgsync -skip-rust -skip-ceiling -skip-single -mix=false -rates '' \
@@ -72,6 +81,10 @@ bench-scale: services ## assemblers 1-4, then 2 writers, with the assemblers' Po
 
 bench-sink: services ## the OpenSearch sink vs a minimal direct bulk loop, same documents, same node
 	@source .dev/env && $(GO) test -run '^$$' -bench WriteVsRawBulk -benchtime=1x -count=3 ./pkg/sink/opensearch/ | grep -E '^Benchmark|^ok'
+
+bench-render: services ## Postgres and flusso CPU of building documents: the builder vs other renderings of the same bytes (seeds database bench_render)
+	@source .dev/env && $(GO) run ./bench/cmd/benchgen -db bench_render && \
+		FLUSSO_BENCH_RENDER_DB="$${FLUSSO_TEST_PG_URL/\/postgres?//bench_render?}" $(GO) test -count=1 -run TestRenderCost -v ./pkg/sqlbuild/
 
 bench-full: services ## full benchmark (1,000,000 users; takes hours on 2 cores)
 	@bench/pgsync/setup.sh

@@ -156,7 +156,9 @@ func Bulk(ctx context.Context, osURL, index string, ix *schema.Index, replicas, 
 	if err != nil {
 		return res, err
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency + 1}, Timeout: 120 * time.Second}
+	// Uncompressed answers, as the sink asks for: gzip would cost
+	// OpenSearch CPU that the ceiling must not pay.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency + 1, DisableCompression: true}, Timeout: 120 * time.Second}
 	if !overwrite {
 		_, _ = do(ctx, client, http.MethodDelete, osURL+"/"+url.PathEscape(index), nil)
 		if _, err := do(ctx, client, http.MethodPut, osURL+"/"+url.PathEscape(index), body); err != nil {

@@ -240,6 +240,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return rep, nil
 	}
 	snap, err := inSnapshot(ctx, conn, func(tx pgx.Tx) error {
+		c, err := joinSnapshot(ctx, cfg.DatabaseURL, tx, builders)
+		if err != nil {
+			return err
+		}
+		defer c.close(ctx)
 		for _, t := range targets {
 			if err := t.x.Prepare(ctx, tx); err != nil {
 				return err
@@ -249,7 +254,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				return err
 			}
 			t.rows = rows
-			if err := cfg.walk(ctx, tx, t); err != nil {
+			if err := cfg.walk(ctx, tx, c, t); err != nil {
 				return err
 			}
 		}

@@ -6,21 +6,27 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/flusso/flusso/pkg/sqlbuild"
 )
 
 // walk compares the selected documents of one target at the snapshot,
 // counting the equal ones and keeping the others as candidates for the
-// recheck.
-func (cfg *Config) walk(ctx context.Context, tx pgx.Tx, t *target) error {
+// recheck. tx lists the keys; the crew's transactions build them, while
+// the checker reads and compares what they built.
+func (cfg *Config) walk(ctx context.Context, tx pgx.Tx, c *crew, t *target) error {
 	started := time.Now()
 	p := Progress{Index: t.Index.Name, Sink: t.Sink.Name()}
 	logged := time.Now()
+	var mu sync.Mutex // p, from every builder
 	step := func(n int) {
+		mu.Lock()
+		defer mu.Unlock()
 		p.Done += int64(n)
 		p.Elapsed = time.Since(started)
 		cfg.Progress(p)
@@ -35,26 +41,54 @@ func (cfg *Config) walk(ctx context.Context, tx pgx.Tx, t *target) error {
 		cfg.Progress(p)
 	}()
 	chk := newChecker(ctx, t)
+	g, gctx := errgroup.WithContext(ctx)
+	jobs := make(chan job)
+	for _, btx := range c.txs {
+		g.Go(func() error {
+			for j := range jobs {
+				built, err := t.build(gctx, btx, j.keys, j.fromIndex)
+				if err != nil {
+					return err
+				}
+				if err := chk.send(gctx, built); err != nil {
+					return err
+				}
+				step(len(j.keys))
+			}
+			return nil
+		})
+	}
 	compare := func(keys []string, fromIndex bool) error {
-		if err := t.compare(ctx, tx, chk, keys, fromIndex); err != nil {
-			return err
+		select {
+		case jobs <- job{keys, fromIndex}:
+			return nil
+		case <-gctx.Done():
+			return gctx.Err()
 		}
-		step(len(keys))
-		return nil
 	}
-	err := cfg.walkKeys(ctx, tx, t, &p, compare)
-	if werr := chk.wait(); err == nil {
-		err = werr
+	total := func(n int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		p.Total = n
 	}
-	return err
+	err := cfg.walkKeys(gctx, tx, t, total, compare)
+	close(jobs)
+	err = firstError(g.Wait(), err)
+	return firstError(err, chk.wait())
+}
+
+// job is a batch of keys to build and compare.
+type job struct {
+	keys      []string
+	fromIndex bool
 }
 
 // walkKeys hands compare the selected keys, a batch at a time, then the
 // ids of the sink that were not among them.
-func (cfg *Config) walkKeys(ctx context.Context, tx pgx.Tx, t *target, p *Progress, compare func(keys []string, fromIndex bool) error) error {
+func (cfg *Config) walkKeys(ctx context.Context, tx pgx.Tx, t *target, total func(int64), compare func(keys []string, fromIndex bool) error) error {
 	switch sel := cfg.Select; {
 	case len(sel.Keys) > 0:
-		p.Total = int64(len(sel.Keys))
+		total(int64(len(sel.Keys)))
 		for chunk := range slices.Chunk(sel.Keys, batch) {
 			if err := compare(chunk, false); err != nil {
 				return err
@@ -80,7 +114,7 @@ func (cfg *Config) walkKeys(ctx context.Context, tx pgx.Tx, t *target, p *Progre
 				others = append(others, id)
 			}
 		}
-		p.Total = int64(len(keys) + len(others))
+		total(int64(len(keys) + len(others)))
 		for chunk := range slices.Chunk(keys, batch) {
 			if err := compare(chunk, false); err != nil {
 				return err
@@ -94,7 +128,7 @@ func (cfg *Config) walkKeys(ctx context.Context, tx pgx.Tx, t *target, p *Progre
 		return nil
 	}
 	if n, err := t.x.Count(ctx, tx); err == nil {
-		p.Total = n
+		total(n)
 	}
 	// Every key of the snapshot, then whatever else the sink holds. The
 	// sink's ids are listed meanwhile (a tenth of an audit's time when it
@@ -194,18 +228,6 @@ func sample(ctx context.Context, tx pgx.Tx, x *sqlbuild.Index, n int) ([]string,
 		out[i] = p.key
 	}
 	return out, nil
-}
-
-// compare builds keys in tx and hands them to the checker, which reads
-// them from the sink and sorts them into equal and candidates while the
-// next keys are built. fromIndex says the ids came from the sink: one that
-// is no key of the root table at all is extra.
-func (t *target) compare(ctx context.Context, tx pgx.Tx, chk *checker, keys []string, fromIndex bool) error {
-	built, err := t.build(ctx, tx, keys, fromIndex)
-	if err != nil {
-		return err
-	}
-	return chk.send(ctx, built)
 }
 
 // unbuildable is the kind of a document the builder cannot build.

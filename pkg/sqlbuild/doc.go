@@ -22,19 +22,23 @@
 //
 // Build runs one statement per batch of keys. The root rows are selected by
 // `pk = ANY($1::text[]::<pk type>[])`, so the primary key index is used
-// whatever the key's type, and each document is assembled by Postgres with
-// json_build_object. Joins and aggregates are read a batch at a time: each
-// is a table of the related rows of every document of the batch, grouped by
-// the parent's key (json_agg for to-many joins, DISTINCT ON for has_one) and
-// LEFT JOINed to the parent's rows, nested to any depth; a belongs_to on the
-// related table's primary key is a LEFT JOIN in the query holding its
-// parent row. Each grouped table reads exactly the rows the documents hold
-// (the set of keys one level up, with its filters), so a bad value elsewhere
-// fails nothing. Where raw filter SQL could see the joined columns, and for
-// to-many joins with a limit, the join is a correlated subquery run per
-// parent row instead. Root filters and the soft delete marker are part of
-// the WHERE clause: a key without a row is a tombstone (Doc.Body nil).
-// Filter operands, defaults and constants are bound parameters.
+// whatever the key's type, and each document is assembled by Postgres: an
+// object is the row_to_json of a row joined LATERAL whose columns are its
+// fields (json_build_object where raw filter SQL is in scope). Joins and
+// aggregates are read a batch at a time: each is a table of the related rows
+// of every document of the batch, grouped by the parent's key (json_agg for
+// to-many joins, DISTINCT ON for has_one) and LEFT JOINed to the parent's
+// rows, nested to any depth; aggregates without filters over the rows a
+// to-many join reads are more columns of its table, one read of the rows for
+// all. A belongs_to on the related table's primary key is a LEFT JOIN in the
+// query holding its parent row. Each grouped table reads exactly the rows the
+// documents hold (the set of keys one level up, with its filters), so a bad
+// value elsewhere fails nothing. Where raw filter SQL could see the joined
+// columns, and for to-many joins with a limit, the join is a correlated
+// subquery run per parent row instead. Root filters and the soft delete
+// marker are part of the WHERE clause: a key without a row is a tombstone
+// (Doc.Body nil). Filter operands, defaults and constants are bound
+// parameters.
 //
 // Values are rendered as OpenSearch accepts them: numbers as JSON numbers
 // (numeric keeps its digits, money becomes numeric), timestamp without time

@@ -134,6 +134,7 @@ func main() {
 	drainSecs := flag.Int("drain-secs", 90, "seconds to wait for the backlog after each live phase")
 	flag.IntVar(&h.txSize, "tx-size", 5, "changes per transaction of the live load")
 	flag.StringVar(&out, "out", "bench/results", "directory of the result files")
+	mediansOf := flag.String("medians", "", "comma-separated result files (.json) of repeated runs: write the medians of their figures to -out and run nothing")
 	flag.StringVar(&h.flussoBin, "flusso", "bench/.work/flusso", "flusso binary (built from the work tree when missing)")
 	flag.StringVar(&h.natsBin, "nats-server", "bin/nats-server", "nats-server binary for the distributed runs")
 	flag.StringVar(&h.venv, "venv", "bench/pgsync/.venv", "PGSync virtualenv (bench/pgsync/setup.sh)")
@@ -141,6 +142,12 @@ func main() {
 	flag.IntVar(&h.redisPort, "redis-port", 56379, "port of the Redis the harness starts for PGSync")
 	flag.IntVar(&h.natsPort, "nats-port", 54340, "port of the nats-server the harness starts for the distributed runs")
 	flag.Parse()
+	if *mediansOf != "" {
+		if err := writeMedians(strings.Split(*mediansOf, ","), out); err != nil {
+			log.Fatalf("harness: %v", err)
+		}
+		return
+	}
 	h.gen = datagen.Gen{Users: h.users, Seed: *seed}
 	h.liveFor = time.Duration(liveSecs) * time.Second
 	h.drainLimit = time.Duration(*drainSecs) * time.Second

@@ -81,13 +81,16 @@ func BenchmarkWriteVsRawBulk(b *testing.B) {
 	}
 }
 
+// rawClient asks for uncompressed answers, as the sink does.
+var rawClient = &http.Client{Transport: &http.Transport{DisableCompression: true}}
+
 func call(ctx context.Context, method, url string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/x-ndjson")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := rawClient.Do(req)
 	if err != nil {
 		return err
 	}
