@@ -85,6 +85,10 @@ func footprintTable(p func(string, ...any), r *results) {
 		rss = f0(s.Backfill.PeakRSSMB["nats-server"])
 	}
 	for _, f := range fs {
+		if f.ChangeMsgs == 0 && f.DocMsgs == 0 {
+			// No samples (the sampler could not reach the broker): no figure.
+			continue
+		}
 		c, d := perUnit(f.ChangeMsgBytes, f.ChangeMsgs, f.Units), perUnit(f.DocMsgBytes, f.DocMsgs, f.Units)
 		p("| %s | %d | %d | %s | %s | %d | %s | %s | %s |\n", f.Phase, f.Units, f.ChangeMsgs, f0(f.ChangeMsgBytes), f0(c),
 			f.DocMsgs, f0(f.DocMsgBytes), f0(d), rss)
