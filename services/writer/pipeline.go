@@ -81,6 +81,24 @@ func (p *pipeline) submit(ctx context.Context, run []*broker.DocumentMsg, docs [
 	return nil
 }
 
+// ready waits until a write can start at once. The writer waits for it
+// before it fetches, not after: while both writes are in flight the
+// documents pile up on the stream, and the next fetch takes all of them
+// into one larger bulk request. Fetching first took only a linger's worth
+// and held it while the writes ran, so under load OpenSearch got many
+// small requests (each with its own translog sync and per-request work)
+// exactly when it had the least CPU to spare.
+func (p *pipeline) ready(ctx context.Context) error {
+	select {
+	case p.slots <- struct{}{}:
+		// Only the writer's loop submits, so the slot stays free for it.
+		<-p.slots
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (p *pipeline) fail(err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
