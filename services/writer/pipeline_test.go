@@ -274,9 +274,9 @@ func TestRefreshGap(t *testing.T) {
 		took, want time.Duration
 	}{
 		{took: time.Millisecond, want: refreshMin},
-		{took: 50 * time.Millisecond, want: 250 * time.Millisecond},
-		{took: 150 * time.Millisecond, want: 750 * time.Millisecond},
-		{took: 700 * time.Millisecond, want: refreshEvery},
+		{took: 25 * time.Millisecond, want: 250 * time.Millisecond},
+		{took: 75 * time.Millisecond, want: 750 * time.Millisecond},
+		{took: 150 * time.Millisecond, want: refreshEvery},
 	}
 	for _, tt := range tests {
 		if got := refreshGap(tt.took); got != tt.want {

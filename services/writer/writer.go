@@ -363,14 +363,16 @@ func nakAll(msgs []*broker.DocumentMsg) {
 // Each refresh makes a segment OpenSearch must merge later, and at 200 ms
 // the benchmark measured 2.2-2.5x OpenSearch CPU per change (run 2), so
 // the gap follows what a refresh costs: at least refreshShare times the
-// last one's duration, between refreshMin and refreshEvery. A refresh of a
-// few documents takes milliseconds and the next may follow soon; under
-// load one takes hundreds of milliseconds, and the gap is the full second
-// it always was.
+// last one's duration, between refreshMin and refreshEvery, so refreshing
+// takes at most a tenth of the time. A refresh of a few documents takes
+// milliseconds and the next may follow soon; under load one takes a
+// hundred milliseconds or more, and the gap is the full second it always
+// was. (At 5x, a mix at 500 changes/s refreshed 5.7 times a second, 37 ms
+// each, and OpenSearch spent about 0.2 of a core more than at one.)
 const (
 	refreshMin   = 100 * time.Millisecond
 	refreshEvery = time.Second
-	refreshShare = 5
+	refreshShare = 10
 )
 
 // refreshGap is how long after the start of a refresh that took took the
