@@ -84,10 +84,9 @@ func (p *pipeline) submit(ctx context.Context, run []*broker.DocumentMsg, docs [
 // ready waits until a write can start at once. The writer waits for it
 // before it fetches, not after: while both writes are in flight the
 // documents pile up on the stream, and the next fetch takes all of them
-// into one larger bulk request. Fetching first took only a linger's worth
-// and held it while the writes ran, so under load OpenSearch got many
-// small requests (each with its own translog sync and per-request work)
-// exactly when it had the least CPU to spare.
+// into one bulk request. Fetching first held a third, small run (a
+// linger's worth) outside the writes until one ended, so under load
+// OpenSearch got more, smaller requests, each with its translog sync.
 func (p *pipeline) ready(ctx context.Context) error {
 	select {
 	case p.slots <- struct{}{}:
