@@ -81,6 +81,23 @@ func (p *pipeline) submit(ctx context.Context, run []*broker.DocumentMsg, docs [
 	return nil
 }
 
+// ready waits until a write can start at once. The writer waits for it
+// before it fetches, not after: while both writes are in flight the
+// documents pile up on the stream, and the next fetch takes all of them
+// into one bulk request. Fetching first held a third, small run (a
+// linger's worth) outside the writes until one ended, so under load
+// OpenSearch got more, smaller requests, each with its translog sync.
+func (p *pipeline) ready(ctx context.Context) error {
+	select {
+	case p.slots <- struct{}{}:
+		// Only the writer's loop submits, so the slot stays free for it.
+		<-p.slots
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (p *pipeline) fail(err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/flusso/flusso/pkg/broker"
 	"github.com/flusso/flusso/pkg/flow"
 	"github.com/flusso/flusso/pkg/health"
+	"github.com/flusso/flusso/pkg/sink"
 	"github.com/flusso/flusso/pkg/sink/stdout"
 	"github.com/flusso/flusso/proto/flussopb"
 )
@@ -178,5 +181,106 @@ func TestPipeline(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// gatedSink is the stdout sink with writes that wait for a gate, recording
+// how many documents each write got.
+type gatedSink struct {
+	*stdout.Sink
+	gate chan struct{} // closed: writes go on
+	mu   sync.Mutex
+	runs []int
+}
+
+func (g *gatedSink) Write(ctx context.Context, docs []sink.Doc) ([]sink.Rejection, error) {
+	g.mu.Lock()
+	g.runs = append(g.runs, len(docs))
+	g.mu.Unlock()
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.Sink.Write(ctx, docs)
+}
+
+func (g *gatedSink) written() []int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.runs)
+}
+
+// TestFetchAfterAWriteIsFree holds both writes of a running writer in the
+// sink while documents arrive in two bursts further apart than the fetch
+// linger: the writer fetches only once a write can start, so the next
+// write takes both bursts in one run (one bulk request), not the first
+// burst alone fetched while the writes were still in flight.
+func TestFetchAfterAWriteIsFree(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn := testenv.Broker(t, "out")
+	s := &gatedSink{Sink: stdout.New("out", io.Discard, false, "test"), gate: make(chan struct{})}
+	w := New(Config{Sink: s, Broker: conn, Indexes: []flow.Index{{Name: "tags"}}})
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	defer func() {
+		stop()
+		<-done
+	}()
+	id := 0
+	publish := func(n int) {
+		t.Helper()
+		for range n {
+			id++
+			doc := &flussopb.Document{Index: "tags", Id: fmt.Sprint(id), Op: flussopb.DocOp_UPSERT, Body: []byte(`{"n":1}`), Version: 1}
+			if err := conn.PublishDocument(ctx, doc, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	awaitRuns := func(n int) []int {
+		t.Helper()
+		for ctx.Err() == nil {
+			if got := s.written(); len(got) >= n {
+				return got
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("the sink got writes %v, want %d", s.written(), n)
+		return nil
+	}
+	// Both writes in flight, held by the sink.
+	publish(1)
+	awaitRuns(1)
+	publish(1)
+	awaitRuns(2)
+	const burst = 10
+	publish(burst)
+	time.Sleep(4 * broker.Linger)
+	publish(burst)
+	time.Sleep(2 * broker.Linger)
+	close(s.gate)
+	if got := awaitRuns(3); got[2] != 2*burst {
+		t.Errorf("writes of %v documents: the third took %d, want both bursts (%d)", got, got[2], 2*burst)
+	}
+}
+
+// TestRefreshGap: a refresh of a few documents is followed soon by the
+// next, one that takes long keeps them apart for up to a second.
+func TestRefreshGap(t *testing.T) {
+	tests := []struct {
+		took, want time.Duration
+	}{
+		{took: time.Millisecond, want: refreshMin},
+		{took: 25 * time.Millisecond, want: 250 * time.Millisecond},
+		{took: 75 * time.Millisecond, want: 750 * time.Millisecond},
+		{took: 150 * time.Millisecond, want: refreshEvery},
+	}
+	for _, tt := range tests {
+		if got := refreshGap(tt.took); got != tt.want {
+			t.Errorf("refreshGap(%s) = %s, want %s", tt.took, got, tt.want)
+		}
 	}
 }

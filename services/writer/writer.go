@@ -92,6 +92,9 @@ func (w *Writer) Run(ctx context.Context) error {
 			pipe.drain() //nolint:errcheck // already failing with err
 			return err
 		}
+		if err := pipe.ready(ctx); err != nil {
+			return nil // ctx ended
+		}
 		var fetched []*broker.DocumentMsg
 		err := w.retry(ctx, "fetching documents", func() error {
 			var err error
@@ -353,15 +356,34 @@ func nakAll(msgs []*broker.DocumentMsg) {
 	}
 }
 
-// refreshEvery bounds forced refreshes: under a steady trickle the writer
-// catches up after nearly every batch, and each refresh makes a segment
-// OpenSearch must merge later. At 200 ms the benchmark measured 2.2-2.5x
-// OpenSearch CPU per change (docs/benchmarks.md, run 2); once a second
-// keeps search fresh within the latency target at a fraction of that.
-const refreshEvery = time.Second
+// Forced refreshes are what make a write searchable (an index refreshes by
+// itself only every refresh_interval, 10 s by default), so the wait for the
+// next one is most of a change's latency at low rates: with a refresh at
+// most once a second, p50 stood at 500-650 ms from 100 to 1,000 changes/s.
+// Each refresh makes a segment OpenSearch must merge later, and at 200 ms
+// the benchmark measured 2.2-2.5x OpenSearch CPU per change (run 2), so
+// the gap follows what a refresh costs: at least refreshShare times the
+// last one's duration, between refreshMin and refreshEvery, so refreshing
+// takes at most a tenth of the time. A refresh of a few documents takes
+// milliseconds and the next may follow soon; under load one takes a
+// hundred milliseconds or more, and the gap is the full second it always
+// was. (At 5x, with a mix at 500 changes/s, the node refreshed 5.7 times
+// a second against 2.0 before, and OpenSearch spent 0.48 of a core
+// against 0.29.)
+const (
+	refreshMin   = 100 * time.Millisecond
+	refreshEvery = time.Second
+	refreshShare = 10
+)
+
+// refreshGap is how long after the start of a refresh that took took the
+// next may start.
+func refreshGap(took time.Duration) time.Duration {
+	return min(max(refreshShare*took, refreshMin), refreshEvery)
+}
 
 // refresher refreshes the sink when asked, off the write path, at most
-// once per refreshEvery; asks that come meanwhile are served by the next.
+// once per refreshGap; asks that come meanwhile are served by the next.
 func (w *Writer) refresher(ctx context.Context, asked <-chan struct{}) {
 	for {
 		select {
@@ -369,13 +391,15 @@ func (w *Writer) refresher(ctx context.Context, asked <-chan struct{}) {
 			return
 		case <-asked:
 		}
+		start := time.Now()
 		if err := w.cfg.Sink.Refresh(ctx); err != nil && ctx.Err() == nil {
 			w.log.Warn("refreshing after catching up", "err", err)
 		}
+		took := time.Since(start)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(refreshEvery):
+		case <-time.After(refreshGap(took) - took):
 		}
 	}
 }
