@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,6 +41,7 @@ type Reader interface {
 	Get(ctx context.Context, ix flow.Index, ids []string) (map[string]opensearch.Stored, error)
 	EachID(ctx context.Context, ix flow.Index, fn func(ids []string) error) error
 	SampleIDs(ctx context.Context, ix flow.Index, n int) ([]string, error)
+	PointInTime(ctx context.Context, ix flow.Index) (*opensearch.PointInTime, error)
 }
 
 // Target is one index in one sink.
@@ -188,6 +190,10 @@ type target struct {
 	rows   *rootRows
 	report *IndexReport
 	cands  []candidate
+	// view is the sink's index as of the start of the walk (nil: read in
+	// real time), found how many of its documents the walk read.
+	view  *opensearch.PointInTime
+	found atomic.Int64
 }
 
 // Run audits every target and returns the report. An error means the
@@ -245,6 +251,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return err
 		}
 		defer c.close(ctx)
+		// Right after the snapshot: a sink holds a document of a row
+		// inserted after it only once the pipeline wrote it, which takes
+		// longer than opening these.
+		for _, t := range targets {
+			t.view, err = t.Sink.PointInTime(ctx, t.Index)
+			if err != nil {
+				cfg.Log.Warn("reading in real time and listing every id: no point in time of the index", "index", t.Index.Name, "sink", t.Sink.Name(), "err", err)
+				continue
+			}
+			defer t.view.Close(ctx) //nolint:errcheck // it expires by itself
+		}
 		for _, t := range targets {
 			if err := t.x.Prepare(ctx, tx); err != nil {
 				return err

@@ -68,10 +68,17 @@ func (t *target) check(ctx context.Context, built []sqlbuild.Doc) error {
 	for i, d := range built {
 		ids[i] = d.ID
 	}
-	stored, err := t.Sink.Get(ctx, t.Index, ids)
+	var stored map[string]opensearch.Stored
+	var err error
+	if t.view != nil {
+		stored, err = t.view.Get(ctx, ids)
+	} else {
+		stored, err = t.Sink.Get(ctx, t.Index, ids)
+	}
 	if err != nil {
 		return err
 	}
+	t.found.Add(int64(len(stored)))
 	kinds := make([]string, len(built))
 	for i, d := range built {
 		if kinds[i], err = t.classify(d, stored); err != nil {

@@ -40,61 +40,18 @@ func (cfg *Config) walk(ctx context.Context, tx pgx.Tx, c *crew, t *target) erro
 		p.Final, p.Elapsed = true, time.Since(started)
 		cfg.Progress(p)
 	}()
-	chk := newChecker(ctx, t)
-	g, gctx := errgroup.WithContext(ctx)
-	jobs := make(chan job)
-	for _, btx := range c.txs {
-		g.Go(func() error {
-			for j := range jobs {
-				built, err := t.build(gctx, btx, j.keys, j.fromIndex)
-				if err != nil {
-					return err
-				}
-				if err := chk.send(gctx, built); err != nil {
-					return err
-				}
-				step(len(j.keys))
-			}
-			return nil
-		})
-	}
-	compare := func(keys []string, fromIndex bool) error {
-		select {
-		case jobs <- job{keys, fromIndex}:
-			return nil
-		case <-gctx.Done():
-			return gctx.Err()
-		}
-	}
 	total := func(n int64) {
 		mu.Lock()
 		defer mu.Unlock()
 		p.Total = n
 	}
-	err := cfg.walkKeys(gctx, tx, t, total, compare)
-	close(jobs)
-	err = firstError(g.Wait(), err)
-	return firstError(err, chk.wait())
-}
-
-// job is a batch of keys to build and compare.
-type job struct {
-	keys      []string
-	fromIndex bool
-}
-
-// walkKeys hands compare the selected keys, a batch at a time, then the
-// ids of the sink that were not among them.
-func (cfg *Config) walkKeys(ctx context.Context, tx pgx.Tx, t *target, total func(int64), compare func(keys []string, fromIndex bool) error) error {
+	compare := func(feed func(compare func(keys []string, fromIndex bool) error) error) error {
+		return t.compare(ctx, c, step, feed)
+	}
 	switch sel := cfg.Select; {
 	case len(sel.Keys) > 0:
 		total(int64(len(sel.Keys)))
-		for chunk := range slices.Chunk(sel.Keys, batch) {
-			if err := compare(chunk, false); err != nil {
-				return err
-			}
-		}
-		return nil
+		return compare(chunks(sel.Keys, false))
 	case sel.Sample > 0:
 		keys, err := sample(ctx, tx, t.x, sel.Sample)
 		if err != nil {
@@ -115,80 +72,129 @@ func (cfg *Config) walkKeys(ctx context.Context, tx pgx.Tx, t *target, total fun
 			}
 		}
 		total(int64(len(keys) + len(others)))
-		for chunk := range slices.Chunk(keys, batch) {
-			if err := compare(chunk, false); err != nil {
+		return compare(func(fn func([]string, bool) error) error {
+			if err := chunks(keys, false)(fn); err != nil {
 				return err
 			}
+			return chunks(others, true)(fn)
+		})
+	}
+	if n, err := t.x.Count(ctx, tx); err == nil {
+		total(n)
+	}
+	// Every key of the snapshot, then whatever else the sink holds.
+	seen := map[string]struct{}{}
+	err := compare(func(fn func([]string, bool) error) error {
+		after, first := "", true
+		for {
+			keys, err := t.x.Keys(ctx, tx, after, first, batch)
+			if err != nil || len(keys) == 0 {
+				return err
+			}
+			for _, k := range keys {
+				seen[k] = struct{}{}
+			}
+			if err := fn(keys, false); err != nil {
+				return err
+			}
+			after, first = keys[len(keys)-1], false
 		}
-		for chunk := range slices.Chunk(others, batch) {
-			if err := compare(chunk, true); err != nil {
+	})
+	if err != nil {
+		return err
+	}
+	others, err := cfg.others(ctx, t, seen)
+	if err != nil {
+		return err
+	}
+	clear(seen)
+	return compare(chunks(others, true))
+}
+
+// others are the ids the sink holds besides the keys seen. Read through a
+// point in time, the documents found are every one the sink holds when
+// their count says so, and listing the ids (a read of every stored
+// document, as costly as the comparison) is left out.
+func (cfg *Config) others(ctx context.Context, t *target, seen map[string]struct{}) ([]string, error) {
+	if t.view != nil {
+		n, err := t.view.Count(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if n == t.found.Load() {
+			cfg.Log.Debug("the sink holds only the documents compared", "index", t.Index.Name, "sink", t.Sink.Name(), "documents", n)
+			return nil, nil
+		}
+	}
+	scan := time.Now()
+	var others []string
+	err := t.Sink.EachID(ctx, t.Index, func(ids []string) error {
+		for _, id := range ids {
+			if _, ok := seen[id]; !ok {
+				others = append(others, id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	cfg.Log.Debug("listed the sink's ids", "index", t.Index.Name, "sink", t.Sink.Name(), "ids_not_in_postgres", len(others), "took", time.Since(scan))
+	return others, nil
+}
+
+// chunks feeds keys to compare a batch at a time.
+func chunks(keys []string, fromIndex bool) func(compare func([]string, bool) error) error {
+	return func(compare func([]string, bool) error) error {
+		for chunk := range slices.Chunk(keys, batch) {
+			if err := compare(chunk, fromIndex); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	if n, err := t.x.Count(ctx, tx); err == nil {
-		total(n)
-	}
-	// Every key of the snapshot, then whatever else the sink holds. The
-	// sink's ids are listed meanwhile (a tenth of an audit's time when it
-	// came after); the two lists only meet at the end.
-	listCtx, stopListing := context.WithCancel(ctx)
-	defer stopListing()
-	listed := make(chan sinkIDs, 1)
-	scan := time.Now()
-	go func() {
-		var l sinkIDs
-		l.err = t.Sink.EachID(listCtx, t.Index, func(ids []string) error {
-			l.ids = append(l.ids, ids...)
-			return nil
-		})
-		l.took = time.Since(scan)
-		listed <- l
-	}()
-	seen := map[string]struct{}{}
-	after, first := "", true
-	for {
-		keys, err := t.x.Keys(ctx, tx, after, first, batch)
-		if err != nil {
-			return err
-		}
-		if len(keys) == 0 {
-			break
-		}
-		for _, k := range keys {
-			seen[k] = struct{}{}
-		}
-		if err := compare(keys, false); err != nil {
-			return err
-		}
-		after, first = keys[len(keys)-1], false
-	}
-	l := <-listed
-	if l.err != nil {
-		return l.err
-	}
-	var others []string
-	for _, id := range l.ids {
-		if _, ok := seen[id]; !ok {
-			others = append(others, id)
-		}
-	}
-	cfg.Log.Debug("listed the sink's ids", "index", t.Index.Name, "sink", t.Sink.Name(), "ids_not_in_postgres", len(others), "took", l.took)
-	clear(seen)
-	for chunk := range slices.Chunk(others, batch) {
-		if err := compare(chunk, true); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
-// sinkIDs is the listing of every id a sink holds for an index.
-type sinkIDs struct {
-	ids  []string
-	err  error
-	took time.Duration
+// compare builds the batches feed hands it on the crew's transactions and
+// checks them against the sink, and returns once every one is checked.
+// fromIndex says the ids came from the sink: one that is no key of the
+// root table at all is extra.
+func (t *target) compare(ctx context.Context, c *crew, step func(int), feed func(compare func(keys []string, fromIndex bool) error) error) error {
+	chk := newChecker(ctx, t)
+	g, gctx := errgroup.WithContext(ctx)
+	jobs := make(chan job)
+	for _, btx := range c.txs {
+		g.Go(func() error {
+			for j := range jobs {
+				built, err := t.build(gctx, btx, j.keys, j.fromIndex)
+				if err != nil {
+					return err
+				}
+				if err := chk.send(gctx, built); err != nil {
+					return err
+				}
+				step(len(j.keys))
+			}
+			return nil
+		})
+	}
+	err := feed(func(keys []string, fromIndex bool) error {
+		select {
+		case jobs <- job{keys, fromIndex}:
+			return nil
+		case <-gctx.Done():
+			return gctx.Err()
+		}
+	})
+	close(jobs)
+	err = firstError(g.Wait(), err)
+	return firstError(err, chk.wait())
+}
+
+// job is a batch of keys to build and compare.
+type job struct {
+	keys      []string
+	fromIndex bool
 }
 
 // sample picks n root keys at random (reservoir sampling over the keys in

@@ -93,7 +93,7 @@ type target struct {
 	Note  string `json:"note,omitempty"`
 	// Figure is the number the goal bounds (a ratio, ms, MB); measured says
 	// there is one. The medians of repeated runs are taken of it.
-	Figure   float64 `json:"figure"`
+	Figure   float64 `json:"-"`
 	measured bool
 	bound    bound
 }
