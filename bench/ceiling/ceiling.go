@@ -47,17 +47,12 @@ func Build(ctx context.Context, pool *pgxpool.Pool, ix *sqlbuild.Index, workers,
 		return res, fmt.Errorf("preparing the index: %w", err)
 	}
 	var keys []string
-	after, first := "", true
-	for {
-		page, err := ix.Keys(ctx, pool, after, first, 10_000)
-		if err != nil {
-			return res, err
-		}
-		if len(page) == 0 {
-			break
-		}
+	err := ix.KeyPages(ctx, pool, 10_000, func(page []string) error {
 		keys = append(keys, page...)
-		after, first = page[len(page)-1], false
+		return nil
+	})
+	if err != nil {
+		return res, err
 	}
 
 	f, err := os.Create(path)

@@ -50,28 +50,23 @@ func Compare(ctx context.Context, dbURL, osURL, alias, name string, ix *schema.I
 		return res, err
 	}
 	want := map[string]json.RawMessage{}
-	after, firstPage := "", true
-	for {
-		keys, err := x.Keys(ctx, pool, after, firstPage, 2000)
-		if err != nil {
-			return res, err
-		}
-		if len(keys) == 0 {
-			break
-		}
+	err = x.KeyPages(ctx, pool, 2000, func(keys []string) error {
 		docs, err := x.Build(ctx, pool, keys)
 		if err != nil {
-			return res, err
+			return err
 		}
 		for _, d := range docs {
 			if d.Err != nil {
-				return res, fmt.Errorf("building %s: %w", d.ID, d.Err)
+				return fmt.Errorf("building %s: %w", d.ID, d.Err)
 			}
 			if d.Body != nil {
 				want[d.ID] = d.Body
 			}
 		}
-		after, firstPage = keys[len(keys)-1], false
+		return nil
+	})
+	if err != nil {
+		return res, err
 	}
 	got, err := Documents(ctx, osURL, alias)
 	if err != nil {

@@ -85,20 +85,12 @@ func (cfg *Config) walk(ctx context.Context, tx pgx.Tx, c *crew, t *target) erro
 	// Every key of the snapshot, then whatever else the sink holds.
 	seen := map[string]struct{}{}
 	err := compare(func(fn func([]string, bool) error) error {
-		after, first := "", true
-		for {
-			keys, err := t.x.Keys(ctx, tx, after, first, batch)
-			if err != nil || len(keys) == 0 {
-				return err
-			}
+		return t.x.KeyPages(ctx, tx, batch, func(keys []string) error {
 			for _, k := range keys {
 				seen[k] = struct{}{}
 			}
-			if err := fn(keys, false); err != nil {
-				return err
-			}
-			after, first = keys[len(keys)-1], false
-		}
+			return fn(keys, false)
+		})
 	})
 	if err != nil {
 		return err
@@ -206,15 +198,7 @@ func sample(ctx context.Context, tx pgx.Tx, x *sqlbuild.Index, n int) ([]string,
 	}
 	var picks []pick
 	pos := 0
-	after, first := "", true
-	for {
-		keys, err := x.Keys(ctx, tx, after, first, 5000)
-		if err != nil {
-			return nil, err
-		}
-		if len(keys) == 0 {
-			break
-		}
+	err := x.KeyPages(ctx, tx, 5000, func(keys []string) error {
 		for _, k := range keys {
 			switch {
 			case len(picks) < n:
@@ -226,7 +210,10 @@ func sample(ctx context.Context, tx pgx.Tx, x *sqlbuild.Index, n int) ([]string,
 			}
 			pos++
 		}
-		after, first = keys[len(keys)-1], false
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	slices.SortFunc(picks, func(a, b pick) int { return a.pos - b.pos })
 	out := make([]string, len(picks))

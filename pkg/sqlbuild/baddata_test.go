@@ -125,17 +125,12 @@ fields:
 `)
 	ctx := context.Background()
 	var all []string
-	after, first := "", true
-	for {
-		keys, err := ix.Keys(ctx, pool, after, first, 20)
-		if err != nil {
-			t.Fatalf("Keys: %v", err)
-		}
-		if len(keys) == 0 {
-			break
-		}
+	err := ix.KeyPages(ctx, pool, 20, func(keys []string) error {
 		all = append(all, keys...)
-		after, first = keys[len(keys)-1], false
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Keys: %v", err)
 	}
 	if len(all) != 86 {
 		t.Errorf("Keys listed %d keys, want the 86 documents", len(all))

@@ -57,6 +57,22 @@ func (x *Index) Keys(ctx context.Context, q Querier, after string, first bool, l
 	return keys, nil
 }
 
+// KeyPages hands fn the keys Keys lists, a page of up to limit at a time
+// in key order, until they end or fn fails.
+func (x *Index) KeyPages(ctx context.Context, q Querier, limit int, fn func(keys []string) error) error {
+	after, first := "", true
+	for {
+		keys, err := x.Keys(ctx, q, after, first, limit)
+		if err != nil || len(keys) == 0 {
+			return err
+		}
+		if err := fn(keys); err != nil {
+			return err
+		}
+		after, first = keys[len(keys)-1], false
+	}
+}
+
 // Count estimates the number of root rows for progress reports: the
 // planner's estimate for a large table, an exact count of the documents for
 // a small one.

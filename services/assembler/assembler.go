@@ -460,19 +460,11 @@ func (a *Assembler) emit(ctx context.Context, out *inflight, ix *index, x *sqlbu
 	}
 	if p.all {
 		// A related table was truncated: every document may have changed.
-		after, first := "", true
-		for {
-			keys, err := x.Keys(ctx, a.cfg.Pool, after, first, 5000)
-			if err != nil {
-				return fmt.Errorf("listing documents of index %s: %w", ix.name, err)
-			}
-			if len(keys) == 0 {
-				break
-			}
-			if err := a.build(ctx, out, ix, x, keys, nil, 0, version); err != nil {
-				return err
-			}
-			after, first = keys[len(keys)-1], false
+		err := x.KeyPages(ctx, a.cfg.Pool, 5000, func(keys []string) error {
+			return a.build(ctx, out, ix, x, keys, nil, 0, version)
+		})
+		if err != nil {
+			return err
 		}
 	} else if len(p.live) > 0 {
 		if err := a.build(ctx, out, ix, x, p.live, nil, 0, version); err != nil {

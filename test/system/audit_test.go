@@ -173,19 +173,14 @@ func buildAlone(t *testing.T, dbURL string, ix *schema.Index, builders int) floa
 	}
 	g.Go(func() error {
 		defer close(batches)
-		after, first := "", true
-		for {
-			keys, err := x.Keys(gctx, tx, after, first, 500)
-			if err != nil || len(keys) == 0 {
-				return err
-			}
+		return x.KeyPages(gctx, tx, 500, func(keys []string) error {
 			select {
 			case batches <- keys:
+				return nil
 			case <-gctx.Done():
 				return gctx.Err()
 			}
-			after, first = keys[len(keys)-1], false
-		}
+		})
 	})
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
