@@ -120,22 +120,7 @@ func (p *PointInTime) search(ctx context.Context, body map[string]any) (pitAnswe
 	if err != nil {
 		return pitAnswer{}, err
 	}
-	r := request{path: "/_search", body: raw}
-	var got pitAnswer
-	err = p.s.retry(ctx, func() error {
-		resp, err := p.s.attempt(ctx, http.MethodPost, r)
-		if err != nil {
-			return err
-		}
-		if !resp.ok() {
-			return resp.errorOf()
-		}
-		got = pitAnswer{}
-		if err := json.Unmarshal(resp.body, &got); err != nil {
-			return fmt.Errorf("decode search response: %w", err)
-		}
-		return incomplete(got.searchResult, false)
-	})
+	got, err := searchAs[pitAnswer](ctx, p.s, request{path: "/_search", body: raw}, false)
 	if err == nil && got.PitID != "" {
 		p.mu.Lock()
 		p.id = got.PitID

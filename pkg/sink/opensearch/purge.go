@@ -219,8 +219,19 @@ func (s *Sink) search(ctx context.Context, target, preference string, body map[s
 		q.Set("preference", preference)
 	}
 	r := request{path: "/" + url.PathEscape(target) + "/_search", query: q, body: raw}
-	var got searchResult
-	err = s.retry(ctx, func() error {
+	return searchAs[searchResult](ctx, s, r, preference != "")
+}
+
+// shards is an answer to a search, for its shards' part.
+type shards interface{ shards() searchResult }
+
+func (r searchResult) shards() searchResult { return r }
+
+// searchAs sends search request r and decodes its answer as T, retrying
+// transient failures and incomplete answers (see incomplete).
+func searchAs[T shards](ctx context.Context, s *Sink, r request, oneShard bool) (T, error) {
+	var got T
+	err := s.retry(ctx, func() error {
 		resp, err := s.attempt(ctx, http.MethodPost, r)
 		if err != nil {
 			return err
@@ -228,11 +239,12 @@ func (s *Sink) search(ctx context.Context, target, preference string, body map[s
 		if !resp.ok() {
 			return resp.errorOf()
 		}
-		got = searchResult{}
-		if err := json.Unmarshal(resp.body, &got); err != nil {
+		var fresh T
+		if err := json.Unmarshal(resp.body, &fresh); err != nil {
 			return fmt.Errorf("decode search response: %w", err)
 		}
-		return incomplete(got, preference != "")
+		got = fresh
+		return incomplete(got.shards(), oneShard)
 	})
 	return got, err
 }
